@@ -1,0 +1,26 @@
+"""The one place randomness is seeded, so a run with the same seed repeats exactly."""
+
+from __future__ import annotations
+
+import os
+import random
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (if installed) and ask torch for deterministic kernels."""
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)

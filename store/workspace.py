@@ -1,0 +1,102 @@
+"""A workspace is a folder holding `pioneer.db` and `artifacts/`; `Store` is its single entry point."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.db import open_db
+
+DEFAULT_WORKSPACE = ".pioneer"
+WORKSPACE_ENV = "PIONEER_WORKSPACE"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "pioneer.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @classmethod
+    def resolve(cls, explicit: str | Path | None = None) -> Workspace:
+        """`--workspace` wins, then $PIONEER_WORKSPACE, then ./.pioneer."""
+        root = explicit or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+        return cls(Path(root).expanduser().resolve())
+
+    def create(self) -> Workspace:
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class Store:
+    """The workspace database plus typed accessors for each table group.
+
+    One Store per thread: SQLite connections are not shared across threads here.
+    """
+
+    def __init__(self, workspace: Workspace | str | Path | None = None) -> None:
+        from store.registry import DatasetVersions, ModelRegistry
+        from store.runlog import RunLog
+        from store.traces import PredictionCache, TraceTable
+
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace)
+        self.workspace.create()
+        self.db = open_db(self.workspace.db_path)
+        self.conn = self.db.conn
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.traces = TraceTable(self)
+        self.models = ModelRegistry(self)
+        self.datasets = DatasetVersions(self)
+        self.runs = RunLog(self)
+        self.cache = PredictionCache(self)
+
+    @property
+    def artifacts(self) -> Path:
+        return self.workspace.artifacts
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing writes; nests through savepoints."""
+        with self._lock:
+            name = f"sp{self._depth}"
+            if self._depth == 0:
+                self.conn.execute("BEGIN IMMEDIATE")
+            else:
+                self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.conn.execute("COMMIT")
+                else:
+                    self.conn.execute(f"RELEASE {name}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,38 @@
+"""The layer rules of design.md: import-linter contracts, plus a subprocess check that importing
+the whole engine never loads textual."""
+
+from __future__ import annotations
+
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_linter_contracts_hold():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if lint is None:
+        pytest.fail("lint-imports not installed: pip install -e '.[test]'")
+    result = subprocess.run([lint, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_engine_import_never_loads_textual():
+    import engine
+
+    modules = [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'widgets', 'pioneer_tui')]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

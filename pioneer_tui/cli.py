@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _offline_defaults() -> None:
+    """Work offline unless the user says otherwise: no hub downloads, litellm's bundled price list."""
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
+                       ("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _offline_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(Workspace.resolve(args.workspace), debug=args.debug)

@@ -37,7 +37,8 @@ EVENT_TYPES = (
 
 
 class EventBus:
-    """Append-then-publish. Subscribers run on the publishing thread and must not block."""
+    """Append-then-publish: subscribers see an event only after the transaction holding it commits
+    (and never, if it rolls back). They run on the committing thread and must not block."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
@@ -53,11 +54,14 @@ class EventBus:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}; add it to engine.events.EVENT_TYPES")
         event = self.store.runs.append_event(self.run_id, type_, dict(payload))
+        self.store.after_commit(lambda: self._publish(event))
+        return event
+
+    def _publish(self, event: Event) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
         for fn in subscribers:
             fn(event)
-        return event
 
     def history(self) -> list[Event]:
         return self.store.runs.events(self.run_id)

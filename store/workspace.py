@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ class Store:
         self.conn = self.db.conn
         self._lock = threading.RLock()
         self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
         self.traces = TraceTable(self)
         self.models = ModelRegistry(self)
         self.datasets = DatasetVersions(self)
@@ -80,6 +81,7 @@ class Store:
             except BaseException:
                 self._depth -= 1
                 if self._depth == 0:
+                    self._after_commit.clear()
                     self.conn.execute("ROLLBACK")
                 else:
                     self.conn.execute(f"ROLLBACK TO {name}")
@@ -89,8 +91,19 @@ class Store:
                 self._depth -= 1
                 if self._depth == 0:
                     self.conn.execute("COMMIT")
+                    hooks, self._after_commit = self._after_commit, []
+                    for hook in hooks:
+                        hook()
                 else:
                     self.conn.execute(f"RELEASE {name}")
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once the outermost transaction commits (now, if none is open); dropped on rollback."""
+        with self._lock:
+            if self._depth == 0:
+                hook()
+            else:
+                self._after_commit.append(hook)
 
     def close(self) -> None:
         self.conn.close()

@@ -142,3 +142,22 @@ def test_atomic_write_dir_replaces_whole_directory(tmp_path):
         atomic_write_dir(target, lambda d: 1 / 0)
     assert (target / "weights.bin").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_events_publish_only_after_commit(tmp_path):
+    from engine.events import EventBus
+
+    with Store(tmp_path) as store:
+        bus = EventBus(store, store.runs.create("production"))
+        seen: list[str] = []
+        bus.subscribe(lambda e: seen.append(e.type))
+        with store.transaction():
+            bus.emit("run_started", mode="production")
+            assert seen == []
+        assert seen == ["run_started"]
+        with pytest.raises(RuntimeError), store.transaction():
+            bus.emit("node_added", node_id="n1")
+            raise RuntimeError
+        bus.emit("run_finished", status="finished")
+        assert seen == ["run_started", "run_finished"]
+        assert [e.type for e in bus.history()] == ["run_started", "run_finished"]

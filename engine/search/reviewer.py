@@ -1,0 +1,259 @@
+"""Human gates. The loop never calls a UI: it awaits a `Reviewer` before every train step (approve,
+veto with a reason, or an edited curriculum) and before every rollback and promotion.
+
+Implementations here: `HeadlessReviewer` (auto-approve or refuse everything), `StdinReviewer`
+(prompts on any text streams) and `ScriptedReviewer` (a fixed list, for tests and replays); the TUI
+adds its own. `apply_review` / `confirm` ask, then store each decision with its diff and emit it as
+an event; `record_review` / `record_confirmation` do only the storing, for the loop's own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+from engine.events import EventBus
+from engine.search.pipeline import Pipeline
+
+DecisionAction = Literal["approve", "veto", "edit"]
+
+
+@dataclass(frozen=True)
+class CurriculumReview:
+    """What a reviewer sees before a train step."""
+
+    node_id: str
+    pipeline: Pipeline
+    rows: tuple[dict[str, Any], ...]
+    dataset_version_id: str | None = None
+    composition: dict[str, Any] = field(default_factory=dict)
+    rationale: str | None = None
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a reviewer sees before a rollback or a promotion."""
+
+    node_id: str | None
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: DecisionAction
+    reason: str | None = None
+    rows: tuple[dict[str, Any], ...] | None = None  # the edited curriculum
+
+    def __post_init__(self) -> None:
+        if self.action not in ("approve", "veto", "edit"):
+            raise ValueError(f"decision action {self.action!r} is not approve, veto or edit")
+        if self.action == "veto" and not (self.reason and self.reason.strip()):
+            raise ValueError("a veto needs a reason")
+        if self.action == "edit" and self.rows is None:
+            raise ValueError("an edit needs the edited rows")
+        if self.rows is not None:
+            object.__setattr__(self, "rows", tuple(self.rows))
+
+
+class Reviewer(Protocol):
+    who: str
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision: ...
+    def confirm_rollback(self, info: Confirmation) -> bool: ...
+    def confirm_promotion(self, info: Confirmation) -> bool: ...
+
+
+class HeadlessReviewer:
+    def __init__(self, policy: Literal["auto", "never"] = "auto") -> None:
+        if policy not in ("auto", "never"):
+            raise ValueError(f"headless reviewer policy {policy!r} is not 'auto' or 'never'")
+        self.policy = policy
+        self.who = f"headless:{policy}"
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision:
+        if self.policy == "auto":
+            return Decision("approve")
+        return Decision("veto", "headless policy 'never' refuses every curriculum")
+
+    def confirm_rollback(self, info: Confirmation) -> bool:
+        return self.policy == "auto"
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        return self.policy == "auto"
+
+
+class StdinReviewer:
+    """Asks on `output`, reads answers from `input`. End of input refuses (never approves silently)."""
+
+    def __init__(self, input: TextIO | None = None, output: TextIO | None = None, who: str = "stdin") -> None:
+        self.input = input or sys.stdin
+        self.output = output or sys.stdout
+        self.who = who
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision:
+        self._say(f"Curriculum for node {review.node_id}: {len(review.rows)} rows, composition "
+                  f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}")
+        for row in review.rows[:5]:
+            self._say(f"  {json.dumps(row, ensure_ascii=False)[:160]}")
+        while True:
+            answer = self._ask("[a]pprove, [v]eto or [e]dit? ")
+            answer = answer if answer is None else answer.lower()
+            if answer is None:
+                return Decision("veto", "no answer (end of input)")
+            if answer in ("a", "approve"):
+                return Decision("approve")
+            if answer in ("v", "veto"):
+                reason = self._ask("reason: ")
+                return Decision("veto", reason or "vetoed without a reason")
+            if answer in ("e", "edit"):
+                path = self._ask("path to the edited curriculum (JSONL): ")
+                if path is None:
+                    return Decision("veto", "no edited curriculum given (end of input)")
+                try:
+                    return Decision("edit", rows=tuple(_read_jsonl(Path(path))))
+                except (OSError, ValueError) as exc:
+                    self._say(f"cannot use {path}: {exc}")
+                    continue
+            self._say(f"please answer a, v or e (got {answer!r})")
+
+    def confirm_rollback(self, info: Confirmation) -> bool:
+        return self._yes_no(f"Roll back? {info.summary}")
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        return self._yes_no(f"Promote? {info.summary}")
+
+    def _yes_no(self, question: str) -> bool:
+        self._say(question)
+        while True:
+            answer = self._ask("[y]es or [n]o? ")
+            answer = answer if answer is None else answer.lower()
+            if answer is None or answer in ("n", "no"):
+                return False
+            if answer in ("y", "yes"):
+                return True
+            self._say(f"please answer y or n (got {answer!r})")
+
+    def _ask(self, prompt: str) -> str | None:
+        self.output.write(prompt)
+        self.output.flush()
+        line = self.input.readline()
+        return None if line == "" else line.strip()
+
+    def _say(self, text: str) -> None:
+        self.output.write(text + "\n")
+
+
+class ScriptedReviewer:
+    """Answers from a list in order: Decisions for curricula, bools for confirmations."""
+
+    def __init__(self, script: list[Decision | bool], who: str = "scripted") -> None:
+        self.script = list(script)
+        self.who = who
+        self.seen: list[CurriculumReview | Confirmation] = []
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision:
+        return self._next(review, Decision)
+
+    def confirm_rollback(self, info: Confirmation) -> bool:
+        return self._next(info, bool)
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        return self._next(info, bool)
+
+    def _next(self, request: Any, kind: type) -> Any:
+        self.seen.append(request)
+        if not self.script:
+            raise RuntimeError(f"scripted reviewer has no answer left for {type(request).__name__}")
+        answer = self.script.pop(0)
+        if not isinstance(answer, kind):
+            raise RuntimeError(f"scripted reviewer expected a {kind.__name__} next, found {answer!r}")
+        return answer
+
+
+def diff_rows(old: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+              new: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """What an edit changed, by row id: removed ids, added rows, changed rows (before and after)."""
+    before, after = _by_id(old, "original"), _by_id(new, "edited")
+    return {
+        "removed": [i for i in before if i not in after],
+        "added": [after[i] for i in after if i not in before],
+        "changed": [{"id": i, "before": before[i], "after": after[i]}
+                    for i in before if i in after and before[i] != after[i]],
+    }
+
+
+def apply_review(bus: EventBus, reviewer: Reviewer, review: CurriculumReview) -> tuple[Decision, str | None]:
+    """Ask the reviewer (outside any transaction: a person may take minutes), then record the answer."""
+    decision = reviewer.review_curriculum(review)
+    return decision, record_review(bus, reviewer.who, review, decision)
+
+
+def record_review(bus: EventBus, who: str, review: CurriculumReview, decision: Decision) -> str | None:
+    """Store a curriculum decision with its diff (an edit becomes a new dataset version) and emit it.
+
+    Returns the dataset version to train on (None after a veto). Call it inside the transaction
+    that also updates the node, so a killed run never has one without the other.
+    """
+    store = bus.store
+    diff: dict[str, Any] = {}
+    version = review.dataset_version_id
+    with store.transaction():
+        if decision.action == "edit":
+            diff = diff_rows(review.rows, decision.rows or ())
+            version = store.datasets.create(list(decision.rows or ()), task=review.pipeline.hyperparams.task,
+                                            parent_id=review.dataset_version_id, run_id=bus.run_id,
+                                            note=f"edited by {who} from {review.dataset_version_id}")
+        elif decision.action == "veto":
+            version = None
+        _record(bus, "curriculum", decision.action, who, node_id=review.node_id, reason=decision.reason,
+                diff=diff, dataset_version_id=version or review.dataset_version_id)
+    return version
+
+
+def confirm(bus: EventBus, reviewer: Reviewer, kind: Literal["rollback", "promotion"], info: Confirmation) -> bool:
+    """Ask for a rollback or promotion, then record the answer (approve or refuse)."""
+    ok = reviewer.confirm_rollback(info) if kind == "rollback" else reviewer.confirm_promotion(info)
+    record_confirmation(bus, reviewer.who, kind, info, ok)
+    return ok
+
+
+def record_confirmation(bus: EventBus, who: str, kind: Literal["rollback", "promotion"], info: Confirmation,
+                        ok: bool) -> None:
+    with bus.store.transaction():
+        _record(bus, kind, "approve" if ok else "refuse", who, node_id=info.node_id, reason=info.summary)
+
+
+def _record(bus: EventBus, kind: str, action: str, who: str, *, node_id: str | None, reason: str | None,
+            diff: dict[str, Any] | None = None, dataset_version_id: str | None = None) -> None:
+    decision_id = bus.store.runs.record_decision(bus.run_id, kind, action, who, node_id=node_id, reason=reason,
+                                                 diff=diff, dataset_version_id=dataset_version_id)
+    bus.emit("decision_recorded", decision_id=decision_id, kind=kind, action=action, who=who, reason=reason,
+             node_id=node_id, dataset_version_id=dataset_version_id, diff=diff or {})
+
+
+def _by_id(rows: Any, which: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or row.get("id") in (None, ""):
+            raise ValueError(f"{which} curriculum row {n} has no 'id': every row needs a stable id to diff edits")
+        key = str(row["id"])
+        if key in out:
+            raise ValueError(f"{which} curriculum row {n} repeats id {key!r}: ids must be unique")
+        out[key] = row
+    return out
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not JSON ({exc.msg}); one JSON object per line") from exc
+    return rows

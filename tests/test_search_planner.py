@@ -1,0 +1,195 @@
+"""RulePlanner: each of the paper's rules, the policy bands, seeded fill-ins, evolve, fuse and judgments."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.models.base import TrainConfig
+from engine.search.graph import Node
+from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
+from engine.search.planner import ClusterInfo, FailureSummary, RulePlanner, SearchState
+from engine.search.policy import Action
+
+
+def pipe(task: str = "classification", **hyper) -> Pipeline:
+    return Pipeline(DatasetSpec(), TrainConfig(task=task, **hyper))
+
+
+def node(p: Pipeline, score: float = 0.7, node_id: str = "n1", parent: str | None = None) -> Node:
+    return Node(id=node_id, pipeline=p, parent_id=parent, operator="expand" if parent else "root", iteration=0,
+                status="evaluated", score=score)
+
+
+def state(p: Pipeline | None = None, band: str = "rework_data", n: int = 2, **kw) -> SearchState:
+    kw.setdefault("failures", FailureSummary())
+    action = kw.pop("action", Action(band, "policy says so", band))
+    return SearchState(node=node(p or pipe()), action=action, n_candidates=n, **kw)
+
+
+def test_overfitting_means_fewer_epochs_or_a_lower_learning_rate():
+    s = state(band="tune_hyperparams", failures=FailureSummary(train_score=0.99, eval_score=0.85))
+    first, second = RulePlanner().expand(s)
+    assert first.modification == {"hyperparams.epochs": [3.0, 1.8]}
+    assert second.modification == {"hyperparams.learning_rate": [5e-4, 2.5e-4]}
+    assert "overfitting (train 0.990 vs eval 0.850)" in first.rationale
+    assert all(p.operator == "expand" and p.planner == "rule" for p in (first, second))
+
+
+def test_a_label_confusion_cluster_gets_hard_negatives_for_that_pair():
+    s = state(failures=FailureSummary(confusion_pairs=(("translate", "change_language", 4), ("a", "b", 1))))
+    proposal = RulePlanner().expand(s)[0]
+    assert proposal.pipeline.data.focus_pairs == (("translate", "change_language"),)
+    assert proposal.pipeline.data.hard_negative_fraction == pytest.approx(0.40)
+    assert proposal.pipeline.data.gold_fraction == pytest.approx(0.60)
+    assert "label confusion translate -> change_language (4)" in proposal.rationale
+
+
+def test_recall_dominated_errors_get_more_gold():
+    proposal = RulePlanner().expand(state(failures=FailureSummary(false_negatives=10, false_positives=2)))[0]
+    assert proposal.modification == {"data.gold_fraction": [0.65, 0.7], "data.hard_negative_fraction": [0.35, 0.3]}
+    assert "recall-dominated" in proposal.rationale
+
+
+def test_precision_dominated_errors_get_hard_negatives_and_a_threshold_sweep():
+    f = FailureSummary(false_positives=10, false_negatives=2)
+    rework = RulePlanner().expand(state(failures=f, n=3))
+    assert rework[0].modification == {"data.gold_fraction": [0.65, 0.6], "data.hard_negative_fraction": [0.35, 0.4]}
+    assert [p.modification.get("hyperparams.threshold") for p in rework[1:]] == [[None, 0.6], [None, 0.7]]
+    tune = RulePlanner().expand(state(failures=f, band="tune_hyperparams"))
+    assert [p.pipeline.hyperparams.threshold for p in tune] == [0.6, 0.7]
+    assert all("threshold sweep" in p.rationale for p in tune)
+
+
+def test_plateau_changes_capacity_rank_or_method():
+    def plateau(**hyper):
+        return RulePlanner().expand(state(pipe(**hyper), band="tune_hyperparams", plateau=True))
+    rank = plateau(lora_rank=8)
+    assert rank[0].modification == {"hyperparams.lora_alpha": [16, 32], "hyperparams.lora_rank": [8, 16]}
+    assert rank[1].modification == {"hyperparams.method": ["lora", "full"]}
+    assert plateau(lora_rank=64)[0].modification == {"hyperparams.method": ["lora", "full"]}
+    assert plateau(method="linear_probe")[0].pipeline.hyperparams.method == "lora"
+    assert plateau(method="full")[0].pipeline.hyperparams.lora_rank == 32
+
+
+def test_reasoning_task_with_a_teacher_gets_chain_of_thought_supervision():
+    gen = pipe("generation")
+    proposal = RulePlanner().expand(state(gen, reasoning=True, teacher="claude-x"))[0]
+    assert proposal.pipeline.strategy == Strategy("chain_of_thought", "claude-x")
+    for no in (state(gen, reasoning=True), state(gen, teacher="claude-x"), state(reasoning=True, teacher="t")):
+        assert all(p.pipeline.strategy.supervision == "direct" for p in RulePlanner().expand(no))
+
+
+def test_surgical_band_adds_targeted_examples_per_failure_pattern():
+    action = Action("surgical_augmentation", "score 0.97", "surgical_augmentation",
+                    targets=(("caps", 3), ("typos", 2)))
+    proposal = RulePlanner().expand(state(action=action))[0]
+    assert proposal.pipeline.data.targeted == (("caps", 3), ("typos", 2))
+    assert proposal.rationale == "surgical augmentation: 3 targeted example(s) for caps, 2 targeted example(s) for typos"
+
+
+def test_rollback_rationale_names_the_rollback():
+    action = Action("rollback", "score fell: restore n0", "tune_hyperparams", rollback_to="n0")
+    proposals = RulePlanner().expand(state(action=action, failures=FailureSummary(train_score=1.0, eval_score=0.8)))
+    assert proposals[0].rationale.startswith("score fell: restore n0; overfitting")
+
+
+def test_fill_in_moves_are_seeded_unseen_and_valid():
+    base = pipe()
+    seen = frozenset({base.hash, base.modify({"hyperparams.learning_rate": 1e-3}).hash})
+    s = state(base, band="tune_hyperparams", n=4, seen=seen)
+    a, b = RulePlanner(seed=1).expand(s), RulePlanner(seed=1).expand(s)
+    assert [p.pipeline.hash for p in a] == [p.pipeline.hash for p in b]
+    assert len(a) == 4 and len({p.pipeline.hash for p in a}) == 4
+    assert not {p.pipeline.hash for p in a} & seen
+    for p in a:
+        assert base.diff(p.pipeline) == p.modification and p.pipeline.data == base.data  # data fixed
+    orders = {tuple(p.rationale for p in RulePlanner(seed=k).expand(s)) for k in range(8)}
+    assert len(orders) > 1
+
+
+def test_production_data_moves_can_shift_replay_within_its_band():
+    prod = Pipeline(DatasetSpec(mode="production", gold_fraction=0.5, hard_negative_fraction=0.35,
+                                replay_fraction=0.15), TrainConfig(task="ner"))
+    proposals = RulePlanner().expand(state(prod, n=5))
+    replay = [p for p in proposals if "replay" in p.rationale]
+    assert replay and replay[0].pipeline.data.replay_fraction == pytest.approx(0.2)
+    assert all(0.25 <= p.pipeline.data.hard_negative_fraction <= 0.35 for p in proposals)
+
+
+def test_evolve_keeps_what_improved_along_the_trajectory():
+    root = node(pipe(), 0.80, "n0")
+    better = node(root.pipeline.modify({"hyperparams.learning_rate": 1e-3}), 0.88, "n1", "n0")
+    worse = node(better.pipeline.modify({"hyperparams.epochs": 5.0}), 0.85, "n2", "n1")
+    for seed in range(6):
+        s = SearchState(node=better, action=Action("tune_hyperparams", "", "tune_hyperparams"), operator="evolve",
+                        history=(root, better), seed=seed, seen=frozenset({root.pipeline.hash, better.pipeline.hash,
+                                                                            worse.pipeline.hash}))
+        proposal = RulePlanner().evolve(s)
+        assert proposal.operator == "evolve"
+        assert "hyperparams.learning_rate" not in proposal.modification
+        assert proposal.modification and "keep hyperparams.learning_rate" in proposal.rationale
+
+
+def test_fuse_combines_the_changes_of_different_branches():
+    root = node(pipe(), 0.8, "n0")
+    a = node(root.pipeline.modify({"hyperparams.epochs": 5.0}), 0.90, "a", "n0")
+    b = node(root.pipeline.modify({"hyperparams.epochs": 1.0, "hyperparams.learning_rate": 1e-4,
+                                   "data.gold_fraction": 0.7, "data.hard_negative_fraction": 0.3,
+                                   "data.focus_pairs": [["x", "y"]]}), 0.85, "b", "n0")
+    s = SearchState(node=a, action=Action("tune_hyperparams", "", "tune_hyperparams"), operator="fuse",
+                    history=(root, a), top=(a, b))
+    fused = RulePlanner().fuse(s)
+    h, d = fused.pipeline.hyperparams, fused.pipeline.data
+    assert (h.epochs, h.learning_rate) == (5.0, 1e-4)  # the better branch wins the conflict
+    assert (d.gold_fraction, d.hard_negative_fraction, d.focus_pairs) == (0.7, 0.3, (("x", "y"),))
+    assert fused.sources == ("a", "b") and fused.operator == "fuse"
+    again = RulePlanner().fuse(SearchState(node=a, action=s.action, operator="fuse", history=(root, a), top=(a, b),
+                                           seen=frozenset({fused.pipeline.hash})))
+    assert again.modification == {} and "already tried" in again.rationale
+
+
+def test_cluster_info_reads_a_diagnosis_cluster():
+    from types import SimpleNamespace
+
+    found = SimpleNamespace(id="c7", size=4, examples=[{"input": "hi", "correction": "greet"}], kind="confusion",
+                            characteristics={"mean_length": 2}, confirmation_rate=0.75)
+    info = ClusterInfo.of(found)
+    assert (info.id, info.size, info.kind, info.confirmation_rate) == ("c7", 4, "confusion", 0.75)
+    assert info.examples == ({"input": "hi", "correction": "greet"},) and info.characteristics == {"mean_length": 2}
+
+
+def test_cluster_names():
+    planner = RulePlanner()
+    confusion = ClusterInfo("c1", 3, ({"input": "say hola in english", "prediction": "change_language",
+                                       "correction": "translate"},) * 3)
+    assert planner.name_cluster(confusion) == "translate misread as change_language"
+    free = ClusterInfo("c2", 2, ({"input": "Refund for my broken blender please", "prediction": None},
+                                 {"input": "blender arrived broken, refund?", "prediction": None}))
+    assert planner.name_cluster(free).startswith("inputs about blender/broken/refund")
+    assert planner.name_cluster(ClusterInfo("c3", 0)) == "cluster c3"
+
+
+@pytest.mark.parametrize(("cluster", "verdict", "why"), [
+    (ClusterInfo("c", 2, ({"input": "book a flight", "correction": "book_flight"},
+                          {"input": "fly me to rome", "correction": "book_flight"})), "fixable", "consistent"),
+    (ClusterInfo("c", 2, ({"input": "x", "correction": "a"},), confirmation_rate=0.2), "external", "probes"),
+    (ClusterInfo("c", 2, ({"input": "?!", "correction": "a"}, {"input": "", "correction": "b"})), "external",
+     "empty or not text"),
+    (ClusterInfo("c", 2, ({"input": "book it", "correction": None}, {"input": "book that", "correction": ""})),
+     "external", "no correction"),
+    (ClusterInfo("c", 2, ({"input": "maybe", "correction": "yes"}, {"input": "maybe", "correction": "no"})),
+     "external", "conflicting"),
+    (ClusterInfo("c", 1, ({"input": "ok", "correction": "a"},), {"external_reason": "upstream outage"}),
+     "external", "upstream outage"),
+])
+def test_fixability_rules(cluster, verdict, why):
+    judged = RulePlanner().judge_fixability(cluster)
+    assert judged.verdict == verdict and why in judged.reason
+
+
+def test_steps_are_logged_for_the_curation_log():
+    planner = RulePlanner()
+    planner.expand(state())
+    steps = planner.take_steps()
+    assert [(s.operator, s.planner, s.tokens, s.cost_usd) for s in steps] == [("expand", "rule", 0, 0.0)]
+    assert planner.take_steps() == []

@@ -18,7 +18,9 @@ from typing import Any
 from store import Store, Workspace
 
 # Order is the order in --help.
-COMMAND_MODULES = ["ingest", "query", "models", "train", "predict", "runs", "perturb"]
+COMMAND_MODULES = [
+    "ingest", "query", "models", "train", "predict", "improve", "runs", "resume", "report", "perturb",
+]
 
 
 class UserError(Exception):

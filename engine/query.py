@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from store import Store
-from store.artifacts import atomic_write_text
+from store.artifacts import atomic_open
 
 __all__ = ["QueryError", "QueryResult", "Rows", "query_traces"]
 
@@ -64,16 +64,19 @@ class Rows:
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+    def write_csv(self, fh: IO[str]) -> None:
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(self.columns)
         writer.writerows(self._plain_rows())
-        return buf.getvalue()
 
-    def to_jsonl(self) -> str:
+    def write_jsonl(self, fh: IO[str]) -> None:
         encode = json.JSONEncoder(ensure_ascii=False).encode
-        return "".join(encode(dict(zip(self.columns, row, strict=True))) + "\n" for row in self._plain_rows())
+        fh.writelines(encode(dict(zip(self.columns, row, strict=True))) + "\n" for row in self._plain_rows())
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        self.write_csv(buf)
+        return buf.getvalue()
 
     def _plain_rows(self) -> list[tuple[Any, ...]] | list[list[Any]]:
         """BLOBs as hex text; checked per row in C first, since rows almost never hold one."""
@@ -166,7 +169,8 @@ def query_traces(
     truncated = len(rows) > limit
     result = Rows(tuple(columns), rows[:limit])
     path = out / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{hashlib.sha256(sql.encode()).hexdigest()[:8]}.{fmt}"
-    atomic_write_text(path, result.to_csv() if fmt == "csv" else result.to_jsonl())
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        (result.write_csv if fmt == "csv" else result.write_jsonl)(fh)
     summary = QueryResult(
         sql=sql, columns=list(columns), row_count=len(result), truncated=truncated, path=str(path),
         elapsed_ms=(time.perf_counter() - started) * 1000,

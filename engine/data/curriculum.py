@@ -1,0 +1,389 @@
+"""The production curriculum D_post = gold corrections + hard negatives + replay.
+
+- gold: the corrected failing traces of each fixable cluster (plus failing probes);
+- hard negatives by the 2-for-1 rule: for a gold example at a boundary, up to two similar inputs
+  whose right answer differs, mined by embedding similarity from the trace and training pools across
+  the cluster's confusion (for classification: inputs labelled as what the model wrongly said);
+  a teacher-LLM synthesiser hook fills a shortfall when one is configured;
+- replay: a label-stratified sample of D_parent, 10-20% of |D_parent|, so retraining from the base
+  keeps what the parent learnt.
+
+The gold:hard ratio is set per cluster inside the design's bands (gold 40-60%, hard 25-35%):
+recall-dominated clusters get more gold, precision-dominated ones (false positives, label
+confusion) more hard negatives. Cold start uses ~65:35 and no replay.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.data.quality import input_hash
+from engine.diagnosis.fixability import Embedder, fitted_tfidf
+from engine.diagnosis.taxonomy import (
+    FailureCluster,
+    LabelledText,
+    Taxonomy,
+    Trace,
+    output_key,
+    output_to_json,
+    parse_output,
+    primary_label,
+)
+from engine.models.base import ConfigError, Example
+
+SLICES = ("gold", "hard_negative", "replay")
+
+# A teacher LLM: (gold row, how many, cluster) -> rows {input, output} whose answer differs from gold's.
+HardNegativeSynth = Callable[[dict, int, FailureCluster], Sequence[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    mode: str = "production"  # production | cold_start
+    gold_band: tuple[float, float] = (0.40, 0.60)
+    hard_band: tuple[float, float] = (0.25, 0.35)
+    replay_band: tuple[float, float] = (0.10, 0.20)  # fraction of |D_parent|
+    replay_share: float = 0.15  # preferred share of D_post, clamped into replay_band x |D_parent|
+    cold_start_ratio: tuple[float, float] = (0.65, 0.35)  # gold : hard
+    hard_per_gold: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.mode in ("production", "cold_start"), "mode", "production or cold_start"),
+            (0 < self.gold_band[0] <= self.gold_band[1] < 1, "gold_band", "0 < low <= high < 1"),
+            (0 < self.hard_band[0] <= self.hard_band[1] < 1, "hard_band", "0 < low <= high < 1"),
+            (0 <= self.replay_band[0] <= self.replay_band[1] <= 1, "replay_band", "0 <= low <= high <= 1"),
+            (0 <= self.replay_share < 1, "replay_share", "in [0, 1)"),
+            (self.hard_per_gold >= 0, "hard_per_gold", "an integer >= 0"),
+            (abs(sum(self.cold_start_ratio) - 1) < 1e-6, "cold_start_ratio", "two shares summing to 1"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ConfigError(f"CurriculumConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
+
+
+def cluster_ratio(cluster: FailureCluster, config: CurriculumConfig) -> tuple[float, float]:
+    """(gold share, hard share) of D_post for this cluster: the hard share moves across its band with
+    the cluster's precision share; gold takes what replay leaves, kept inside its band."""
+    if config.mode == "cold_start":
+        return config.cold_start_ratio
+    p = min(1.0, max(0.0, cluster.precision_share))
+    hard = config.hard_band[0] + (config.hard_band[1] - config.hard_band[0]) * p
+    gold = min(config.gold_band[1], max(config.gold_band[0], 1.0 - config.replay_share - hard))
+    return gold, hard
+
+
+@dataclass(frozen=True)
+class _Gold:
+    input: str
+    output: Any
+    source: str
+    prediction: Any
+
+
+@dataclass
+class Curriculum:
+    task: str
+    rows: list[dict[str, Any]]
+    per_cluster: dict[str, dict[str, Any]]
+    replay: dict[str, Any]
+    skipped: dict[str, Any]
+    config: CurriculumConfig
+    parent_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def composition(self) -> dict[str, int]:
+        counts = Counter(r["slice"] for r in self.rows)
+        return {s: counts.get(s, 0) for s in SLICES}
+
+    def shares(self) -> dict[str, float]:
+        total = len(self.rows) or 1
+        return {s: round(n / total, 4) for s, n in self.composition().items()}
+
+    def bands(self) -> dict[str, dict[str, Any]]:
+        """Each slice's share against its band (replay against |D_parent|) — the Reviewer's check."""
+        shares = self.shares()
+        out = {
+            "gold": {"value": shares["gold"], "band": list(self.config.gold_band)},
+            "hard_negative": {"value": shares["hard_negative"], "band": list(self.config.hard_band)},
+        }
+        if self.config.mode == "cold_start":
+            out["gold"]["band"] = out["hard_negative"]["band"] = None
+        if self.config.mode == "production":
+            frac = self.composition()["replay"] / self.parent_size if self.parent_size else None
+            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": list(self.config.replay_band),
+                             "of": "|D_parent|"}
+        for v in out.values():
+            v["ok"] = v["band"] is None or (v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "composition": self.composition(), "shares": self.shares(), "bands": self.bands(),
+                "per_cluster": self.per_cluster, "replay": self.replay, "skipped": self.skipped,
+                "notes": self.notes, "config": asdict(self.config)}
+
+
+def build_curriculum(
+    taxonomy: Taxonomy,
+    traces: Iterable[Trace],
+    *,
+    clusters: Iterable[str] | None = None,
+    pool: Sequence[LabelledText] = (),
+    parent: Sequence[LabelledText] = (),
+    embedder: Embedder | None = None,
+    config: CurriculumConfig | None = None,
+    extra_gold: Sequence[Mapping[str, Any]] = (),
+    exclude_inputs: Iterable[str] = (),
+    synthesize: HardNegativeSynth | None = None,
+) -> Curriculum:
+    """Build D_post for the fixable clusters (optionally only `clusters`, e.g. the confirmed ones).
+
+    `pool` holds known-answer inputs (passing traces), `parent` is D_parent; both feed hard negatives,
+    only `parent` feeds replay. `exclude_inputs` (evaluation and regression inputs) are never mined.
+    `extra_gold` are failing-probe rows {input, output, source, cluster}."""
+    config = config or CurriculumConfig()
+    task = taxonomy.task
+    wanted = set(clusters) if clusters is not None else None
+    chosen = [c for c in taxonomy.clusters if c.fixability == "fixable" and (wanted is None or c.id in wanted)]
+    skipped: dict[str, Any] = {"external_clusters": [c.id for c in taxonomy.clusters if c.fixability != "fixable"],
+                               "unselected_clusters": [c.id for c in taxonomy.clusters if c.fixability == "fixable"
+                                                       and c.id not in {x.id for x in chosen}],
+                               "no_correction": 0, "missing_trace": 0, "extra_gold_unmatched": 0,
+                               "synth_invalid": 0}
+    gold = _gold_rows(chosen, traces, extra_gold, task, skipped)
+    excluded = {input_hash(x) for x in exclude_inputs}
+    gold_hashes = {input_hash(g.input) for gs in gold.values() for g in gs}
+    candidates, seen = [], set()
+    for p in [*pool, *parent]:
+        h = input_hash(p.input)
+        if h not in excluded and h not in gold_hashes and h not in seen:
+            seen.add(h)
+            candidates.append(p)
+
+    rows: list[dict[str, Any]] = []
+    for c in chosen:
+        rows += [{"input": g.input, "output": output_to_json(g.output, task), "slice": "gold", "source": g.source,
+                  "cluster": c.id} for g in gold[c.id]]
+    used: set[int] = set()
+    per_cluster = {}
+    vectors = _Vectors(candidates, embedder, [g.input for gs in gold.values() for g in gs], config.seed)
+    ratios = {c.id: cluster_ratio(c, config) for c in chosen}
+    quotas = _hard_quotas(chosen, gold, ratios, len(parent), config)
+    for c in chosen:
+        g_share, h_share = ratios[c.id]
+        quota = quotas[c.id]
+        hard = _mine_hard(c, gold[c.id], candidates, vectors, used, quota, task, config)
+        if len(hard) < quota and synthesize is not None:
+            hard += _synthesise(c, gold[c.id], hard, quota, synthesize, excluded | gold_hashes, task, config, skipped)
+        rows += hard
+        per_cluster[c.id] = {"name": c.name, "error_mode": c.error_mode, "precision_share": round(c.precision_share, 4),
+                             "gold_share": round(g_share, 4), "hard_share": round(h_share, 4),
+                             "gold": len(gold[c.id]), "hard_negative_quota": quota, "hard_negative": len(hard),
+                             "shortfall": max(0, quota - len(hard))}
+
+    blocked = excluded | gold_hashes | {input_hash(candidates[i].input) for i in used}
+    available = []
+    for p in parent:
+        h = input_hash(p.input)
+        if h not in blocked:
+            blocked.add(h)
+            available.append(p)
+    replay_rows, replay = _replay(rows, available, len(parent), task, config)
+    rows += replay_rows
+    notes = []
+    if config.mode == "production" and not parent:
+        notes.append("no D_parent: the curriculum has no replay slice")
+    return Curriculum(task, rows, per_cluster, replay, skipped, config, len(parent), notes)
+
+
+def _replay_bounds(parent_size: int, config: CurriculumConfig) -> tuple[int, int]:
+    return math.ceil(config.replay_band[0] * parent_size), math.floor(config.replay_band[1] * parent_size)
+
+
+def _replay_size(n_new: int, parent_size: int, config: CurriculumConfig) -> int:
+    """replay_share of D_post when the |D_parent| band allows it, else the nearest band edge."""
+    if config.mode == "cold_start" or not parent_size:
+        return 0
+    lo, hi = _replay_bounds(parent_size, config)
+    return min(max(round(n_new * config.replay_share / (1 - config.replay_share)), lo), hi)
+
+
+def _hard_quotas(chosen: list[FailureCluster], gold: dict[str, list[_Gold]], ratios: dict[str, tuple[float, float]],
+                 parent_size: int, config: CurriculumConfig) -> dict[str, int]:
+    """Per cluster round(n_gold x hard/gold) (at most 2 per gold), scaled down together when the
+    |D_parent| band keeps replay small enough that the hard slice would exceed its band."""
+    quotas = {c.id: min(round(len(gold[c.id]) * ratios[c.id][1] / ratios[c.id][0]),
+                        config.hard_per_gold * len(gold[c.id])) for c in chosen}
+    n_gold = sum(len(g) for g in gold.values())
+    high = config.cold_start_ratio[1] if config.mode == "cold_start" else config.hard_band[1]
+    # replay only grows with the hard slice, so its size for gold alone is the conservative one
+    cap = math.floor(high * (n_gold + _replay_size(n_gold, parent_size, config)) / (1 - high) + 1e-9)
+    total = sum(quotas.values())
+    if total <= cap:
+        return quotas
+    exact = {cid: q * cap / total for cid, q in quotas.items()}
+    scaled = {cid: math.floor(v) for cid, v in exact.items()}
+    for cid in sorted(exact, key=lambda c: (-(exact[c] - scaled[c]), c))[:cap - sum(scaled.values())]:
+        scaled[cid] += 1
+    return scaled
+
+
+def _gold_rows(chosen: list[FailureCluster], traces: Iterable[Trace], extra: Sequence[Mapping[str, Any]], task: str,
+               skipped: dict[str, Any]) -> dict[str, list[_Gold]]:
+    by_id = {t.id: t for t in traces}
+    gold: dict[str, list[_Gold]] = {c.id: [] for c in chosen}
+    for c in chosen:
+        for tid in c.trace_ids:
+            t = by_id.get(tid)
+            if t is None:
+                skipped["missing_trace"] += 1
+            elif t.correction is None:
+                skipped["no_correction"] += 1
+            else:
+                gold[c.id].append(_Gold(t.input, t.correction, t.id, t.prediction))
+    for i, row in enumerate(extra):
+        cid = row.get("cluster")
+        if cid not in gold or not isinstance(row.get("input"), str):
+            skipped["extra_gold_unmatched"] += 1
+            continue
+        output = parse_output(row.get("output"), task, f"extra gold row {i} field output")
+        gold[cid].append(_Gold(row["input"], output, str(row.get("source") or f"extra:{i}"), None))
+    return gold
+
+
+class _Vectors:
+    """Embeds the candidate pool once, lazily (nothing to embed without candidates or gold)."""
+
+    def __init__(self, candidates: Sequence[LabelledText], embedder: Embedder | None, gold_inputs: list[str],
+                 seed: int) -> None:
+        self.candidates = candidates
+        self.embedder = embedder
+        self.gold_inputs = gold_inputs
+        self.seed = seed
+        self._pool: np.ndarray | None = None
+
+    def similarities(self, inputs: list[str]) -> np.ndarray:
+        if self._pool is None:
+            if self.embedder is None:
+                self.embedder = fitted_tfidf([c.input for c in self.candidates], self.gold_inputs, seed=self.seed)
+            self._pool = self.embedder.embed([c.input for c in self.candidates])
+        return self.embedder.embed(inputs) @ self._pool.T
+
+
+def _boundary_labels(g: _Gold, cluster: FailureCluster, task: str) -> set[str]:
+    """Classification: the labels across the confusion from this gold example (what the model said,
+    and the cluster's other labels). Empty set = any different answer will do."""
+    if task != "classification":
+        return set()
+    labels = set(cluster.labels) | ({str(g.prediction)} if g.prediction is not None else set())
+    return labels - {str(g.output)}
+
+
+def _mine_hard(cluster: FailureCluster, gold: list[_Gold], candidates: Sequence[LabelledText], vectors: _Vectors,
+               used: set[int], quota: int, task: str, config: CurriculumConfig) -> list[dict[str, Any]]:
+    if quota <= 0 or not candidates or not gold:
+        return []
+    key_ids: dict[Any, int] = {}
+    keys = np.array([key_ids.setdefault(output_key(p.output, task), len(key_ids)) for p in candidates])
+    depth = config.hard_per_gold * 4 + 8
+    ranked: list[list[int]] = []
+    for start in range(0, len(gold), 256):
+        chunk = gold[start:start + 256]
+        sims = vectors.similarities([g.input for g in chunk])
+        for g, row in zip(chunk, sims, strict=True):
+            allowed = keys != key_ids.get(output_key(g.output, task), -1)
+            boundary = _boundary_labels(g, cluster, task)
+            if boundary:  # classification: a candidate's key is its label
+                wanted = (output_key(b, task) for b in boundary)
+                allowed &= np.isin(keys, [key_ids[k] for k in wanted if k in key_ids])
+            masked = np.where(allowed, row, -np.inf)
+            top = np.argsort(-masked, kind="stable")[:depth]
+            ranked.append([int(j) for j in top if np.isfinite(masked[j])])
+    out: list[dict[str, Any]] = []
+    cursor = [0] * len(gold)
+    for _ in range(config.hard_per_gold):
+        for i, g in enumerate(gold):
+            if len(out) == quota:
+                return out
+            while cursor[i] < len(ranked[i]) and ranked[i][cursor[i]] in used:
+                cursor[i] += 1
+            if cursor[i] < len(ranked[i]):
+                j = ranked[i][cursor[i]]
+                used.add(j)
+                p = candidates[j]
+                out.append({"input": p.input, "output": output_to_json(p.output, task), "slice": "hard_negative",
+                            "source": p.id, "cluster": cluster.id, "anchor": g.source})
+    return out
+
+
+def _synthesise(cluster: FailureCluster, gold: list[_Gold], have: list[dict[str, Any]], quota: int,
+                synthesize: HardNegativeSynth, blocked: set[str], task: str, config: CurriculumConfig,
+                skipped: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ask the teacher for the shortfall, gold by gold, keeping the 2-for-1 cap; invalid rows are counted."""
+    per_anchor = Counter(r["anchor"] for r in have)
+    out: list[dict[str, Any]] = []
+    for g in gold:
+        need = min(config.hard_per_gold - per_anchor[g.source], quota - len(have) - len(out))
+        if need <= 0:
+            continue
+        anchor = {"input": g.input, "output": output_to_json(g.output, task), "source": g.source}
+        for row in list(synthesize(anchor, need, cluster))[:need]:
+            text = row.get("input") if isinstance(row, Mapping) else None
+            try:
+                output = parse_output(row.get("output"), task, "synthesised row field output") if text else None
+            except ValueError:
+                output = None
+            if (not isinstance(text, str) or not text.strip() or output is None or input_hash(text) in blocked
+                    or output_key(output, task) == output_key(g.output, task)):
+                skipped["synth_invalid"] += 1
+                continue
+            blocked.add(input_hash(text))
+            out.append({"input": text, "output": output_to_json(output, task), "slice": "hard_negative",
+                        "source": f"synth:{g.source}", "cluster": cluster.id, "anchor": g.source})
+    return out
+
+
+def _replay(new_rows: list[dict[str, Any]], available: list[LabelledText], parent_size: int, task: str,
+            config: CurriculumConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Label-stratified replay that fills the rarest labels first (water-filling), so replay also
+    pulls D_post toward the 3x label-ratio cap instead of away from it."""
+    lo, hi = _replay_bounds(parent_size, config)
+    want = round(len(new_rows) * config.replay_share / (1 - config.replay_share))
+    target = min(_replay_size(len(new_rows), parent_size, config), len(available))
+    rng = random.Random(config.seed)
+    strata: dict[str, list[LabelledText]] = defaultdict(list)
+    for p in sorted(available, key=lambda p: p.id):
+        strata[primary_label(p.output, task)].append(p)
+    for members in strata.values():
+        rng.shuffle(members)
+    counts = Counter(primary_label(parse_output(r["output"], task, "curriculum row"), task) for r in new_rows)
+    heap = [(counts.get(lab, 0), lab) for lab in sorted(strata)]
+    heapq.heapify(heap)
+    taken: Counter = Counter()
+    for _ in range(target):
+        while heap and taken[heap[0][1]] >= len(strata[heap[0][1]]):
+            heapq.heappop(heap)
+        if not heap:
+            break
+        n, lab = heapq.heappop(heap)
+        taken[lab] += 1
+        heapq.heappush(heap, (n + 1, lab))
+    rows = [{"input": p.input, "output": output_to_json(p.output, task), "slice": "replay", "source": p.id,
+             "cluster": None} for lab in sorted(taken) for p in strata[lab][:taken[lab]]]
+    return rows, {"target": target, "wanted": want, "bounds": [lo, hi], "parent_size": parent_size,
+                  "available": len(available), "strata": dict(sorted(taken.items()))}
+
+
+def to_examples(rows: Iterable[Mapping[str, Any]], task: str) -> list[Example]:
+    """Curriculum rows as backend Examples (NER outputs become Span tuples)."""
+    return [Example(input=r["input"], output=parse_output(r["output"], task, f"dataset row {i} field output"),
+                    id=str(r.get("source") or i)) for i, r in enumerate(rows)]

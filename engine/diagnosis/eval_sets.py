@@ -1,0 +1,136 @@
+"""The two sets a candidate is gated on.
+
+- failure set: all of T_fail, each item with the judging method its trace recorded (a person, an LLM
+  judge, exact match...), so a score is only compared with scores judged the same way. Items carry
+  their triage verdict so the gate can also score the fixable part alone.
+- regression set: a stratified sample of T_pass (by label / entity type), 30-100% of |T_fail|: what
+  worked must keep working (r <= 2 regressions).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.diagnosis.fixability import TriageResult
+from engine.diagnosis.taxonomy import Trace, output_to_json, primary_label
+from engine.models.base import ConfigError
+
+_JUDGE_KEYS = ("judge", "judge_method", "judged_by", "eval_method")
+
+
+def judge_method(trace: Trace) -> str:
+    """A person's verdict wins; else the method the trace's metadata names; else 'auto'."""
+    if trace.human_verdict is not None:
+        return "human"
+    for key in _JUDGE_KEYS:
+        value = trace.metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, Mapping) and value.get("method"):
+            return str(value["method"])
+    return "auto"
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    id: str
+    input: str
+    expected: Any  # JSON form: label, [{start, end, label}] or text; None when the trace has no correction
+    stratum: str
+    judge: str
+    fixable: bool | None = None
+
+
+@dataclass
+class EvalSet:
+    name: str
+    task: str
+    items: list[EvalItem]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def inputs(self) -> list[str]:
+        return [i.input for i in self.items]
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        return [{"id": i.id, "input": i.input, "expected": i.expected, "stratum": i.stratum, "judge": i.judge,
+                 "fixable": i.fixable} for i in self.items]
+
+
+def failure_set(fail: Sequence[Trace], triage: Mapping[str, TriageResult] | None = None) -> EvalSet:
+    if not fail:
+        raise ValueError("the failure set is empty: there are no failing traces to improve on")
+    task = fail[0].task
+    items = [EvalItem(t.id, t.input, output_to_json(t.correction, task),
+                      primary_label(t.correction, task) if t.correction is not None else "uncorrected",
+                      judge_method(t), None if triage is None or t.id not in triage else not triage[t.id].poison)
+             for t in fail]
+    judges = Counter(i.judge for i in items)
+    return EvalSet("failure", task, items, {
+        "source": "T_fail", "size": len(items), "judges": dict(sorted(judges.items())),
+        "uncorrected": sum(i.expected is None for i in items),
+        "fixable": sum(i.fixable is True for i in items), "poison": sum(i.fixable is False for i in items),
+    })
+
+
+def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5, seed: int = 0,
+                   bounds: tuple[float, float] = (0.3, 1.0)) -> EvalSet:
+    """ceil(fraction x |T_fail|) passing traces, allocated to strata in proportion to T_pass
+    (largest remainder; every stratum gets one when the budget allows), sampled with a seeded RNG."""
+    if not bounds[0] <= fraction <= bounds[1]:
+        raise ConfigError(f"regression fraction {fraction} is outside {bounds[0]}-{bounds[1]} of |T_fail|: "
+                          "choose a value in that range")
+    if n_fail < 0:
+        raise ValueError(f"n_fail={n_fail} must be >= 0")
+    task = pass_[0].task if pass_ else "classification"
+    wanted = math.ceil(fraction * n_fail - 1e-9)  # never below the fraction asked for
+    target = min(len(pass_), wanted)
+    strata: dict[str, list[Trace]] = defaultdict(list)
+    for t in sorted(pass_, key=lambda t: t.id):
+        strata[primary_label(t.gold, task)].append(t)
+    alloc = _allocate(target, {k: len(v) for k, v in strata.items()})
+    rng = random.Random(seed)
+    chosen = []
+    for stratum in sorted(strata):
+        chosen += [(stratum, t) for t in rng.sample(strata[stratum], alloc.get(stratum, 0))]
+    items = [EvalItem(t.id, t.input, output_to_json(t.gold, task), stratum, judge_method(t))
+             for stratum, t in chosen]
+    return EvalSet("regression", task, items, {
+        "source": "T_pass", "size": len(items), "fraction": fraction, "n_fail": n_fail, "seed": seed,
+        "target": wanted, "short": len(items) < wanted,
+        "strata": dict(sorted(Counter(i.stratum for i in items).items())),
+        "population": {k: len(v) for k, v in sorted(strata.items())},
+    })
+
+
+def _allocate(total: int, sizes: dict[str, int]) -> dict[str, int]:
+    if total <= 0 or not sizes:
+        return {}
+    n = sum(sizes.values())
+    if total >= len(sizes):  # one each first, then proportionally
+        alloc = {k: 1 for k in sizes}
+        rest = {k: v - 1 for k, v in sizes.items()}
+        remaining, pool = total - len(sizes), n - len(sizes)
+    else:
+        alloc = dict.fromkeys(sizes, 0)
+        rest, remaining, pool = dict(sizes), total, n
+    if remaining and pool:
+        quotas = {k: remaining * v / pool for k, v in rest.items()}
+        for k, q in quotas.items():
+            alloc[k] += int(q)
+        left = remaining - sum(int(q) for q in quotas.values())
+        order = sorted(quotas, key=lambda k: (-(quotas[k] - int(quotas[k])), -sizes[k], k))
+        for k in order:
+            if left == 0:
+                break
+            if alloc[k] < sizes[k]:
+                alloc[k] += 1
+                left -= 1
+    return alloc

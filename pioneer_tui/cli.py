@@ -19,7 +19,8 @@ from store import Store, Workspace
 
 # Order is the order in --help.
 COMMAND_MODULES = [
-    "ingest", "query", "models", "train", "predict", "improve", "runs", "resume", "report", "perturb",
+    "ingest", "query", "models", "train", "predict", "improve", "cold_start", "runs", "resume", "report",
+    "perturb", "bench",
 ]
 
 

@@ -1,0 +1,182 @@
+"""The Textual workbench: one app factory (`create_app`) used by the CLI (`run_app`) and the tests.
+
+Engine work (a run, a query) runs in `@work(thread=True, exclusive=True)` workers that only post
+messages; one `Worker.StateChanged` handler reports their errors. A run started here talks to the
+UI through the EventBridge (events) and the TuiReviewer (human gates), nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message_pump import MessagePump
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.search.reviewer import Reviewer
+from pioneer_tui.screens.help import HelpScreen
+from pioneer_tui.screens.run_screen import RunScreen
+from pioneer_tui.screens.runs import RunsScreen
+from pioneer_tui.screens.traces import QueryFailed, QueryFinished, QueryOutcome, TraceExplorerScreen
+from pioneer_tui.screens.welcome import WelcomeScreen
+from pioneer_tui.tui_reviewer import ReviewDecided, TuiReviewer
+from store import Event, Store, Workspace
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo_data"
+THEMES = ("textual-dark", "textual-light")
+QUERY_ROW_LIMIT = 100_000
+QUERY_TIMEOUT_S = 30.0
+
+
+class EngineUnavailable(RuntimeError):
+    """The requested loop is not part of this build; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class EngineSession:
+    """What a run started from the TUI gets: its own workspace handle (open a Store in the worker
+    thread), the reviewer for the human gates, a subscriber for its EventBus, and a stop flag."""
+
+    workspace: Workspace
+    reviewer: Reviewer
+    on_event: Callable[[Event], None]
+    should_stop: Callable[[], bool]
+
+
+StartRun = Callable[[EngineSession], None]
+
+
+def start_demo(session: EngineSession) -> None:
+    """Production mode on demo_data/ with the embedded defaults (runs on the engine worker thread)."""
+    raise EngineUnavailable(
+        "The demo needs production mode, which is not wired into this build yet: "
+        "the workbench can still replay runs (r) and query traces (t).")
+
+
+class PioneerApp(App[int]):
+    CSS_PATH = "styles.tcss"
+    TITLE = "Pioneer TUI"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+    ]
+
+    def __init__(self, store: Store, *, run_id: str | None = None, start_demo: StartRun | None = None,
+                 demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True) -> None:
+        super().__init__()
+        self.store = store
+        self.initial_run = run_id
+        self.start_demo_hook = start_demo
+        self.demo_dir = demo_dir
+        self.initial_theme = theme
+        self.offer_demo = offer_demo
+        self.review_log: list[ReviewDecided] = []
+        self.main_screen: RunScreen | None = None
+
+    def get_default_screen(self) -> RunScreen:
+        runs = self.store.runs.list()
+        run_id = self.initial_run or (runs[-1]["id"] if runs else None)
+        self.main_screen = RunScreen(self.store, run_id, follow_new_runs=True)
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        self.theme = self.initial_theme
+        if self.offer_demo and not self.store.runs.list():
+            self.push_screen(WelcomeScreen(self.store.workspace.root, self.demo_dir), self._welcome_choice)
+
+    def _welcome_choice(self, choice: str | None) -> None:
+        if choice == "demo":
+            self.action_demo()
+        elif choice == "traces":
+            self.action_traces()
+
+    # -- actions -------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
+
+    def action_runs(self) -> None:
+        self.push_screen(RunsScreen(self.store))
+
+    def action_traces(self) -> None:
+        self.push_screen(TraceExplorerScreen(self.store.workspace.root / "exports"))
+
+    def action_demo(self) -> None:
+        if self.start_demo_hook is None:
+            self.report_unavailable("No demo run is configured for this app.")
+            return
+        self.start_run(self.start_demo_hook)
+
+    def report_unavailable(self, message: str) -> None:
+        if self.main_screen is not None:
+            self.main_screen.set_note(message)
+        self.notify(message, title="Not available", severity="warning", timeout=12)
+
+    # -- workers -------------------------------------------------------------------------------
+    def start_run(self, hook: StartRun) -> Worker:
+        """Run an engine loop on the worker thread; its events reach the main screen via the bridge."""
+        assert self.main_screen is not None
+        reviewer = TuiReviewer(self, self.store)
+        return self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
+
+    @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
+    def _engine_worker(self, hook: StartRun, reviewer: TuiReviewer, on_event: Callable[[Event], None]) -> None:
+        worker = get_current_worker()
+        hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled))
+
+    @work(thread=True, exclusive=True, group="query", name="trace query", exit_on_error=False)
+    def run_query(self, sql: str, reply_to: MessagePump) -> None:
+        from engine.query import QueryError, query_traces
+
+        try:
+            result = query_traces(self.store.workspace.db_path, sql, postprocess=lambda rows: rows,
+                                  limit=QUERY_ROW_LIMIT, timeout_s=QUERY_TIMEOUT_S)
+        except QueryError as exc:
+            reply_to.post_message(QueryFailed(sql, str(exc)))
+            return
+        rows = result.post
+        reply_to.post_message(QueryFinished(QueryOutcome(
+            sql=sql, columns=list(result.columns), rows=list(rows.rows), csv=rows.to_csv(), path=result.path,
+            elapsed_ms=result.elapsed_ms, truncated=result.truncated)))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures surface."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            error = worker.error
+            if isinstance(error, EngineUnavailable):
+                self.report_unavailable(str(error))
+            else:
+                self.notify(f"{worker.name} failed: {type(error).__name__}: {error}", title="Error",
+                            severity="error", timeout=15)
+        elif event.state == WorkerState.SUCCESS and worker.group == "engine":
+            self.notify("The run finished.", title="Run")
+
+    def on_review_decided(self, message: ReviewDecided) -> None:
+        self.review_log.append(message)
+        result = message.result
+        what = result.action if not isinstance(result, bool) else ("approved" if result else "refused")
+        self.notify(f"{message.kind} {what}" + (f" for {message.node_id}" if message.node_id else ""))
+
+
+def create_app(store: Store, *, run_id: str | None = None, start_demo: StartRun | None = start_demo,
+               demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True) -> PioneerApp:
+    """The one app factory (CLI and tests)."""
+    return PioneerApp(store, run_id=run_id, start_demo=start_demo, demo_dir=demo_dir, theme=theme,
+                      offer_demo=offer_demo)
+
+
+def run_app(ctx) -> int:
+    """`pioneer-tui` with no subcommand: open the workbench on ctx's workspace."""
+    app = create_app(ctx.store)
+    app.run()
+    return int(app.return_code or 0)

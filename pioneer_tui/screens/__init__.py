@@ -1,0 +1,1 @@
+"""Screens of the workbench (each a Textual Screen or ModalScreen)."""

@@ -33,10 +33,6 @@ QUERY_ROW_LIMIT = 100_000
 QUERY_TIMEOUT_S = 30.0
 
 
-class EngineUnavailable(RuntimeError):
-    """The requested loop is not part of this build; the message says what is missing."""
-
-
 @dataclass(frozen=True)
 class EngineSession:
     """What a run started from the TUI gets: its own workspace handle (open a Store in the worker
@@ -46,6 +42,8 @@ class EngineSession:
     reviewer: Reviewer
     on_event: Callable[[Event], None]
     should_stop: Callable[[], bool]
+    say: Callable[[str], None] = lambda _message: None
+    demo_dir: Path = DEMO_DIR
 
 
 StartRun = Callable[[EngineSession], None]
@@ -53,9 +51,14 @@ StartRun = Callable[[EngineSession], None]
 
 def start_demo(session: EngineSession) -> None:
     """Production mode on demo_data/ with the embedded defaults (runs on the engine worker thread)."""
-    raise EngineUnavailable(
-        "The demo needs production mode, which is not wired into this build yet: "
-        "the workbench can still replay runs (r) and query traces (t).")
+    from engine.demo import prepare_demo
+    from engine.production import improve
+
+    with Store(session.workspace) as store:
+        config = prepare_demo(store, session.demo_dir, say=session.say)
+        session.say("production mode started: review each curriculum when asked")
+        improve(store, config, reviewer=session.reviewer, subscribers=(session.on_event,),
+                should_stop=session.should_stop)
 
 
 class PioneerApp(App[int]):
@@ -131,7 +134,9 @@ class PioneerApp(App[int]):
     @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
     def _engine_worker(self, hook: StartRun, reviewer: TuiReviewer, on_event: Callable[[Event], None]) -> None:
         worker = get_current_worker()
-        hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled))
+        hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled,
+                           say=lambda message: self.call_from_thread(self.notify, message, title="Run"),
+                           demo_dir=self.demo_dir))
 
     @work(thread=True, exclusive=True, group="query", name="trace query", exit_on_error=False)
     def run_query(self, sql: str, reply_to: MessagePump) -> None:
@@ -153,11 +158,8 @@ class PioneerApp(App[int]):
         worker = event.worker
         if event.state == WorkerState.ERROR:
             error = worker.error
-            if isinstance(error, EngineUnavailable):
-                self.report_unavailable(str(error))
-            else:
-                self.notify(f"{worker.name} failed: {type(error).__name__}: {error}", title="Error",
-                            severity="error", timeout=15)
+            self.notify(f"{worker.name} failed: {type(error).__name__}: {error}", title="Error",
+                        severity="error", timeout=15)
         elif event.state == WorkerState.SUCCESS and worker.group == "engine":
             self.notify("The run finished.", title="Run")
 

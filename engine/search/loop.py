@@ -1,0 +1,576 @@
+"""The agent loop both modes share: MCGS over pipelines, a person at every gate, one event stream.
+
+One pass of `AgentLoop.run`:
+    stop? (a candidate passed its gates, a budget is spent, a stop was requested)
+    step = MCGS.next_step()
+    evaluate -> curriculum built (curriculum_proposed) -> Reviewer.review_curriculum (approve / veto
+                / edit: decision_recorded; an edit is a new dataset version) -> train from the base
+                (train_started, train_progress at most every 0.5 s) -> evaluate (node_evaluated,
+                gate_checked, budget)
+    expand / evolve / fuse -> the policy's action; a regression asks Reviewer.confirm_rollback
+                (rollback event, the regressed model marked rolled_back, grow from the parent) ->
+                the planner proposes -> node_added
+    exhausted -> stop
+A baseline root (the deployed model) stores its score on this run's evaluation in the registry, so
+the monotone gate compares candidates with it like for like. Then the best candidate whose gates
+passed goes to Reviewer.confirm_promotion and, if approved, Deployment.promote; run_finished says
+what happened and why. data-curation.md is rewritten from the events after every step.
+
+Crash safety: every state change is one transaction with its events, and what to do next is read
+from the stored graph, so a run killed at any point resumes where it stopped (`resume_run`):
+a `proposed` node without a dataset version gets its curriculum; with one, the reviewer is asked
+(the answer moves the node to approved / vetoed in the same transaction, so it is never asked
+twice); `approved` is trained; `training` (interrupted) is trained again from the base under a new
+model id; rollback and promotion answers already recorded are reused. MCGS choices are seeded by
+the graph, so the resumed run grows the same graph an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from engine.curation_log import write_curation_log
+from engine.events import EventBus, Subscriber
+from engine.models.base import ConfigError, Progress, ProgressCallback, TrainingError
+from engine.search.budget import Budget, BudgetLimits
+from engine.search.gates import Candidate, Deployment, GateConfig, GateError, GateReport, GateResult
+from engine.search.graph import Node, SearchGraph
+from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
+from engine.search.pipeline import Pipeline
+from engine.search.planner import FailureSummary, Planner, Proposal
+from engine.search.policy import IterationPolicy, Outcome, PolicyConfig
+from engine.search.reviewer import (
+    Confirmation,
+    CurriculumReview,
+    Reviewer,
+    record_confirmation,
+    record_review,
+)
+from store import Store
+from store.jsoncols import now
+
+# Modes whose runs `resume_run` can rebuild: mode -> "module:function" returning LoopParts.
+MODE_FACTORIES: dict[str, str] = {"production": "engine.production:loop_parts"}
+
+
+class NodeFailed(RuntimeError):
+    """A runner could not build, train or evaluate one node (the node fails, the search goes on)."""
+
+
+class RunNotResumable(ValueError):
+    """The run does not exist, or its mode has no loop factory."""
+
+
+@dataclass(frozen=True)
+class NodeEvaluation:
+    """What evaluating one node's model produced.
+
+    `score` is f (the node's reward); production also fills `failure_score` a(pi), `regressions`
+    r(pi) and `cross_regressions` (None without a previous checkpoint). `examples` are per-example
+    rows for store.runs.add_evaluations (eval_set, example_id, input, expected, prediction, correct,
+    score, confidence). `patterns` maps each remaining failure pattern to its size. A baseline
+    (the deployed model itself) is not `promotable`.
+    """
+
+    score: float
+    regressions: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    examples: tuple[dict[str, Any], ...] = ()
+    failures: FailureSummary = field(default_factory=FailureSummary)
+    patterns: dict[str, int] = field(default_factory=dict)
+    failure_score: float | None = None
+    cross_regressions: int | None = None
+    promotable: bool = True
+
+
+class NodeRunner(Protocol):
+    """What a mode plugs into the loop. Raise NodeFailed (or TrainingError / ConfigError) for a
+    failure of one node; anything else stops the run."""
+
+    def baseline(self) -> str | None:
+        """A registered model evaluated as the root instead of training it (production: the
+        deployed model), or None when the root is trained like any node."""
+        ...
+
+    def build_curriculum(self, node: Node) -> str:
+        """Build and store the node's dataset version (rows with ids; composition and qc_report on
+        the version) and return its id."""
+        ...
+
+    def train(self, node: Node, dataset_version_id: str, model_id: str, progress: ProgressCallback,
+              should_stop: Callable[[], bool]) -> None:
+        """Train from the base model and register the result as `model_id`."""
+        ...
+
+    def evaluate(self, node: Node, model_id: str) -> NodeEvaluation: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    mcgs: MCGSConfig = field(default_factory=MCGSConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    progress_interval_s: float = 0.5
+    reasoning: bool = False
+    teacher: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.progress_interval_s < 0:
+            raise ConfigError(f"LoopConfig.progress_interval_s={self.progress_interval_s!r} is invalid: use >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LoopConfig:
+        try:
+            mcgs = dict(raw.get("mcgs") or {})
+            schedule = ExplorationSchedule(**(mcgs.pop("schedule", None) or {}))
+            return cls(mcgs=MCGSConfig(schedule=schedule, **mcgs), policy=PolicyConfig(**(raw.get("policy") or {})),
+                       gates=GateConfig(**(raw.get("gates") or {})),
+                       **{k: raw[k] for k in ("progress_interval_s", "reasoning", "teacher") if k in raw})
+        except TypeError as exc:
+            raise ConfigError(f"stored loop configuration is invalid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LoopParts:
+    """Everything a mode gives the loop; `finish_reason` set means there is nothing to search."""
+
+    root: Pipeline
+    planner: Planner
+    runner: NodeRunner
+    config: LoopConfig
+    root_rationale: str = "initial pipeline"
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    run_id: str
+    status: str  # finished | interrupted
+    reason: str
+    best_node: str | None = None
+    best_score: float | None = None
+    promoted_model: str | None = None
+    outcome: str = ""
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def open_run(store: Store, mode: str, config: dict[str, Any], *, run_id: str | None = None,
+             subscribers: tuple[Subscriber, ...] = ()) -> EventBus:
+    """Create the run row and its run_started event in one transaction."""
+    with store.transaction():
+        run_id = store.runs.create(mode, config, run_id=run_id)
+        bus = EventBus(store, run_id)
+        for fn in subscribers:
+            bus.subscribe(fn)
+        bus.emit("run_started", mode=mode, config=config)
+    return bus
+
+
+class AgentLoop:
+    def __init__(self, bus: EventBus, *, parts: LoopParts, reviewer: Reviewer, budget: Budget,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.bus = bus
+        self.store = bus.store
+        self.run_id = bus.run_id
+        self.parts = parts
+        self.config = parts.config
+        self.planner = parts.planner
+        self.runner = parts.runner
+        self.reviewer = reviewer
+        self.budget = budget
+        self.should_stop = should_stop or (lambda: False)
+        self.graph = SearchGraph.load(self.store, self.run_id, bus)
+        self.mcgs = MCGS(self.graph, self.config.mcgs)
+        self.policy = IterationPolicy(self.config.policy)
+        self.deployment = Deployment(self.store, bus, self.config.gates)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> LoopResult:
+        run = self.store.runs.get(self.run_id)
+        if run is None:
+            raise RunNotResumable(f"run {self.run_id} does not exist")
+        if run["status"] == "finished":
+            return result_of(self.store, self.run_id)
+        self.store.runs.update(self.run_id, status="running")
+        self.budget.start()
+        try:
+            with self.store.transaction():
+                self._save_budget()
+            if self.parts.finish_reason is not None:
+                return self._finish(self.parts.finish_reason)
+            if not self.graph.nodes:
+                self.mcgs.add_root(self.parts.root, self.parts.root_rationale)
+            self._write_log()
+            while True:
+                if self.should_stop():
+                    raise _Interrupted
+                reason = self._stop_reason()
+                if reason is not None:
+                    break
+                step = self.mcgs.next_step()
+                if step.kind == "exhausted":
+                    reason = f"search exhausted: {step.reason}"
+                    break
+                if step.kind == "evaluate":
+                    self._visit(step.node)
+                else:
+                    self._grow(step)
+                self._write_log()
+            return self._finish(reason)
+        except _Interrupted:
+            return self._interrupt()
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
+        except BaseException as exc:
+            self.budget.pause()
+            self.store.runs.update(self.run_id, status="failed", stop_reason=f"{type(exc).__name__}: {exc}",
+                                   spent=self.budget.to_dict())
+            raise
+        finally:
+            self.budget.pause()
+
+    def _stop_reason(self) -> str | None:
+        passing = self._passing_nodes()
+        if passing:
+            best = passing[0]
+            return f"gates passed at {best.id} (score {best.score:.4f}, {_gate_summary(best)})"
+        return self.budget.exhausted()
+
+    # -- evaluating a node --------------------------------------------------------------------
+    def _visit(self, node: Node) -> None:
+        baseline = self.runner.baseline() if node.parent_id is None else None
+        if baseline is not None:
+            self._record(node, baseline, self.runner.evaluate(node, baseline), charge=False)
+            return
+        try:
+            if node.status == "proposed" and node.dataset_version_id is None:
+                with self.store.transaction():
+                    version = self.runner.build_curriculum(node)
+                    self.graph.set_status(node.id, "proposed", dataset_version_id=version)
+                    info = self.store.datasets.get(version) or {}
+                    self.bus.emit("curriculum_proposed", node_id=node.id, dataset_version_id=version,
+                                  composition=info.get("composition") or {}, qc=info.get("qc_report") or {})
+                self._write_log()
+            if self.should_stop():
+                raise _Interrupted
+            if node.status == "proposed" and not self._review(node):
+                return
+            if self.should_stop():
+                raise _Interrupted
+            self._train_and_evaluate(node)
+        except (NodeFailed, TrainingError, ConfigError) as exc:
+            if self.should_stop():
+                raise _Interrupted from exc
+            self._fail(node, f"{type(exc).__name__}: {exc}")
+
+    def _review(self, node: Node) -> bool:
+        version = node.dataset_version_id
+        info = self.store.datasets.get(version) or {}
+        review = CurriculumReview(node.id, node.pipeline, tuple(self.store.datasets.rows(version)), version,
+                                  dict(info.get("composition") or {}), node.rationale)
+        decision = self.reviewer.review_curriculum(review)  # outside any transaction: a person may take minutes
+        with self.store.transaction():
+            chosen = record_review(self.bus, self.reviewer.who, review, decision)
+            if decision.action == "veto":
+                self.mcgs.veto(node.id, decision.reason or "vetoed")
+            else:
+                self.graph.set_status(node.id, "approved", dataset_version_id=chosen)
+        self._write_log()
+        return decision.action != "veto"
+
+    def _train_and_evaluate(self, node: Node) -> None:
+        version = node.dataset_version_id
+        model_id = self._next_model_id(node)
+        info = self.store.datasets.get(version) or {}
+        h = node.pipeline.hyperparams
+        total = max(1, math.ceil(h.epochs * math.ceil(max(int(info.get("n_rows") or 1), 1) / h.batch_size)))
+        with self.store.transaction():
+            self.graph.set_status(node.id, "training")
+            self.bus.emit("train_started", node_id=node.id, total_steps=total, model_id=model_id,
+                          dataset_version_id=version)
+        try:
+            self.runner.train(node, version, model_id, self._progress(node.id), self.should_stop)
+        except TrainingError:
+            if self.store.models.get(model_id) is not None:
+                self.graph.set_status(node.id, "training", model_id=model_id)
+            raise
+        self._record(node, model_id, self.runner.evaluate(node, model_id), charge=True)
+
+    def _next_model_id(self, node: Node) -> str:
+        """`<node>.m<attempt>`: an interrupted attempt that registered nothing is simply redone."""
+        taken = self.store.conn.execute("SELECT COUNT(*) FROM models WHERE id LIKE ? ESCAPE '\\'",
+                                        (_like_prefix(node.id + ".m"),)).fetchone()[0]
+        return f"{node.id}.m{int(taken) + 1}"
+
+    def _progress(self, node_id: str) -> ProgressCallback:
+        last = [-math.inf]
+
+        def report(p: Progress) -> None:
+            moment = time.monotonic()
+            if p.step < p.total_steps and moment - last[0] < self.config.progress_interval_s:
+                return
+            last[0] = moment
+            self.bus.emit("train_progress", node_id=node_id, step=p.step, total_steps=p.total_steps,
+                          loss=_finite(p.loss), examples_per_s=_finite(p.examples_per_s), eta_s=_finite(p.eta_s))
+        return report
+
+    def _record(self, node: Node, model_id: str, ev: NodeEvaluation, *, charge: bool) -> None:
+        """Per-example rows, the result (backpropagated), gate verdicts and the budget: one transaction."""
+        candidate = Candidate(node.id, model_id, ev.score, ev.failure_score, ev.regressions, ev.cross_regressions) \
+            if ev.promotable else None
+        with self.store.transaction():
+            if ev.examples:
+                self.store.runs.add_evaluations({**row, "run_id": self.run_id, "node_id": node.id, "model_id": model_id}
+                                                for row in ev.examples)
+            self.graph.set_status(node.id, node.status, model_id=model_id)
+            self.mcgs.record(node.id, ev.score, ev.regressions, ev.metrics)
+            self.graph.annotate(node.id, failures=ev.failures.to_dict(), patterns=dict(ev.patterns),
+                                candidate=asdict(candidate) if candidate else None, baseline=candidate is None)
+            if candidate is not None:
+                report = self.deployment.check(candidate)
+                self.graph.annotate(node.id, gates=report.to_dict())
+            elif (self.deployment.deployed() or {}).get("id") == model_id:
+                # the monotone gate compares candidates with the deployed model on this run's evaluation
+                self.store.models.update_metrics(model_id, {"score": ev.score})
+            if charge:
+                self.budget.charge_iteration()
+            self._save_budget()
+
+    def _fail(self, node: Node, reason: str) -> None:
+        with self.store.transaction():
+            self.mcgs.record_failure(node.id, reason)
+            self.budget.charge_iteration()
+            self._save_budget()
+
+    # -- growing the graph --------------------------------------------------------------------
+    def _grow(self, step: Step) -> None:
+        current = step.node
+        patterns = dict(current.metrics.get("patterns") or {})
+        parent = self.graph.get(current.parent_id) if current.parent_id else None
+        previous = Outcome(parent.id, parent.score, parent.regressions) \
+            if parent is not None and parent.score is not None else None
+        action = self.policy.decide(Outcome(current.id, current.score, current.regressions), previous, patterns)
+        rollback = False
+        if action.kind == "rollback" and parent is not None:
+            info = Confirmation(current.id, action.reason, {
+                "from_model": current.model_id, "to_model": parent.model_id, "rollback_to": parent.id,
+                "before": _numeric(parent.metrics), "after": _numeric(current.metrics)})
+            rollback = self._confirm("rollback", info)
+        with self.store.transaction():
+            if rollback:
+                grow_from, action = self.mcgs.expansion_target(step, self.policy, patterns)
+                model = self.store.models.get(current.model_id) if current.model_id else None
+                if model is not None and model["status"] == "candidate":
+                    self.store.models.set_status(model["id"], "rolled_back")
+                self.bus.emit("rollback", node_id=current.id, from_model=current.model_id,
+                              to_model=grow_from.model_id, reason=action.reason)
+            else:
+                grow_from = current
+                if action.kind == "rollback":  # refused: keep growing from this node, in its own band
+                    action = self.policy.decide(Outcome(current.id, current.score, current.regressions), None,
+                                                patterns)
+            state = self.mcgs.state(step, grow_from, action, _failures(grow_from), reasoning=self.config.reasoning,
+                                    teacher=self.config.teacher)
+            self.mcgs.add_proposals(grow_from, self._plan(step.kind, state))
+            self._charge_planner(grow_from.id)
+
+    def _plan(self, kind: str, state: Any) -> list[Proposal]:
+        if kind == "expand":
+            return self.planner.expand(state)
+        if kind == "evolve":
+            return [self.planner.evolve(state)]
+        return [self.planner.fuse(state)]
+
+    def _charge_planner(self, node_id: str) -> None:
+        charged = False
+        for s in self.planner.take_steps():
+            self.budget.charge_llm(s.tokens, s.cost_usd)
+            charged = charged or s.tokens > 0 or s.cost_usd > 0
+            if s.planner != "rule" or s.fallback_reason:
+                note = f"- **Planner** {s.operator} by {s.planner}: {s.tokens} tokens, ${s.cost_usd:.4f}"
+                if s.fallback_reason:
+                    note += f"; fell back to the rule planner ({s.fallback_reason})"
+                self.bus.emit("curation_note", node_id=node_id, section="Planner", markdown=note)
+        if charged:
+            self._save_budget()
+
+    # -- human confirmations ------------------------------------------------------------------
+    def _confirm(self, kind: str, info: Confirmation) -> bool:
+        """Ask once per (kind, node): a recorded answer is reused (a resumed run never asks again)."""
+        recorded = [d for d in self.store.runs.decisions(self.run_id)
+                    if d["kind"] == kind and d["node_id"] == info.node_id]
+        if recorded:
+            return recorded[-1]["action"] == "approve"
+        ask = self.reviewer.confirm_rollback if kind == "rollback" else self.reviewer.confirm_promotion
+        ok = bool(ask(info))
+        record_confirmation(self.bus, self.reviewer.who, "rollback" if kind == "rollback" else "promotion", info, ok)
+        return ok
+
+    # -- ending -------------------------------------------------------------------------------
+    def _passing_nodes(self) -> list[Node]:
+        passing = [n for n in self.graph.evaluated() if (n.metrics.get("gates") or {}).get("passed")]
+        return sorted(passing, key=lambda n: -(n.score or 0.0))  # stable: first of equals = oldest
+
+    def _finish(self, reason: str) -> LoopResult:
+        promoted = next((e.payload.get("model_id") for e in self.bus.history() if e.type == "promoted"), None)
+        current = self.deployment.deployed()
+        keep = f"kept the deployed model {current['id']}" if current is not None else "no model promoted"
+        outcome = f"promoted {promoted}" if promoted else ""
+        passing = self._passing_nodes()
+        if not promoted and not passing:
+            best = self.mcgs.best()
+            detail = f"best {best.id}: score {best.score:.4f}, {_gate_summary(best)}" \
+                if best is not None and best.metrics.get("gates") else "no candidate was evaluated"
+            outcome = f"{keep}: no candidate passed the gates ({detail})"
+        elif not promoted:
+            node = passing[0]
+            candidate = Candidate(**node.metrics["candidate"])
+            report = _report_from_dict(node.metrics["gates"])
+            info = Confirmation(node.id, f"promote {candidate.model_id} (score {candidate.score:.4f}, "
+                                         f"{_gate_summary(node)})", {
+                "from_model": current["id"] if current else None, "to_model": candidate.model_id,
+                "before": _numeric(self.graph.roots()[0].metrics) if self.graph.roots() else {},
+                "after": _numeric(node.metrics), "gates": report.to_dict(),
+                "regressions": self._regressed_examples(node)})
+            if not self._confirm("promotion", info):
+                outcome = f"{keep}: the reviewer ({self.reviewer.who}) refused to promote {candidate.model_id}"
+            else:
+                try:
+                    self.deployment.promote(candidate, report)
+                    promoted, outcome = candidate.model_id, f"promoted {candidate.model_id}"
+                except GateError as exc:
+                    outcome = f"{keep}: promotion refused by the registry ({exc})"
+        best = self.mcgs.best()
+        with self.store.transaction():
+            self._save_budget()
+            self.bus.emit("run_finished", status="finished", reason=reason, best_node=best.id if best else None,
+                          best_score=best.score if best else None, promoted_model=promoted, outcome=outcome)
+            self.store.runs.update(self.run_id, status="finished", stop_reason=reason, finished_at=now())
+        self._write_log()
+        return LoopResult(self.run_id, "finished", reason, best.id if best else None, best.score if best else None,
+                          promoted, outcome)
+
+    def _interrupt(self) -> LoopResult:
+        self.budget.pause()
+        with self.store.transaction():
+            self._save_budget()
+            self.store.runs.update(self.run_id, status="interrupted", stop_reason="stopped on request")
+        self._write_log()
+        best = self.mcgs.best()
+        return LoopResult(self.run_id, "interrupted", "stopped on request", best.id if best else None,
+                          best.score if best else None, None, "resume it with `pioneer-tui resume RUN`")
+
+    def _regressed_examples(self, node: Node, limit: int = 20) -> list[dict[str, Any]]:
+        rows = [r for r in self.store.runs.evaluations(node.id) if r["eval_set"] != "failure" and r["correct"] == 0]
+        return [{"eval_set": r["eval_set"], "id": r["example_id"], "input": r["input"], "expected": r["expected"],
+                 "prediction": r["prediction"]} for r in rows[:limit]]
+
+    def _save_budget(self) -> None:
+        spent = self.budget.to_dict()
+        best = self.mcgs.best()
+        self.store.runs.update(self.run_id, spent=spent, best_score=best.score if best else None)
+        self.bus.emit("budget", **spent)
+
+    def _write_log(self) -> None:
+        write_curation_log(self.store, self.run_id)
+
+
+# -- starting and resuming runs -------------------------------------------------------------------
+
+def run_loop(bus: EventBus, parts: LoopParts, reviewer: Reviewer, limits: BudgetLimits,
+             should_stop: Callable[[], bool] | None = None) -> LoopResult:
+    """Run (or continue) the loop of an opened run; the budget continues from what the run spent."""
+    return AgentLoop(bus, parts=parts, reviewer=reviewer, budget=_budget(bus.store, bus.run_id, limits),
+                     should_stop=should_stop).run()
+
+
+def resume_run(store: Store, run_id: str, *, reviewer: Reviewer, should_stop: Callable[[], bool] | None = None,
+               subscribers: tuple[Subscriber, ...] = (), limits: BudgetLimits | None = None) -> LoopResult:
+    """Continue a run that was interrupted or killed, from its stored graph, decisions and events."""
+    run = store.runs.get(run_id)
+    if run is None:
+        known = ", ".join(r["id"] for r in store.runs.list()[-5:]) or "none"
+        raise RunNotResumable(f"run {run_id} does not exist (recent runs: {known}); see `pioneer-tui runs`")
+    bus = EventBus(store, run_id)
+    for fn in subscribers:
+        bus.subscribe(fn)
+    if run["status"] == "finished":
+        return result_of(store, run_id)
+    target = MODE_FACTORIES.get(run["mode"])
+    if target is None:
+        raise RunNotResumable(f"run {run_id} is a {run['mode']} run, which this build cannot resume "
+                              f"(resumable modes: {', '.join(sorted(MODE_FACTORIES))})")
+    module, name = target.split(":")
+    parts = getattr(importlib.import_module(module), name)(store, run, bus)
+    stored = BudgetLimits(**((run["config"] or {}).get("budget") or {}))
+    return run_loop(bus, parts, reviewer, limits or stored, should_stop)
+
+
+def result_of(store: Store, run_id: str) -> LoopResult:
+    """A finished run's result, read back from its run_finished event."""
+    finished = [e for e in store.runs.events(run_id) if e.type == "run_finished"]
+    if not finished:
+        run = store.runs.get(run_id) or {}
+        return LoopResult(run_id, str(run.get("status") or "unknown"), str(run.get("stop_reason") or ""))
+    p = finished[-1].payload
+    return LoopResult(run_id, str(p.get("status")), str(p.get("reason") or ""), p.get("best_node"),
+                      p.get("best_score"), p.get("promoted_model"), str(p.get("outcome") or ""))
+
+
+def _budget(store: Store, run_id: str, limits: BudgetLimits) -> Budget:
+    spent = (store.runs.get(run_id) or {}).get("spent") or {}
+    budget = Budget.from_dict(spent) if spent else Budget(limits)
+    budget.limits = limits
+    return budget
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+def _failures(node: Node) -> FailureSummary:
+    raw = node.metrics.get("failures") or {}
+    return FailureSummary(
+        confusion_pairs=tuple((str(a), str(b), int(n)) for a, b, n in raw.get("confusion_pairs") or ()),
+        false_positives=int(raw.get("false_positives") or 0), false_negatives=int(raw.get("false_negatives") or 0),
+        train_score=raw.get("train_score"), eval_score=raw.get("eval_score"),
+        patterns=tuple((str(p), int(n)) for p, n in raw.get("patterns") or ()))
+
+
+def _report_from_dict(raw: dict[str, Any]) -> GateReport:
+    return GateReport(raw["node_id"], tuple(GateResult(r["gate"], bool(r["passed"]), float(r["value"]),
+                                                       float(r["threshold"]), r["rule"]) for r in raw["results"]))
+
+
+def _gate_summary(node: Node) -> str:
+    results = (node.metrics.get("gates") or {}).get("results") or []
+    return ", ".join(f"{r['gate']} {'passed' if r['passed'] else 'failed'} ({r['value']:g} {r['rule']} "
+                     f"{r['threshold']:g})" for r in results) or "no gates checked"
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+__all__ = [
+    "MODE_FACTORIES", "AgentLoop", "LoopConfig", "LoopParts", "LoopResult", "NodeEvaluation", "NodeFailed",
+    "NodeRunner", "RunNotResumable", "open_run", "result_of", "resume_run", "run_loop",
+]

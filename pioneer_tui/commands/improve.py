@@ -1,0 +1,191 @@
+"""`pioneer-tui improve --model MODEL`: production mode on a deployed model and its judged traces.
+
+Headless, it prints the failure taxonomy, each iteration's scores and gate verdicts and the final
+decision (exit 0 when a model was promoted or the deployed one kept for a stated reason). Without
+--headless it opens the TUI on the run when this build's TUI can start one, else runs headless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.ingest import IngestError, ingest_traces
+from engine.models.base import TASKS, ConfigError
+from engine.production import EMBEDDERS, ProductionConfig, ProductionSummary, deployed_model, improve
+from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
+from pioneer_tui.cli import Context, UserError
+from store import Event, Store
+
+APPROVALS = ("auto", "ask", "never")
+_AT_MOST = ("regression_set", "cross_checkpoint")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "improve", help="production mode: fix a deployed model's failures, promote only through the gates",
+        description="Diagnose the deployed model's judged traces (taxonomy, fixable vs poison, probes), build "
+        "targeted curricula, retrain from the base model, and accept a candidate only if it fixes the failure "
+        "set (a >= tau) without breaking what worked (r <= epsilon, also on the previous checkpoint's set).")
+    parser.add_argument("--model", required=True, help="registry id or name of the deployed model")
+    parser.add_argument("--traces", type=Path, metavar="FILE", help="ingest this trace file first")
+    parser.add_argument("--task", choices=TASKS, help="task of the traces (default: the model's)")
+    parser.add_argument("--headless", action="store_true", help="run in the terminal instead of the TUI")
+    parser.add_argument("--approve", choices=APPROVALS, default="ask",
+                        help="headless human gates: auto-approve, ask on stdin (default), or refuse everything")
+    parser.add_argument("--max-iterations", type=int, default=6, help="training iterations budget (default 6)")
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget (default 30)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tau", type=float, default=0.96, help="failure-set score a candidate must reach")
+    parser.add_argument("--epsilon", type=int, default=2, help="regressions a candidate may cause")
+    parser.add_argument("--embedder", choices=EMBEDDERS, default="tfidf",
+                        help="similarity for triage, probes and hard negatives (minilm: the embedded encoder)")
+    parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    store = ctx.store
+    if args.traces is not None:
+        try:
+            print(ingest_traces(store, args.traces).summary(), file=sys.stderr if args.json else sys.stdout)
+        except IngestError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        config = ProductionConfig(model=args.model, task=args.task, seed=args.seed, tau=args.tau,
+                                  epsilon=args.epsilon, max_iterations=args.max_iterations,
+                                  max_minutes=args.max_minutes, embedder=args.embedder)
+        deployed_model(store, args.model)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+    def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
+              should_stop: Callable[[], bool] | None = None) -> ProductionSummary:
+        return improve(run_store, config, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
+
+    if not args.headless:
+        code = open_tui(ctx, start)
+        if code is not None:
+            return code
+    return run_headless(args, ctx, start)
+
+
+def run_headless(args: argparse.Namespace, ctx: Context, start: Callable[..., ProductionSummary]) -> int:
+    """Narrate the run on stdout (stderr with --json, whose summary then goes to stdout)."""
+    from pioneer_tui.commands.train import quiet_transformers
+
+    quiet_transformers()
+    try:
+        out = sys.stderr if args.json else sys.stdout
+        summary = start(reviewer_for(args.approve, out), (RunPrinter(out),), ctx.store)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        ctx.emit_json(summary.to_dict())
+    return 0 if summary.status == "finished" else 130
+
+
+def reviewer_for(approve: str, out: TextIO) -> Reviewer:
+    if approve == "ask":
+        return StdinReviewer(sys.stdin, out)
+    return HeadlessReviewer("auto" if approve == "auto" else "never")
+
+
+def open_tui(ctx: Context, start: Callable[..., ProductionSummary]) -> int | None:
+    """Open the TUI on the run when pioneer_tui.app.run_app accepts run=; None means run headless."""
+    from pioneer_tui import app
+
+    run_app = getattr(app, "run_app", None)
+    if run_app is None or "run" not in inspect.signature(run_app).parameters:
+        print("note: this build's TUI cannot start a run (pioneer_tui.app.run_app has no run= parameter); "
+              "running headless", file=sys.stderr)
+        return None
+
+    def hook(session: Any) -> None:
+        with Store(session.workspace) as store:  # the engine thread's own connection
+            start(session.reviewer, (session.on_event,), store, session.should_stop)
+
+    return int(run_app(ctx, run=hook) or 0)
+
+
+class RunPrinter:
+    """An EventBus subscriber that narrates a run in the terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is not None:
+            handler(event.payload)
+            self.out.flush()
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+
+    def _on_taxonomy_built(self, p: dict[str, Any]) -> None:
+        clusters = p.get("clusters") or []
+        self._say(f"Failure taxonomy: {p.get('n_fail', 0)} failing, {p.get('n_pass', 0)} passing traces, "
+                  f"{len(clusters)} clusters")
+        for c in clusters:
+            rate = c.get("confirmation_rate")
+            probe = "" if rate is None else f"  probes fail {rate:.0%}"
+            self._say(f"  {c.get('id', '?'):<4} {c.get('size', 0):>5}  {c.get('fixability', '?'):<9} "
+                      f"{c.get('name', '?')}{probe}")
+        if p.get("triage"):
+            self._say("  triage: " + ", ".join(f"{k} {v}" for k, v in p["triage"].items()))
+
+    def _on_curation_note(self, p: dict[str, Any]) -> None:
+        if p.get("node_id") is None and p.get("section") in ("Evaluation sets", "Deployment"):
+            self._say(f"{p['section']}:")
+            for line in str(p.get("markdown") or "").splitlines():
+                self._say(f"  {line}")
+
+    def _on_node_added(self, p: dict[str, Any]) -> None:
+        origin = f"{p.get('operator')} from {_short(p.get('parent_id'))}" if p.get("parent_id") else "root"
+        self._say(f"node {_short(p.get('node_id'))} (iteration {p.get('iteration')}, {origin}): {p.get('rationale') or ''}")
+
+    def _on_curriculum_proposed(self, p: dict[str, Any]) -> None:
+        comp = ", ".join(f"{k} {v}" for k, v in (p.get("composition") or {}).items())
+        self._say(f"  curriculum {p.get('dataset_version_id')}: {comp}")
+
+    def _on_decision_recorded(self, p: dict[str, Any]) -> None:
+        why = f" — {p['reason']}" if p.get("reason") and p.get("kind") == "curriculum" else ""
+        self._say(f"  {p.get('kind')} {p.get('action')} by {p.get('who')}{why}")
+
+    def _on_train_started(self, p: dict[str, Any]) -> None:
+        self._say(f"  training {_short(p.get('node_id'))} from the base model: {p.get('total_steps')} steps")
+
+    def _on_node_evaluated(self, p: dict[str, Any]) -> None:
+        m = p.get("metrics") or {}
+        if p.get("status") == "failed":
+            self._say(f"  {_short(p.get('node_id'))} failed: {m.get('error')}")
+            return
+        fixed = f", fixed {m['failure_set.fixed']}/{m['failure_set.fixable']}" if "failure_set.fixed" in m else ""
+        r = p.get("regressions")
+        cross = m.get("cross_checkpoint.regressions")
+        self._say(f"  {_short(p.get('node_id'))}: score {p.get('score'):.4f}{fixed}, regressions "
+                  f"{'—' if r is None else r}" + ("" if cross is None else f", previous-checkpoint regressions {cross}"))
+
+    def _on_gate_checked(self, p: dict[str, Any]) -> None:
+        rule = "<=" if p.get("gate") in _AT_MOST else ">="
+        self._say(f"    gate {p.get('gate')}: {'PASS' if p.get('passed') else 'FAIL'} "
+                  f"({p.get('value'):g} {rule} {p.get('threshold'):g})")
+
+    def _on_rollback(self, p: dict[str, Any]) -> None:
+        self._say(f"  rollback {_short(p.get('node_id'))}: {p.get('from_model')} -> {p.get('to_model')} ({p.get('reason')})")
+
+    def _on_promoted(self, p: dict[str, Any]) -> None:
+        self._say(f"promoted {p.get('model_id')} (node {_short(p.get('node_id'))}, score {p.get('score'):.4f})")
+
+    def _on_run_finished(self, p: dict[str, Any]) -> None:
+        self._say(f"Final decision: {p.get('outcome') or '—'}")
+        self._say(f"Stopped because: {p.get('reason')}")
+
+
+def _short(node_id: Any) -> str:
+    return str(node_id).rsplit(".", 1)[-1] if node_id else "—"

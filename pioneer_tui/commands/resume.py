@@ -1,0 +1,60 @@
+"""`pioneer-tui resume RUN`: continue a run that was interrupted or killed, from its stored events.
+
+Decisions already recorded are reused (never asked again); a node whose training was cut off is
+trained again from the base model; the search makes the choices an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from engine.models.base import ConfigError
+from engine.production import summarize_run
+from engine.search.loop import RunNotResumable, resume_run
+from engine.search.reviewer import Reviewer
+from pioneer_tui.cli import Context, UserError
+from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for
+from store import Event, Store
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("resume", help="continue an interrupted or killed run",
+                                   description="Continue a run from its events and stored search graph.")
+    parser.add_argument("run", help="run id (see `pioneer-tui runs`)")
+    parser.add_argument("--headless", action="store_true", help="run in the terminal instead of the TUI")
+    parser.add_argument("--approve", choices=APPROVALS, default="ask",
+                        help="headless human gates: auto-approve, ask on stdin (default), or refuse everything")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    store = ctx.store
+    found = store.runs.get(args.run)
+    if found is None:
+        raise UserError(f"run {args.run} does not exist: see `pioneer-tui runs`")
+    if found["status"] == "finished":
+        print(f"run {args.run} already finished: {found['stop_reason'] or 'no reason recorded'}")
+        return 0
+
+    def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
+              should_stop: Callable[[], bool] | None = None) -> Any:
+        return resume_run(run_store, args.run, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
+
+    if not args.headless:
+        code = open_tui(ctx, start)
+        if code is not None:
+            return code
+    from pioneer_tui.commands.train import quiet_transformers
+
+    quiet_transformers()
+    try:
+        result = start(reviewer_for(args.approve, sys.stdout), (RunPrinter(sys.stdout),), store)
+    except (RunNotResumable, ConfigError) as exc:
+        raise UserError(str(exc)) from None
+    if found["mode"] == "production":
+        summary = summarize_run(store, args.run, result)
+        print(f"{len(summary.iterations)} nodes; {summary.outcome or result.reason}")
+    return 0 if result.status == "finished" else 130

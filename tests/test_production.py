@@ -1,0 +1,232 @@
+"""Production mode on a synthetic intent deployment (tiny BERT): diagnosis, the curriculum's controls,
+failures fixed under the gates, promotion only through the reviewer, the rollback path when a
+candidate regresses, and the cross-checkpoint gate on a second run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+from production_fixture import MODEL_NAME, POISON, build_template, copy_workspace
+
+from engine.data.quality import input_hash
+from engine.models.base import ConfigError
+from engine.production import ProductionConfig, improve, load_diagnosis
+from engine.search.llm_planner import LLMPlanner
+from engine.search.loop import LoopConfig
+from engine.search.mcgs import ExplorationSchedule, MCGSConfig
+from engine.search.reviewer import Confirmation, CurriculumReview, Decision, HeadlessReviewer
+from store import Store
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return build_template(tmp_path_factory.mktemp("deployment"))
+
+
+class Gatekeeper:
+    """Approves every curriculum and rollback; answers promotion with `promote`; records what it saw."""
+
+    def __init__(self, promote: bool) -> None:
+        self.promote = promote
+        self.who = "gatekeeper"
+        self.asked: list[tuple[str, str | None]] = []
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision:
+        self.asked.append(("curriculum", review.node_id))
+        return Decision("approve")
+
+    def confirm_rollback(self, info: Confirmation) -> bool:
+        self.asked.append(("rollback", info.node_id))
+        return True
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        self.asked.append(("promotion", info.node_id))
+        return self.promote
+
+
+def config(**kw) -> ProductionConfig:
+    return ProductionConfig(**{"model": MODEL_NAME, "max_iterations": 3, "trainer_threads": 1, **kw})
+
+
+def test_production_config_names_the_bad_field():
+    for kw, field in [({"regression_fraction": 0.2}, "regression_fraction"), ({"embedder": "bert"}, "embedder"),
+                      ({"hyperparams": {"task": "ner"}}, "hyperparams"), ({"tau": 1.5}, "tau"),
+                      ({"max_iterations": 0}, "max_iterations")]:
+        with pytest.raises(ConfigError, match=field):
+            ProductionConfig(model="m", **kw)
+    assert ProductionConfig.from_dict(config().to_dict()) == config()
+
+
+@pytest.mark.slow
+def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path):
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        reviewer = Gatekeeper(promote=True)
+        summary = improve(store, config(), reviewer=reviewer)
+        run_id = summary.run_id
+        events = store.runs.events(run_id)
+        diagnosis = load_diagnosis(store, run_id)
+
+        # taxonomy: every failing trace in exactly one cluster; poison triaged external, reported apart
+        taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
+        covered = [t for c in taxonomy["clusters"] for t in c["trace_ids"]]
+        assert sorted(covered) == sorted(diagnosis.fail_ids) and len(covered) == template.n_fail
+        poison_ids = {"p0", "p1"}
+        external = {t for c in taxonomy["clusters"] if c["fixability"] == "external" for t in c["trace_ids"]}
+        assert poison_ids <= external
+        assert {c["kind"] for c in taxonomy["clusters"] if poison_ids & set(c["trace_ids"])} == {"injection", "gibberish"}
+        assert all(c["confirmation_rate"] is not None for c in taxonomy["clusters"] if c["fixability"] == "fixable")
+        failure = diagnosis.failure
+        assert failure.metadata["poison"] == len(external) and failure.metadata["fixable"] == template.n_fail - len(external)
+
+        # regression set: stratified T_pass, 30-100% of |T_fail|
+        regression = diagnosis.regression
+        assert 0.3 * template.n_fail <= len(regression) <= template.n_fail
+        assert len({i.stratum for i in regression.items}) == 4
+
+        # every curriculum: no poison, no regression-set input, replay from D_parent within 10-20% of it
+        protected = {input_hash(i.input) for i in regression.items}
+        parent = store.datasets.rows(diagnosis.parent_version)
+        for node in store.runs.nodes(run_id):
+            if not node["dataset_version_id"]:
+                continue
+            rows = store.datasets.rows(node["dataset_version_id"])
+            assert not {input_hash(r["input"]) for r in rows} & protected
+            assert not {r["input"] for r in rows} & {text for text, _ in POISON}
+            replay = [r for r in rows if r["slice"] == "replay"]
+            assert replay and all(r["source"].startswith("parent-") for r in replay)
+            assert math.ceil(0.1 * len(parent)) <= len(replay) <= math.floor(0.2 * len(parent))
+            assert len({r["id"] for r in rows}) == len(rows)
+
+        # the promoted candidate fixed the failing slice within the regression budget, through the reviewer
+        promoted = next(e.payload for e in events if e.type == "promoted")
+        node = next(n for n in store.runs.nodes(run_id) if n["id"] == promoted["node_id"])
+        assert summary.promoted and summary.promoted_model == promoted["model_id"] == node["model_id"]
+        assert node["score"] >= 0.96 and node["regressions"] <= 2
+        assert ("promotion", node["id"]) in reviewer.asked
+        gates = [e.payload for e in events if e.type == "gate_checked" and e.payload["node_id"] == node["id"]]
+        assert {g["gate"] for g in gates} == {"failure_set", "regression_set", "monotone"}
+        assert all(g["passed"] for g in gates)
+        assert store.models.deployed()["id"] == promoted["model_id"]
+        old = store.models.get(template.model_id)
+        assert old["status"] == "retired" and old["metrics"]["score"] == 0.0  # its score on this run's evaluation
+
+        # per-example evaluations back the numbers: a(pi) over the fixable failures, r over the regression set
+        rows = store.runs.evaluations(node["id"])
+        fixable = {i.id for i in failure.items if i.fixable}
+        fixed = [r for r in rows if r["eval_set"] == "failure" and r["example_id"] in fixable and r["correct"] == 1]
+        assert len(fixed) / len(fixable) == pytest.approx(node["score"])
+        regressed = [r for r in rows if r["eval_set"] == "regression" and r["correct"] == 0]
+        assert len(regressed) == node["regressions"]
+        assert len([r for r in rows if r["eval_set"] == "failure"]) == template.n_fail
+
+        # the summary reports taxonomy, per-iteration verdicts and the decision
+        assert [c["id"] for c in summary.clusters] == [c["id"] for c in taxonomy["clusters"]]
+        assert summary.iterations[0].operator == "root" and summary.iterations[0].score == 0.0
+        assert summary.iterations[-1].gates == {"failure_set": True, "regression_set": True, "monotone": True}
+        assert summary.outcome == f"promoted {promoted['model_id']}"
+
+
+def scripted_planner(proposals: list[dict]) -> tuple[LLMPlanner, list[dict]]:
+    """The LLM boundary through litellm's mock_response: fixability judgments say fixable, expansions
+    follow the script, and once it is spent the call fails (the rule planner takes over)."""
+    import litellm
+
+    asked: list[dict] = []
+
+    def complete(**kwargs):
+        prompt = kwargs["messages"][1]["content"]
+        if prompt.startswith("Can training fix"):
+            return litellm.completion(**kwargs, mock_response=json.dumps({"verdict": "fixable", "reason": "clean"}))
+        asked.append(kwargs)
+        if len(asked) > len(proposals):
+            raise RuntimeError("no more scripted answers")
+        return litellm.completion(**kwargs, mock_response=json.dumps({"proposals": [proposals[len(asked) - 1]]}))
+
+    return LLMPlanner("gpt-4o-mini", completion=complete), asked
+
+
+@pytest.mark.slow
+def test_a_regressing_candidate_is_rolled_back_after_the_reviewer_confirms(template, tmp_path):
+    planner, asked = scripted_planner([
+        {"changes": {"hyperparams.epochs": 4.0}, "rationale": "fewer epochs"},
+        {"changes": {"hyperparams.learning_rate": 1e-6}, "rationale": "a much lower learning rate"},
+    ])
+    cfg = config()
+    loop = LoopConfig(mcgs=MCGSConfig(horizon=3, candidates_per_expansion=1,
+                                      schedule=ExplorationSchedule("constant", c0=3.0, c_min=0.0)),
+                      gates=cfg.loop_config().gates)
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        reviewer = Gatekeeper(promote=True)
+        summary = improve(store, cfg, reviewer=reviewer, planner=planner, loop=loop)
+        nodes = {n["id"]: n for n in store.runs.nodes(summary.run_id)}
+        events = store.runs.events(summary.run_id)
+        n1, n2 = (n for n in nodes.values() if n["rationale"] in ("fewer epochs", "a much lower learning rate"))
+        assert n2["parent_id"] == n1["id"] and n2["score"] < n1["score"] < 0.96
+
+        rollback = next(e.payload for e in events if e.type == "rollback")
+        assert rollback["node_id"] == n2["id"]
+        assert (rollback["from_model"], rollback["to_model"]) == (n2["model_id"], n1["model_id"])
+        assert ("rollback", n2["id"]) in reviewer.asked
+        decision = next(d for d in store.runs.decisions(summary.run_id) if d["kind"] == "rollback")
+        assert (decision["action"], decision["node_id"], decision["who"]) == ("approve", n2["id"], "gatekeeper")
+        # registry restored: the regressed model is rolled back, the restored one is untouched
+        assert store.models.get(n2["model_id"])["status"] == "rolled_back"
+        assert store.models.get(n1["model_id"])["status"] in ("candidate", "deployed")
+        # the regressed node is closed and the search grows from the restored node's data and configuration
+        assert n2["metrics"]["exhausted"] is True
+        after = [n for n in nodes.values() if n["iteration"] > n2["iteration"]]
+        assert after and all(n["parent_id"] == n1["id"] for n in after)
+        assert after[0]["rationale"].startswith(rollback["reason"])
+        # the planner's judgment was applied to the taxonomy (fixable, from the planner)
+        taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
+        assert {c["fixability_source"] for c in taxonomy["clusters"] if c["fixability"] == "fixable"} == {"planner"}
+        assert len(asked) >= 2
+
+
+@pytest.mark.slow
+def test_refused_promotion_keeps_the_deployed_model_and_the_next_run_checks_the_previous_checkpoint(template,
+                                                                                                 tmp_path):
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        first = improve(store, config(), reviewer=Gatekeeper(promote=False))
+        assert not first.promoted
+        assert first.outcome.startswith(f"kept the deployed model {template.model_id}: the reviewer (gatekeeper) "
+                                        "refused to promote")
+        assert store.models.deployed()["id"] == template.model_id
+        assert not any(e.type == "promoted" for e in store.runs.events(first.run_id))
+        refusal = [d for d in store.runs.decisions(first.run_id) if d["kind"] == "promotion"]
+        assert [d["action"] for d in refusal] == ["refuse"]
+
+        # run 2: the deployed model's evaluation in run 1 is its checkpoint set; candidates are gated on it
+        second = improve(store, config(seed=1), reviewer=Gatekeeper(promote=True))
+        diagnosis = load_diagnosis(store, second.run_id)
+        before = {r["example_id"]: r["correct"] for r in store.runs.evaluations(
+            next(n["id"] for n in store.runs.nodes(first.run_id) if n["parent_id"] is None))}
+        assert {r["id"] for r in diagnosis.cross} == set(before)
+        events = store.runs.events(second.run_id)
+        cross_gates = [e.payload for e in events if e.type == "gate_checked" and e.payload["gate"] == "cross_checkpoint"]
+        assert cross_gates
+        for gate in cross_gates:
+            rows = store.runs.evaluations(gate["node_id"], "cross_checkpoint")
+            assert len(rows) == len(before)
+            assert gate["value"] == sum(1 for r in rows if before[r["example_id"]] == 1 and r["correct"] == 0)
+            assert gate["passed"] is (gate["value"] <= 2)
+        if second.promoted:
+            node = next(n for n in store.runs.nodes(second.run_id) if n["model_id"] == second.promoted_model)
+            assert node["metrics"]["gates"]["passed"] and node["metrics"]["cross_checkpoint.regressions"] <= 2
+
+
+@pytest.mark.slow
+def test_headless_never_refuses_every_curriculum_and_keeps_the_deployed_model(template, tmp_path):
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        summary = improve(store, config(max_iterations=2), reviewer=HeadlessReviewer("never"))
+        assert summary.status == "finished" and not summary.promoted
+        assert summary.reason.startswith("search exhausted")
+        assert store.models.deployed()["id"] == template.model_id
+        trained = [i for i in summary.iterations if i.operator != "root"]
+        assert trained and all(i.status == "vetoed" for i in trained)
+        assert not any(e.type == "train_started" for e in store.runs.events(summary.run_id))

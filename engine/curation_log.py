@@ -111,6 +111,11 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _regressions(count: Any) -> str:
+    """`2 regressions`; a root scored on its own traces has no count (`regressions —`)."""
+    return "regressions —" if count is None else _plural(count, "regression")
+
+
 def diff_text(diff: dict[str, Any]) -> str:
     """Edits summarised: list-valued entries by count, the rest inline (removed, added, changed first)."""
     order = ["removed", "added", "changed"]
@@ -220,7 +225,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 sec.last_progress, sec.train_total = None, None
             score = p.get("score")
             sec.lines.append(f"- **Result**: score {'—' if score is None else f'{score:.4f}'}, "
-                             f"{_plural(p.get('regressions', '—'), 'regression')} → **{p.get('status', '?')}**")
+                             f"{_regressions(p.get('regressions'))} → **{p.get('status', '?')}**")
             metrics = p.get("metrics") or {}
             if metrics:
                 sec.lines.append("  - metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))

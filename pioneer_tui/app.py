@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.search.reviewer import Reviewer
 from pioneer_tui.screens.help import HelpScreen
+from pioneer_tui.screens.new_run import NewRunScreen, RunRequest
 from pioneer_tui.screens.run_screen import RunScreen
 from pioneer_tui.screens.runs import RunsScreen
 from pioneer_tui.screens.traces import QueryFailed, QueryFinished, QueryOutcome, TraceExplorerScreen
@@ -61,6 +62,60 @@ def start_demo(session: EngineSession) -> None:
                 should_stop=session.should_stop)
 
 
+@dataclass(frozen=True)
+class ProductionRun:
+    """A production run started from the TUI: optionally ingest a traces file, then `improve`.
+    `root` (a pipeline dict) seeds the run's root pipeline: "fork from this node"."""
+
+    config: Any  # engine.production.ProductionConfig
+    traces: Path | None = None
+    root: dict[str, Any] | None = None
+
+    def __call__(self, session: EngineSession) -> None:
+        from engine.ingest import ingest_traces
+        from engine.production import improve
+
+        with Store(session.workspace) as store:
+            if self.traces is not None:
+                session.say(ingest_traces(store, self.traces).summary())
+            improve(store, self.config, reviewer=session.reviewer, subscribers=(session.on_event,),
+                    should_stop=session.should_stop, **root_argument(self.root))
+
+
+def root_argument(root: dict[str, Any] | None) -> dict[str, Any]:
+    """`improve(root=Pipeline)` when the engine accepts a seeded root; otherwise the fork's recipe
+    and slice fractions already travel in ProductionConfig.hyperparams / .composition."""
+    import inspect
+
+    from engine.production import improve
+    from engine.search.pipeline import Pipeline
+
+    if root is None or "root" not in inspect.signature(improve).parameters:
+        return {}
+    return {"root": Pipeline.from_dict(root)}
+
+
+@dataclass(frozen=True)
+class ColdStartRun:
+    """A cold-start run started from the TUI (task description + data)."""
+
+    config: Any  # engine.coldstart.mode.ColdStartConfig
+
+    def __call__(self, session: EngineSession) -> None:
+        from engine.coldstart.mode import cold_start
+
+        with Store(session.workspace) as store:
+            cold_start(store, self.config, reviewer=session.reviewer, subscribers=(session.on_event,),
+                       should_stop=session.should_stop)
+
+
+def hook_for(request: RunRequest) -> StartRun:
+    """The engine hook for a request from the new-run (or fork) screen."""
+    if request.kind == "cold_start":
+        return ColdStartRun(request.config)
+    return ProductionRun(request.config, request.traces, request.root)
+
+
 class PioneerApp(App[int]):
     CSS_PATH = "styles.tcss"
     TITLE = "Pioneer TUI"
@@ -71,8 +126,10 @@ class PioneerApp(App[int]):
     ]
 
     def __init__(self, store: Store, *, run_id: str | None = None, start_demo: StartRun | None = None,
-                 demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True) -> None:
+                 demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True,
+                 run: StartRun | None = None) -> None:
         super().__init__()
+        self.initial_hook = run
         self.store = store
         self.initial_run = run_id
         self.start_demo_hook = start_demo
@@ -90,7 +147,9 @@ class PioneerApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme = self.initial_theme
-        if self.offer_demo and not self.store.runs.list():
+        if self.initial_hook is not None:
+            self.call_after_refresh(self.start_run, self.initial_hook)
+        elif self.offer_demo and not self.store.runs.list():
             self.push_screen(WelcomeScreen(self.store.workspace.root, self.demo_dir), self._welcome_choice)
 
     def _welcome_choice(self, choice: str | None) -> None:
@@ -112,6 +171,18 @@ class PioneerApp(App[int]):
 
     def action_traces(self) -> None:
         self.push_screen(TraceExplorerScreen(self.store.workspace.root / "exports"))
+
+    def action_new_run(self) -> None:
+        if not isinstance(self.screen, NewRunScreen):
+            self.push_screen(NewRunScreen(self.store), self.start_request)
+
+    def start_request(self, request: RunRequest | None) -> None:
+        """A run asked for by the new-run or fork screen (None: cancelled)."""
+        if request is None:
+            return
+        while self.screen is not self.main_screen and len(self.screen_stack) > 1:
+            self.pop_screen()  # the live run shows on the main screen
+        self.start_run(hook_for(request))
 
     def action_demo(self) -> None:
         if self.start_demo_hook is None:
@@ -171,14 +242,17 @@ class PioneerApp(App[int]):
 
 
 def create_app(store: Store, *, run_id: str | None = None, start_demo: StartRun | None = start_demo,
-               demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True) -> PioneerApp:
-    """The one app factory (CLI and tests)."""
+               demo_dir: Path = DEMO_DIR, theme: str = THEMES[0], offer_demo: bool = True,
+               run: StartRun | None = None) -> PioneerApp:
+    """The one app factory (CLI and tests). `run`: an engine hook started on mount (the live run)."""
     return PioneerApp(store, run_id=run_id, start_demo=start_demo, demo_dir=demo_dir, theme=theme,
-                      offer_demo=offer_demo)
+                      offer_demo=offer_demo, run=run)
 
 
-def run_app(ctx) -> int:
-    """`pioneer-tui` with no subcommand: open the workbench on ctx's workspace."""
-    app = create_app(ctx.store)
+def run_app(ctx, run: StartRun | None = None) -> int:
+    """`pioneer-tui` with no subcommand opens the workbench on ctx's workspace; `improve`, `resume`
+    and `cold-start` pass `run` so it opens on their live run (the main screen follows its events,
+    loading the run's stored history with the first one, so a resumed run shows whole)."""
+    app = create_app(ctx.store, run=run, offer_demo=run is None)
     app.run()
     return int(app.return_code or 0)

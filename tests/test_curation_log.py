@@ -98,3 +98,15 @@ def test_helpers():
     assert pipeline_change({"h": {"lr": 1, "bs": 8}}, {"h": {"lr": 2, "bs": 8}}) == "h.lr 1 → 2"
     assert pipeline_change({"a": 1, "b": 1, "c": 1}, {"a": 2, "b": 2, "c": 2}, limit=2) == "a 1 → 2; b 1 → 2; +1 more"
     assert pipeline_change(None, {"a": 1}) == ""
+
+
+def test_a_root_without_a_regression_count_says_so_not_none():
+    events = [Event("r", 1, "2026-01-01T00:00:00", "node_added", {"node_id": "n0", "iteration": 0}),
+              Event("r", 2, "2026-01-01T00:00:01", "node_evaluated",
+                    {"node_id": "n0", "score": 0.5, "regressions": None, "status": "evaluated"}),
+              Event("r", 3, "2026-01-01T00:00:02", "node_evaluated",
+                    {"node_id": "n1", "score": 0.7, "regressions": 1, "status": "accepted"})]
+    text = render_curation_log(events)
+    assert "None" not in text
+    assert "- **Result**: score 0.5000, regressions — → **evaluated**" in text
+    assert "- **Result**: score 0.7000, 1 regression → **accepted**" in text

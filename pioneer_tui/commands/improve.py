@@ -2,13 +2,12 @@
 
 Headless, it prints the failure taxonomy, each iteration's scores and gate verdicts and the final
 decision (exit 0 when a model was promoted or the deployed one kept for a stated reason). Without
---headless it opens the TUI on the run when this build's TUI can start one, else runs headless.
+--headless it opens the TUI on the live run (the human gates are answered there).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,9 +67,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return improve(run_store, config, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
 
     if not args.headless:
-        code = open_tui(ctx, start)
-        if code is not None:
-            return code
+        return open_tui(ctx, start)
     return run_headless(args, ctx, start)
 
 
@@ -95,15 +92,9 @@ def reviewer_for(approve: str, out: TextIO) -> Reviewer:
     return HeadlessReviewer("auto" if approve == "auto" else "never")
 
 
-def open_tui(ctx: Context, start: Callable[..., ProductionSummary]) -> int | None:
-    """Open the TUI on the run when pioneer_tui.app.run_app accepts run=; None means run headless."""
-    from pioneer_tui import app
-
-    run_app = getattr(app, "run_app", None)
-    if run_app is None or "run" not in inspect.signature(run_app).parameters:
-        print("note: this build's TUI cannot start a run (pioneer_tui.app.run_app has no run= parameter); "
-              "running headless", file=sys.stderr)
-        return None
+def open_tui(ctx: Context, start: Callable[..., Any]) -> int:
+    """Open the TUI on the live run: `start` runs on the app's engine worker with its own Store."""
+    from pioneer_tui.app import run_app
 
     def hook(session: Any) -> None:
         with Store(session.workspace) as store:  # the engine thread's own connection

@@ -44,9 +44,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return resume_run(run_store, args.run, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
 
     if not args.headless:
-        code = open_tui(ctx, start)
-        if code is not None:
-            return code
+        return open_tui(ctx, start)
     from pioneer_tui.commands.train import quiet_transformers
 
     quiet_transformers()

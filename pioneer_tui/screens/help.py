@@ -16,7 +16,11 @@ HELP = """\
 **Anywhere**: `?` help · `ctrl+t` light/dark theme · `r` runs · `t` trace explorer (SQL) · `q` quit ·
 `ctrl+p` command palette. The mouse works everywhere: click tabs, rows and nodes; scroll with the wheel.
 
-**Run screen**: `1` graph · `2` failure clusters · `3` curation log · `4` curriculum (data).
+**Run screen** (and replay): `1` graph · `2` failure clusters · `3` curation log · `4` curriculum (data) ·
+`n` new run · `F` fork from the highlighted node (a new production run whose root pipeline is that node's).
+
+**New run** (`n` here or in the runs list): production (the deployed model, an optional traces file to
+ingest, max iterations / minutes) or cold start (task description + data); `ctrl+s` starts it, `esc` cancels.
 
 **Search graph**: `↑ ↓ PgUp PgDn Home End` move · `enter` details · `f` fold / unfold a branch ·
 `p` show / hide pruned branches (every node rejected, vetoed or rolled back) · `b` jump to best ·

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.curation_log import composition_text, diff_text, qc_lines, render_curation_log
 from pioneer_tui.bridge import EventBridge, RunEvent, RunState
+from pioneer_tui.screens.new_run import fork_request
 from store import Event, Store
 from widgets.cluster_pane import ClusterPane
 from widgets.curation_log_view import CurationLogView
@@ -48,7 +49,10 @@ class RunScreen(Screen):
         Binding("4", "tab('curriculum')", "Data", show=False),
         Binding("r", "app.runs", "Runs"),
         Binding("t", "app.traces", "SQL"),
+        Binding("n", "app.new_run", "New run", show=False),  # shown in the runs list (space at 80 columns)
+        Binding("F", "fork", "Fork"),
     ]
+
     def __init__(self, store: Store, run_id: str | None = None, *, follow_new_runs: bool = False,
                  name: str | None = None) -> None:
         super().__init__(name=name)
@@ -219,6 +223,18 @@ class RunScreen(Screen):
         self._show_details(message.node_id)
 
     # -- actions -------------------------------------------------------------------------------
+    def action_fork(self) -> None:
+        """Fork from the highlighted node: a new production run whose root pipeline is that node's."""
+        node_id = self.query_one(SearchGraph).highlighted_id
+        node = self.state.nodes.get(node_id or "")
+        try:
+            request = fork_request(self.store, self.state.run_id, node_id, node.pipeline if node else {})
+        except ValueError as exc:  # ConfigError included
+            self.app.notify(str(exc), title="Cannot fork", severity="error", timeout=12)
+            return
+        self.app.notify(f"forking run {self.state.run_id} from node {node_id}", title="Run")
+        self.app.start_request(request)  # type: ignore[attr-defined]
+
     def action_tab(self, tab: str) -> None:
         """Switch tabs by focusing the pane's main widget (TabbedContent follows focus, so the
         focus must never be left behind in a hidden pane)."""

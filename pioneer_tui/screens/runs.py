@@ -26,6 +26,7 @@ class RunsScreen(Screen):
         Binding("enter", "open", "Replay"),
         Binding("escape", "app.pop_screen", "Back"),
         Binding("f5", "reload", "Reload"),
+        Binding("n", "app.new_run", "New run"),
     ]
     DEFAULT_CSS = """
     RunsScreen > Static { height: auto; padding: 0 1; background: $panel; }
@@ -37,7 +38,7 @@ class RunsScreen(Screen):
         self.store = store
 
     def compose(self) -> ComposeResult:
-        yield Static("Runs in this workspace — enter replays the highlighted run.", id="runs-title")
+        yield Static("Runs in this workspace — enter replays the highlighted run, n starts a new one.", id="runs-title")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
         table.add_columns("run", "mode", "status", "best", "iter", "spent", "started (UTC)")
         yield table

@@ -1,0 +1,75 @@
+"""`pioneer-tui bench adaptft --dataset clinc150|sms_spam|wnut17|<path> --seed N [--quick]`.
+
+Runs AdaptFT-Bench in its own workspace folder (`<out>/workspace`, default out
+`<workspace>/bench/adaptft-<dataset>-s<seed>[-quick]`), so the bench's deployments never touch the
+user's registry, and writes result.json, report.md and chart.html (plotly, self-contained) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.bench.adaptft import RunConfig, run_adaptft
+from engine.bench.report import final_gap, markdown, write_report
+from engine.bench.stages import StageConfig, build_stages, load_dataset
+from engine.coldstart.registry import DatasetError
+from engine.models.base import ConfigError
+from pioneer_tui.cli import Context, UserError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("bench", help="run a benchmark (AdaptFT-Bench)",
+                                   description="Benchmarks of the improvement loop.")
+    kinds = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    ada = kinds.add_parser(
+        "adaptft", help="AdaptFT-Bench: the agent vs naive retraining over increasingly poisoned logs",
+        description="C1 from a clean pool, then three stages of perturbed inference logs (poison 15% -> 25% "
+        "-> 40%, 70/30 train/test). The agent (production mode, at most two iterations per stage, with "
+        "rollback) is compared with realistic naive retraining and controlled baselines on the union of the "
+        "stage test splits.")
+    ada.add_argument("--dataset", required=True,
+                     help="clinc150, sms_spam, wnut17 (under --data-root) or a dataset file / registry source")
+    ada.add_argument("--seed", type=int, default=0)
+    ada.add_argument("--quick", action="store_true", help="small sizes (clean 300, stages of 150 logs)")
+    ada.add_argument("--data-root", type=Path, default=Path("../shared/data"),
+                     help="folder holding clinc150/, sms_spam/, wnut17/ (default ../shared/data)")
+    ada.add_argument("--clean-size", type=int, help="clean pool size (default 1000, quick 300)")
+    ada.add_argument("--stage-size", type=int, help="logs per stage (default 500, quick 150)")
+    ada.add_argument("--method", default="linear_probe", choices=("linear_probe", "lora", "full"),
+                     help="training method of C1 and every retrain (default linear_probe: fast on CPU)")
+    ada.add_argument("--base-model", default="minilm", help="encoder base model (default minilm)")
+    ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
+    ada.add_argument("--out", type=Path, help="output folder (replaced if it exists)")
+    ada.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    base = StageConfig.quick(args.seed) if args.quick else StageConfig(seed=args.seed)
+    try:
+        stages = StageConfig(seed=args.seed, clean_size=args.clean_size or base.clean_size,
+                             stage_size=args.stage_size or base.stage_size)
+        task, examples = load_dataset(args.dataset, args.data_root)
+        bench = build_stages(examples, task, stages, Path(args.dataset).stem)
+    except (ConfigError, DatasetError) as exc:
+        raise UserError(f"--dataset {args.dataset}: {exc}") from None
+    out = args.out or ctx.workspace.root / "bench" / \
+        f"adaptft-{Path(args.dataset).stem}-s{args.seed}{'-quick' if args.quick else ''}"
+    if (out / "workspace").exists():
+        shutil.rmtree(out / "workspace")
+    started = time.strftime("%H:%M:%S")
+    print(f"[{started}] AdaptFT-Bench {bench.dataset} ({task}): clean {len(bench.clean)}, stages "
+          f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; output {out}", flush=True)
+    config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
+                       agent_minutes=args.agent_minutes)
+    result = run_adaptft(out / "workspace", bench, config,
+                         log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True))
+    paths = write_report(result, out)
+    print(markdown(result))
+    gap = final_gap(result)
+    print(f"final gap {'—' if gap is None else f'{100 * gap:+.1f}'} points; report {paths['report']}, "
+          f"chart {paths['chart']}")
+    return 0

@@ -1,0 +1,188 @@
+"""Start a run from the TUI: production mode (the deployed model, optionally a traces file to ingest)
+or cold-start mode (a task description and data). The screen only validates and builds the engine
+configuration; it dismisses with a RunRequest that the app starts on its engine worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
+
+from engine.coldstart.mode import ColdStartConfig
+from engine.models.base import ConfigError
+from engine.production import ProductionConfig, deployed_model
+from engine.search.pipeline import Pipeline
+from store import Store
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to start: `kind` "production" or "cold_start", its engine config, a traces file to ingest
+    first (production), and a root pipeline dict when the run is a fork of a historical node."""
+
+    kind: str
+    config: Any
+    traces: Path | None = None
+    root: dict[str, Any] | None = None
+
+
+def model_options(store: Store) -> tuple[list[tuple[str, str]], str | None]:
+    """Registry models as (label, id), the deployed one first and preselected."""
+    models = sorted(store.models.list(), key=lambda m: (m["status"] != "deployed", m["created_at"], m["id"]))
+    options = [(f"{m['id']} · {m.get('name') or '—'} · {m['status']}", m["id"]) for m in models]
+    deployed = next((m["id"] for m in models if m["status"] == "deployed"), None)
+    return options, deployed
+
+
+def fork_request(store: Store, run_id: str | None, node_id: str | None, pipeline: dict[str, Any]) -> RunRequest:
+    """A new production run seeded from a historical node: the source run's settings (same deployed
+    model, same judged traces in the workspace) with the node's pipeline as the new root pipeline."""
+    run = store.runs.get(run_id) if run_id else None
+    if run is None or not node_id:
+        raise ConfigError("Fork: highlight a node of a stored run in the graph first")
+    if run["mode"] != "production":
+        raise ConfigError(f"Fork: run {run_id} is a {run['mode']} run; only production runs can be forked")
+    if not pipeline:
+        raise ConfigError(f"Fork: node {node_id} of run {run_id} has no stored pipeline")
+    root = Pipeline.from_dict(pipeline)
+    stored = (run["config"] or {}).get("production") or run["config"] or {}
+    known = {f.name for f in fields(ProductionConfig)}
+    base = ProductionConfig.from_dict({k: v for k, v in stored.items() if k in known})
+    deployed_model(store, base.model)
+    data = root.data
+    recipe = {k: v for k, v in root.to_dict()["hyperparams"].items() if k != "task"}  # the task is the run's
+    config = replace(base, hyperparams=recipe,
+                     composition=(data.gold_fraction, data.hard_negative_fraction, data.replay_fraction))
+    return RunRequest("production", config, root=root.to_dict())
+
+
+def _number(text: str, field: str, kind: type) -> Any:
+    """An optional positive number from an Input (blank: no limit)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{field}: {text!r} is not a number; enter a positive {kind.__name__} or leave it blank")\
+            from None
+    if value <= 0:
+        raise ConfigError(f"{field}: must be positive (got {text}); leave it blank for no limit")
+    return value
+
+
+class NewRunScreen(ModalScreen[RunRequest | None]):
+    """Dismisses with a RunRequest (ctrl+s / Start) or None (escape)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "start", "Start"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+    DEFAULT_CSS = """
+    NewRunScreen { align: center middle; }
+    NewRunScreen > Vertical {
+        width: 90; max-width: 100%; height: auto; max-height: 100%; border: thick $primary;
+        background: $surface; padding: 0 1;
+    }
+    NewRunScreen TabbedContent { height: auto; }
+    NewRunScreen TabPane { height: auto; padding: 0; }
+    NewRunScreen Horizontal { height: auto; }
+    NewRunScreen Label { width: 16; padding: 1 1 0 0; }
+    NewRunScreen Input, NewRunScreen Select { width: 1fr; }
+    NewRunScreen #new-run-error { color: $error; height: auto; }
+    NewRunScreen #new-run-buttons { height: auto; }
+    NewRunScreen Button { margin-right: 2; }
+    """
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+
+    def compose(self) -> ComposeResult:
+        options, deployed = model_options(self.store)
+        with Vertical():
+            yield Static("[b]New run[/b] — ctrl+s starts it, escape cancels.")
+            with TabbedContent(initial="production", id="new-run-kind"):
+                with TabPane("Production", id="production"):
+                    with Horizontal():
+                        yield Label("Deployed model")
+                        yield Select(options, value=deployed if deployed else Select.NULL,
+                                     prompt="no models in the registry" if not options else "pick a model",
+                                     id="prod-model")
+                    with Horizontal():
+                        yield Label("Traces file")
+                        yield Input(placeholder="optional: JSONL of judged traces to ingest first", id="prod-traces")
+                    with Horizontal():
+                        yield Label("Max iterations")
+                        yield Input("6", id="prod-iterations")
+                    with Horizontal():
+                        yield Label("Max minutes")
+                        yield Input("30", id="prod-minutes")
+                with TabPane("Cold start", id="cold_start"):
+                    with Horizontal():
+                        yield Label("Task")
+                        yield Input(placeholder="e.g. detect spam in SMS messages", id="cold-description")
+                    with Horizontal():
+                        yield Label("Data")
+                        yield Input(placeholder="a file or a source, e.g. reasoning-gym:basic_arithmetic",
+                                    id="cold-data")
+                    with Horizontal():
+                        yield Label("Max iterations")
+                        yield Input("4", id="cold-iterations")
+                    with Horizontal():
+                        yield Label("Max minutes")
+                        yield Input("30", id="cold-minutes")
+            yield Static("", id="new-run-error")
+            with Horizontal(id="new-run-buttons"):
+                yield Button("Start (ctrl+s)", id="start", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def _value(self, widget_id: str) -> str:
+        return self.query_one(f"#{widget_id}", Input).value
+
+    def request(self) -> RunRequest:
+        """The run the form describes; ConfigError names the field to fix."""
+        kind = self.query_one(TabbedContent).active
+        if kind == "cold_start":
+            description = self._value("cold-description").strip()
+            if not description:
+                raise ConfigError("Task: describe what the model should do, e.g. \"detect spam in SMS messages\"")
+            return RunRequest("cold_start", ColdStartConfig(
+                description=description, data=self._value("cold-data").strip() or None,
+                max_iterations=_number(self._value("cold-iterations"), "Max iterations", int),
+                max_minutes=_number(self._value("cold-minutes"), "Max minutes", float)))
+        model = self.query_one("#prod-model", Select).value
+        if model is Select.NULL or model is Select.BLANK:
+            raise ConfigError("Deployed model: pick the deployed model (register one with `pioneer-tui models`)")
+        deployed_model(self.store, str(model))
+        traces_text = self._value("prod-traces").strip()
+        traces = Path(traces_text).expanduser() if traces_text else None
+        if traces is not None and not traces.is_file():
+            raise ConfigError(f"Traces file: {traces} does not exist; give a JSONL file of judged traces or leave it blank")
+        config = ProductionConfig(model=str(model),
+                                  max_iterations=_number(self._value("prod-iterations"), "Max iterations", int),
+                                  max_minutes=_number(self._value("prod-minutes"), "Max minutes", float))
+        return RunRequest("production", config, traces)
+
+    def action_start(self) -> None:
+        try:
+            request = self.request()
+        except ConfigError as exc:
+            self.query_one("#new-run-error", Static).update(str(exc))
+            return
+        self.dismiss(request)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+        else:
+            self.action_cancel()

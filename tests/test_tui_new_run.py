@@ -1,0 +1,256 @@
+"""Starting runs from the TUI: the CLI's live run on mount (`run_app(ctx, run=...)`), the new-run screen
+(production or cold start) and "fork from this node" in a replay. Each asserts the engine hook the
+app starts and the configuration it carries."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from fixtures.fixture_run import RUN_ID, build_fixture_run
+from textual.widgets import Input, Select, Static, TabbedContent
+
+from engine.coldstart.mode import ColdStartConfig
+from engine.production import ProductionConfig
+from engine.search.pipeline import Pipeline
+from pioneer_tui.app import ColdStartRun, EngineSession, ProductionRun, create_app
+from pioneer_tui.commands import improve as improve_command
+from pioneer_tui.screens.new_run import NewRunScreen
+from pioneer_tui.screens.run_screen import ReplayScreen
+from pioneer_tui.screens.welcome import WelcomeScreen
+from pioneer_tui.tui_reviewer import TuiReviewer
+from store import Store
+from widgets.search_graph import SearchGraph
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def settle(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+def notes(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def deploy(store: Store, name: str = "m-deployed") -> str:
+    return store.models.register(base_model="minilm", artifact_path=None, task="classification", status="deployed",
+                                 name=name)
+
+
+def capture_starts(app) -> list:
+    started: list = []
+    app.start_run = started.append  # the seam between the screens and the engine worker
+    return started
+
+
+async def test_the_cli_run_starts_on_mount_and_shows_live(tmp_path, monkeypatch):
+    """`improve` / `resume` without --headless: run_app(ctx, run=hook) opens the TUI on the live run,
+    and the hook hands the command's `start` the TUI reviewer, the bridge subscriber and its own Store."""
+    store = Store(tmp_path / "ws")
+    opened: dict = {}
+    monkeypatch.setattr("pioneer_tui.app.run_app", lambda ctx, run=None: opened.update(ctx=ctx, run=run) or 7)
+    calls: list = []
+
+    def start(reviewer, subscribers, run_store, should_stop):
+        calls.append((reviewer, run_store.workspace.root, should_stop()))
+        build_fixture_run(run_store, subscribers=subscribers)  # a run whose events stream to the screen
+
+    ctx = SimpleNamespace(store=store)
+    assert improve_command.open_tui(ctx, start) == 7
+    assert opened["ctx"] is ctx
+
+    app = create_app(store, run=opened["run"], offer_demo=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, lambda: app.main_screen.state.run_id == RUN_ID and "The run finished." in notes(app))
+        assert not isinstance(app.screen, WelcomeScreen)
+        [(reviewer, root, stopped)] = calls
+        assert isinstance(reviewer, TuiReviewer) and root == store.workspace.root and stopped is False
+        assert app.main_screen.state.last_seq == store.runs.events(RUN_ID)[-1].seq
+    store.close()
+
+
+async def test_an_empty_workspace_with_a_run_does_not_offer_the_demo(tmp_path):
+    sessions: list[EngineSession] = []
+    store = Store(tmp_path / "ws")
+    app = create_app(store, run=sessions.append, offer_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: sessions)
+        assert not isinstance(app.screen, WelcomeScreen)
+        assert sessions[0].workspace.root == store.workspace.root
+    store.close()
+
+
+async def test_new_production_run_from_the_runs_list(tmp_path):
+    store = Store(tmp_path / "ws")
+    store.models.register(base_model="minilm", artifact_path=None, task="classification", name="older")
+    model_id = deploy(store)
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text('{"input": "hi", "output": "greet", "verdict": "pass"}\n')
+    app = create_app(store, offer_demo=False)
+    started = capture_starts(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("r", "n")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        assert screen.query_one("#prod-model", Select).value == model_id  # the deployed one, preselected
+        screen.query_one("#prod-traces", Input).value = str(traces)
+        screen.query_one("#prod-iterations", Input).value = "3"
+        screen.query_one("#prod-minutes", Input).value = "12.5"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is app.main_screen  # the live run shows on the main screen
+    [hook] = started
+    assert hook == ProductionRun(ProductionConfig(model=model_id, max_iterations=3, max_minutes=12.5), traces)
+    store.close()
+
+
+async def test_new_production_run_refuses_a_model_that_is_not_deployed(tmp_path):
+    store = Store(tmp_path / "ws")
+    other = store.models.register(base_model="minilm", artifact_path=None, name="older")
+    deployed = deploy(store)
+    app = create_app(store, offer_demo=False)
+    started = capture_starts(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#prod-model", Select).value = other
+        screen.query_one("#prod-traces", Input).value = str(tmp_path / "missing.jsonl")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = str(screen.query_one("#new-run-error", Static).render())
+        assert f"is not the deployed model ({deployed} is)" in error
+        screen.query_one("#prod-model", Select).value = deployed
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "Traces file:" in str(screen.query_one("#new-run-error", Static).render())
+        screen.query_one("#prod-iterations", Input).value = "many"
+        screen.query_one("#prod-traces", Input).value = ""
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "Max iterations: 'many' is not a number" in str(screen.query_one("#new-run-error", Static).render())
+        assert isinstance(app.screen, NewRunScreen) and not started
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main_screen and not started
+    store.close()
+
+
+async def test_new_cold_start_run(tmp_path):
+    store = Store(tmp_path / "ws")
+    app = create_app(store, offer_demo=False)
+    started = capture_starts(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one(TabbedContent).active = "cold_start"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert str(screen.query_one("#new-run-error", Static).render()).startswith("Task: describe")
+        screen.query_one("#cold-description", Input).value = "detect spam in SMS messages"
+        screen.query_one("#cold-data", Input).value = "data/sms.csv"
+        screen.query_one("#cold-iterations", Input).value = "2"
+        screen.query_one("#cold-minutes", Input).value = ""
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is app.main_screen
+    assert started == [ColdStartRun(ColdStartConfig(description="detect spam in SMS messages", data="data/sms.csv",
+                                                    max_iterations=2, max_minutes=None))]
+    store.close()
+
+
+async def test_a_started_production_run_reports_a_bad_traces_file(tmp_path):
+    """The real hook on the worker: ingest fails before any run exists, surfaced as one error."""
+    store = Store(tmp_path / "ws")
+    deploy(store)
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("not json\n")
+    app = create_app(store, offer_demo=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.start_run(ProductionRun(ProductionConfig(model="m-deployed"), traces))
+        await settle(pilot, lambda: any("engine run failed" in n for n in notes(app)), timeout=30)
+        assert any("traces.jsonl" in n for n in notes(app))
+        assert store.runs.list() == []
+    store.close()
+
+
+async def test_fork_from_a_replayed_node(tmp_path):
+    store = Store(tmp_path / "ws")
+    fx = build_fixture_run(store)
+    deploy(store)
+    node_id = fx.node_ids[2]
+    pipeline = next(n["pipeline"] for n in store.runs.nodes(RUN_ID) if n["id"] == node_id)
+    app = create_app(store, offer_demo=False)
+    started = capture_starts(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(ReplayScreen(store, RUN_ID))
+        await pilot.press("greater_than_sign")  # the whole run
+        await pilot.pause()
+        assert app.screen.query_one(SearchGraph).jump_to(node_id)
+        await pilot.press("F")
+        await pilot.pause()
+        assert app.screen is app.main_screen
+        assert any(f"forking run {RUN_ID} from node {node_id}" in n for n in notes(app))
+    [hook] = started
+    root = Pipeline.from_dict(pipeline)
+    assert isinstance(hook, ProductionRun) and hook.traces is None and hook.root == root.to_dict()
+    assert hook.config == ProductionConfig(
+        model="m-deployed", task="classification", tau=0.96, epsilon=2, seed=0, max_iterations=6,
+        hyperparams={k: v for k, v in root.to_dict()["hyperparams"].items() if k != "task"},
+        composition=(root.data.gold_fraction, root.data.hard_negative_fraction, root.data.replay_fraction))
+    store.close()
+
+
+async def test_fork_needs_the_source_runs_model_deployed(tmp_path):
+    store = Store(tmp_path / "ws")
+    fx = build_fixture_run(store)
+    app = create_app(store, offer_demo=False)
+    started = capture_starts(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(ReplayScreen(store, RUN_ID))
+        await pilot.press("greater_than_sign")
+        await pilot.pause()
+        app.screen.query_one(SearchGraph).jump_to(fx.node_ids[1])
+        await pilot.press("F")
+        await pilot.pause()
+        assert isinstance(app.screen, ReplayScreen) and not started
+        assert any("--model m-deployed: no such model in the registry" in n for n in notes(app))
+    store.close()
+
+
+async def test_a_resumed_run_shows_its_history_and_its_new_events(tmp_path):
+    """`resume` in the TUI: the hook appends to an existing run; the main screen shows it whole."""
+    from engine.events import EventBus
+
+    store = Store(tmp_path / "ws")
+    build_fixture_run(store)
+    store.runs.create("production", {"model": "m-deployed"}, run_id="run-later")  # the newest run is another
+    before = store.runs.events(RUN_ID)[-1].seq
+
+    def resume(session: EngineSession) -> None:
+        with Store(session.workspace) as run_store:
+            bus = EventBus(run_store, RUN_ID)
+            bus.subscribe(session.on_event)
+            bus.emit("curation_note", section="Resumed", markdown="resumed after an interruption")
+
+    app = create_app(store, run=resume, offer_demo=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, lambda: app.main_screen.state.last_seq > before)
+        state = app.main_screen.state
+        assert state.run_id == RUN_ID
+        assert [e.seq for e in state.events] == [e.seq for e in store.runs.events(RUN_ID)]
+        assert "resumed after an interruption" in app.main_screen.curation_markdown()
+    store.close()

@@ -11,7 +11,8 @@ checkpoint's evaluation set (cross-checkpoint gate).
 
 Search: the root node is the deployed model itself, evaluated from its traces (a(pi) = 0 by
 construction), so the first expansion sees the real confusion pairs. Every other node builds
-D_post = gold corrections + hard negatives + replay of D_parent under the quality controls, trains
+D_post = gold corrections + hard negatives + replay of D_parent and of the verified passes outside the
+protected sets (in full when small, see ProductionConfig.full_replay_below) under the quality controls, trains
 from the BASE model, and is scored on the three sets; the decision threshold is a searchable
 hyperparameter. The loop's gates decide; only the Reviewer promotes.
 """
@@ -86,7 +87,7 @@ from engine.search.reviewer import Reviewer
 from engine.seed import seed_everything
 from store import Store, atomic_write_text
 
-EMBEDDERS = ("tfidf", "minilm")
+EMBEDDERS = ("auto", "tfidf", "minilm")
 DEFAULT_METRIC = {"classification": "accuracy", "ner": "accuracy", "generation": "exact_match_normalized"}
 
 
@@ -94,7 +95,10 @@ DEFAULT_METRIC = {"classification": "accuracy", "ner": "accuracy", "generation":
 class ProductionConfig:
     """`model`: registry id or name of the deployed model. `composition`: the root curriculum's
     gold / hard-negative / replay fractions. `hyperparams`: overrides of the deployed model's own
-    training recipe for the root pipeline (e.g. {"epochs": 5})."""
+    training recipe for the root pipeline (e.g. {"epochs": 5}). `embedder`: "auto" is the embedded
+    MiniLM when its package is installed (TF-IDF flagged ~9% of perturbed in-domain failures as
+    off-domain on the demo), else TF-IDF. `full_replay_below`: a D_parent of at most this many rows is
+    replayed in full (see engine.data.curriculum); larger ones get the searchable 10-20% band."""
 
     model: str
     task: str | None = None
@@ -106,7 +110,8 @@ class ProductionConfig:
     max_minutes: float | None = 30.0
     regression_fraction: float = 0.5
     probe_threshold: float = 0.3
-    embedder: str = "tfidf"
+    embedder: str = "auto"
+    full_replay_below: int = 5000
     composition: tuple[float, float, float] = (0.5, 0.3, 0.2)
     hyperparams: dict[str, Any] = field(default_factory=dict)
     candidates_per_expansion: int = 1
@@ -126,6 +131,8 @@ class ProductionConfig:
             (isinstance(self.hyperparams, dict), "hyperparams", "a mapping of TrainConfig fields"),
             (self.candidates_per_expansion >= 1, "candidates_per_expansion", "an integer >= 1"),
             (self.trainer_threads is None or self.trainer_threads >= 1, "trainer_threads", "an integer >= 1 or unset"),
+            (isinstance(self.full_replay_below, int) and self.full_replay_below >= 0, "full_replay_below",
+             "a row count >= 0 (0: always sample 10-20% of D_parent)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -275,9 +282,28 @@ class _MemoEmbedder:
         return np.stack([self._cache[t] for t in texts])
 
 
+_MINILM: dict[str, _MemoEmbedder] = {}
+
+
+def resolve_embedder(kind: str) -> str:
+    """"auto" -> "minilm" when the embedded encoder's package is installed, else "tfidf"."""
+    if kind != "auto":
+        return kind
+    try:
+        MiniLMEmbedder.locate()
+    except RuntimeError:
+        return "tfidf"
+    return "minilm"
+
+
 def make_embedder(kind: str, texts: Sequence[str], seed: int) -> Embedder:
-    inner: Embedder = MiniLMEmbedder() if kind == "minilm" else fitted_tfidf(list(texts), seed=seed)
-    return _MemoEmbedder(inner)
+    """MiniLM is loaded once per process and its embeddings are kept (diagnosis and every node's
+    curriculum embed the same pools); TF-IDF is fitted on this run's texts."""
+    if resolve_embedder(kind) == "minilm":
+        if "minilm" not in _MINILM:
+            _MINILM["minilm"] = _MemoEmbedder(MiniLMEmbedder())
+        return _MINILM["minilm"]
+    return _MemoEmbedder(fitted_tfidf(list(texts), seed=seed))
 
 
 def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Planner | None = None) -> Diagnosis:
@@ -330,7 +356,7 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
     with store.transaction():
         _save(store, bus.run_id, diagnosis)
         bus.emit("taxonomy_built", **taxonomy.to_dict(), triage=summarize(verdicts))
-        for section, markdown in _diagnosis_notes(diagnosis, parent_rows):
+        for section, markdown in _diagnosis_notes(diagnosis, parent_rows, config.full_replay_below):
             bus.emit("curation_note", section=section, markdown=markdown)
     return diagnosis
 
@@ -364,7 +390,8 @@ def _probe(store: Store, deployed: dict[str, Any], taxonomy: Taxonomy, fail: lis
     return reports
 
 
-def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]],
+                     full_replay_below: int) -> list[tuple[str, str]]:
     counts = summarize(d.triage)
     flagged = [r for r in d.triage.values() if r.reason == "label_error"]
     triage_md = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -382,7 +409,10 @@ def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]]) -> list[tu
     probes_md = "\n".join(f"- {p['cluster_id']}: {p['n_failed']}/{p['n_probes']} probes failed "
                           f"({p['failure_rate']:.0%}) -> {'confirmed' if p['confirmed'] else 'not confirmed'}"
                           for p in d.probes) or "- no probes (the deployed model has no artifact)"
-    parent_md = (f"D_parent: dataset version `{d.parent_version}` ({len(parent_rows)} rows); replay 10-20% of it."
+    full = 0 < len(parent_rows) <= full_replay_below
+    parent_md = (f"D_parent: dataset version `{d.parent_version}` ({len(parent_rows)} rows); "
+                 + ("replayed in full (small enough that a 10-20% sample would forget what it taught)." if full
+                    else "replay 10-20% of it (the pipeline's replay fraction).")
                  if d.parent_version else "No D_parent in the lineage: curricula have no replay slice.")
     return [("Triage", triage_md), ("Evaluation sets", sets_md),
             ("Probing", probes_md + f"\n\n{len(d.probe_rows)} failing probes become gold candidates."),
@@ -445,12 +475,17 @@ class ProductionRunner:
 
     def build_curriculum(self, node: Node) -> str:
         spec = node.pipeline.data
+        # the pipeline's replay fraction is the searchable floor of the |D_parent| replay band
         config = cur.CurriculumConfig(mode="production", gold_band=_band(spec.gold_fraction),
                                       hard_band=_band(spec.hard_negative_fraction), replay_share=spec.replay_fraction,
-                                      seed=self.config.seed)
+                                      replay_band=(spec.replay_fraction, max(spec.replay_fraction, 0.20)),
+                                      full_replay_below=self.config.full_replay_below, seed=self.config.seed)
         taxonomy = self._focused(spec.focus_pairs)
         excluded = [x for inputs in self.protected.values() for x in inputs]
-        built = cur.build_curriculum(taxonomy, self.fail, pool=self.pass_pool, parent=self.parent_pool,
+        # replay keeps the parent's competence: D_parent plus the deployed model's verified passes (T_pass
+        # outside the protected sets, which build_curriculum never draws from)
+        built = cur.build_curriculum(taxonomy, self.fail, pool=self.pass_pool,
+                                     parent=[*self.parent_pool, *self.pass_pool],
                                      embedder=self.embedder, config=config, extra_gold=self.d.probe_rows,
                                      exclude_inputs=excluded)
         rows = built.rows + self._targeted(taxonomy, spec.targeted, built.rows, excluded)

@@ -56,10 +56,22 @@ def config(**kw) -> ProductionConfig:
 def test_production_config_names_the_bad_field():
     for kw, field in [({"regression_fraction": 0.2}, "regression_fraction"), ({"embedder": "bert"}, "embedder"),
                       ({"hyperparams": {"task": "ner"}}, "hyperparams"), ({"tau": 1.5}, "tau"),
-                      ({"max_iterations": 0}, "max_iterations")]:
+                      ({"max_iterations": 0}, "max_iterations"), ({"full_replay_below": -1}, "full_replay_below")]:
         with pytest.raises(ConfigError, match=field):
             ProductionConfig(model="m", **kw)
     assert ProductionConfig.from_dict(config().to_dict()) == config()
+
+
+def test_auto_embedder_is_minilm_when_its_package_is_installed(monkeypatch):
+    from engine.diagnosis.fixability import MiniLMEmbedder
+    from engine.production import resolve_embedder
+
+    assert ProductionConfig(model="m").embedder == "auto"
+    assert resolve_embedder("tfidf") == "tfidf" and resolve_embedder("minilm") == "minilm"
+    monkeypatch.setattr(MiniLMEmbedder, "locate", staticmethod(lambda: (_ for _ in ()).throw(RuntimeError("no"))))
+    assert resolve_embedder("auto") == "tfidf"
+    monkeypatch.setattr(MiniLMEmbedder, "locate", staticmethod(lambda: "/installed"))
+    assert resolve_embedder("auto") == "minilm"
 
 
 @pytest.mark.slow
@@ -88,7 +100,8 @@ def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path
         assert 0.3 * template.n_fail <= len(regression) <= template.n_fail
         assert len({i.stratum for i in regression.items}) == 4
 
-        # every curriculum: no poison, no regression-set input, replay from D_parent within 10-20% of it
+        # every curriculum: no poison, no regression-set input; this D_parent is small (<= full_replay_below),
+        # so it is replayed in full (before quality controls), where it used to be a 10-20% sample
         protected = {input_hash(i.input) for i in regression.items}
         parent = store.datasets.rows(diagnosis.parent_version)
         for node in store.runs.nodes(run_id):
@@ -98,8 +111,12 @@ def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path
             assert not {input_hash(r["input"]) for r in rows} & protected
             assert not {r["input"] for r in rows} & {text for text, _ in POISON}
             replay = [r for r in rows if r["slice"] == "replay"]
-            assert replay and all(r["source"].startswith("parent-") for r in replay)
-            assert math.ceil(0.1 * len(parent)) <= len(replay) <= math.floor(0.2 * len(parent))
+            # replay: D_parent plus verified passes outside the regression set
+            assert replay and all(r["source"].startswith("parent-") or r["source"] in set(diagnosis.pass_ids)
+                                  for r in replay)
+            from_parent = {r["input"] for r in rows if str(r.get("source", "")).startswith("parent-")}
+            assert len(replay) > math.floor(0.2 * len(parent))
+            assert len(from_parent) >= 0.8 * len(parent)
             assert len({r["id"] for r in rows}) == len(rows)
 
         # the promoted candidate fixed the failing slice within the regression budget, through the reviewer
@@ -156,7 +173,7 @@ def test_a_regressing_candidate_is_rolled_back_after_the_reviewer_confirms(templ
         {"changes": {"hyperparams.epochs": 4.0}, "rationale": "fewer epochs"},
         {"changes": {"hyperparams.learning_rate": 1e-6}, "rationale": "a much lower learning rate"},
     ])
-    cfg = config()
+    cfg = config(full_replay_below=0)  # a 10-20% replay sample, so the scripted moves do regress
     loop = LoopConfig(mcgs=MCGSConfig(horizon=3, candidates_per_expansion=1,
                                       schedule=ExplorationSchedule("constant", c0=3.0, c_min=0.0)),
                       gates=cfg.loop_config().gates)

@@ -193,3 +193,39 @@ def test_steps_are_logged_for_the_curation_log():
     steps = planner.take_steps()
     assert [(s.operator, s.planner, s.tokens, s.cost_usd) for s in steps] == [("expand", "rule", 0, 0.0)]
     assert planner.take_steps() == []
+
+
+def _gated(p: Pipeline, failed: set[str], regressions: int = 7) -> Node:
+    results = [{"gate": g, "passed": g not in failed, "value": 0.0, "threshold": 0.0, "rule": ""}
+               for g in ("failure_set", "regression_set", "cross_checkpoint")]
+    return Node(id="n2", pipeline=p, parent_id="n1", operator="expand", iteration=1, status="evaluated", score=1.0,
+                regressions=regressions, metrics={"gates": {"passed": not failed, "results": results}})
+
+
+def production_pipe(**hyper) -> Pipeline:
+    return Pipeline(DatasetSpec(mode="production", gold_fraction=0.5, hard_negative_fraction=0.35,
+                                replay_fraction=0.15), TrainConfig(task="classification", **hyper))
+
+
+def test_a_regression_gate_failure_forgets_less_instead_of_repeating_the_move():
+    p = production_pipe(method="linear_probe", epochs=30.0, learning_rate=1e-3, head_learning_rate=3e-3)
+    action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
+    s = SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4)
+    proposals = RulePlanner().expand(s)
+    mods = [x.modification for x in proposals]
+    assert mods[0] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
+    assert mods[1] == {"hyperparams.epochs": [30.0, 18.0]}
+    assert mods[2]["data.replay_fraction"] == [0.15, 0.2]
+    assert "hyperparams.learning_rate" in mods[3] and "data.replay_fraction" in mods[3]
+    assert all("7 regression(s) (regression_set gate failed)" in x.rationale for x in proposals)
+    assert not any("hyperparams.threshold" in m for m in mods)
+    evolved = RulePlanner().evolve(SearchState(node=_gated(p, {"cross_checkpoint"}), action=action, operator="evolve"))
+    assert "cross_checkpoint gate failed" in evolved.rationale
+
+
+def test_no_forget_less_moves_while_the_failures_are_not_fixed():
+    p = production_pipe(epochs=3.0)
+    action = Action("surgical_augmentation", "score", "surgical_augmentation")
+    for failed in ({"failure_set", "regression_set"}, set()):
+        proposals = RulePlanner().expand(SearchState(node=_gated(p, failed), action=action, n_candidates=3))
+        assert not any("regression(s)" in x.rationale for x in proposals)

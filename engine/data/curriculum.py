@@ -6,7 +6,10 @@
   the cluster's confusion (for classification: inputs labelled as what the model wrongly said);
   a teacher-LLM synthesiser hook fills a shortfall when one is configured;
 - replay: a label-stratified sample of D_parent, 10-20% of |D_parent|, so retraining from the base
-  keeps what the parent learnt.
+  keeps what the parent learnt. A small D_parent (at most `full_replay_below` rows) is replayed in
+  full: every candidate is retrained from the base, and a 10-20% sample of a few hundred rows is too
+  little to keep the parent's competence (measured on the demo: 7-18 regressions per candidate with
+  the sample, see scripts/bench_production.py); training on all of it costs little at that size.
 
 The gold:hard ratio is set per cluster inside the design's bands (gold 40-60%, hard 25-35%):
 recall-dominated clusters get more gold, precision-dominated ones (false positives, label
@@ -52,6 +55,7 @@ class CurriculumConfig:
     hard_band: tuple[float, float] = (0.25, 0.35)
     replay_band: tuple[float, float] = (0.10, 0.20)  # fraction of |D_parent|
     replay_share: float = 0.15  # preferred share of D_post, clamped into replay_band x |D_parent|
+    full_replay_below: int = 0  # a D_parent of at most this many rows is replayed in full (0: never)
     cold_start_ratio: tuple[float, float] = (0.65, 0.35)  # gold : hard
     hard_per_gold: int = 2
     seed: int = 0
@@ -64,6 +68,7 @@ class CurriculumConfig:
             (0 <= self.replay_band[0] <= self.replay_band[1] <= 1, "replay_band", "0 <= low <= high <= 1"),
             (0 <= self.replay_share < 1, "replay_share", "in [0, 1)"),
             (self.hard_per_gold >= 0, "hard_per_gold", "an integer >= 0"),
+            (self.full_replay_below >= 0, "full_replay_below", "a row count >= 0"),
             (abs(sum(self.cold_start_ratio) - 1) < 1e-6, "cold_start_ratio", "two shares summing to 1"),
         ]
         for ok, name, expected in checks:
@@ -120,8 +125,9 @@ class Curriculum:
             out["gold"]["band"] = out["hard_negative"]["band"] = None
         if self.config.mode == "production":
             frac = self.composition()["replay"] / self.parent_size if self.parent_size else None
-            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": list(self.config.replay_band),
-                             "of": "|D_parent|"}
+            band = [self.config.replay_band[0], 1.0] if full_replay(self.parent_size, self.config) \
+                else list(self.config.replay_band)
+            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": band, "of": "|D_parent|"}
         for v in out.values():
             v["ok"] = v["band"] is None or (v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
         return out
@@ -205,7 +211,14 @@ def build_curriculum(
     return Curriculum(task, rows, per_cluster, replay, skipped, config, len(parent), notes)
 
 
+def full_replay(parent_size: int, config: CurriculumConfig) -> bool:
+    """Whether all of D_parent is replayed (production, and D_parent small enough)."""
+    return config.mode == "production" and 0 < parent_size <= config.full_replay_below
+
+
 def _replay_bounds(parent_size: int, config: CurriculumConfig) -> tuple[int, int]:
+    if full_replay(parent_size, config):
+        return parent_size, parent_size
     return math.ceil(config.replay_band[0] * parent_size), math.floor(config.replay_band[1] * parent_size)
 
 

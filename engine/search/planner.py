@@ -7,6 +7,9 @@ RulePlanner encodes the paper's rules on top of the iteration policy's band:
 - tune hyperparameters (data fixed): overfitting -> fewer epochs / lower learning rate;
   plateau -> more capacity (LoRA rank) or another method; precision-dominated -> threshold sweep;
 - surgical augmentation: 2-3 targeted examples per remaining failure pattern.
+- a node that fixed the failures (failure-set gate passed) but broke what worked (regression or
+  cross-checkpoint gate failed) gets, before any band rule, moves that forget less: a lower
+  learning rate, fewer epochs, more replay of the parent data — never the same move again.
 When the rules give fewer candidates than asked, seeded moves of the same band fill the list.
 """
 
@@ -158,6 +161,7 @@ class RulePlanner:
                      + self._error_balance(state, data=False))
         else:
             rules = self._surgical(state) or self._threshold_sweep(state.node.pipeline)
+        rules = self._forget_less(state.node) + rules
         rng = self._rng(state, "expand")
         fill = self._data_moves(state.node.pipeline) if band == "rework_data" else self._tune_moves(state.node.pipeline)
         rng.shuffle(fill)
@@ -175,6 +179,7 @@ class RulePlanner:
         base = state.node.pipeline
         moves = self._tune_moves(base) + self._data_moves(base) + self._plateau(replace(state, plateau=True))
         self._rng(state, "evolve").shuffle(moves)
+        moves = self._forget_less(state.node) + moves
         free = [m for m in moves if not (set(m[0]) & kept)]
         note = f"keep {', '.join(sorted(kept))}; " if kept else ""
         out = self._realise(state, free + moves, "evolve", 1, f"evolve {state.node.id}: {note}")
@@ -329,6 +334,27 @@ class RulePlanner:
         merged = {**dict(state.node.pipeline.data.targeted), **dict(targets)}
         return [({"data.targeted": [[name, merged[name]] for name in sorted(merged)]},
                  "surgical augmentation: " + ", ".join(f"{n} targeted example(s) for {name}" for name, n in targets))]
+
+    def _forget_less(self, node: Node) -> list[Change]:
+        """Score gate passed, regression gate failed: the candidate learnt the failures but forgot what
+        the parent knew. Retraining from the base with a gentler recipe or more parent data keeps it."""
+        results = (node.metrics.get("gates") or {}).get("results") or []
+        failed = {r["gate"] for r in results if not r["passed"]}
+        broke = failed & {"regression_set", "cross_checkpoint"}
+        if not broke or "failure_set" in failed:
+            return []
+        h, p = node.pipeline.hyperparams, node.pipeline
+        why = f"failures fixed but {node.regressions} regression(s) ({', '.join(sorted(broke))} gate failed)"
+        lower = {"hyperparams.learning_rate": _round(h.learning_rate * 0.5)}
+        if h.head_learning_rate is not None:
+            lower["hyperparams.head_learning_rate"] = _round(h.head_learning_rate * 0.5)
+        out: list[Change] = [(lower, f"{why}: lower learning rate")]
+        if h.epochs > 1.0:
+            out.append(({"hyperparams.epochs": _round(max(1.0, h.epochs * 0.6))}, f"{why}: fewer epochs"))
+        if (shift := self._shift(p, "replay")) is not None:
+            out.append((shift, f"{why}: more replay of the parent data"))
+            out.append(({**shift, **lower}, f"{why}: more replay and a lower learning rate"))
+        return out
 
     # -- seeded fill-in moves ---------------------------------------------------------------
     def _tune_moves(self, p: Pipeline) -> list[Change]:

@@ -55,6 +55,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--embedder", choices=EMBEDDERS, default="base",
                         help="similarity for confusable pairs and hard negatives (base: the base encoder)")
     parser.add_argument("--llm", metavar="MODEL", help="litellm model for task analysis, planning and seed data")
+    parser.add_argument("--threads", type=int, help="torch threads for encoder training (default: every core; 1 on "
+                        "a machine shared with other jobs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
     parser.set_defaults(handler=run)
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             description=args.description, data=args.data, base=args.base, task=args.task, metric=args.metric,
             tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
             configs_per_iteration=args.configs, patience=args.patience, eval_fraction=args.eval_fraction,
-            max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed)
+            max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed,
+            trainer_threads=args.threads)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
 

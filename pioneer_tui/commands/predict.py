@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.base import ConfigError, Span
-from engine.models.predictor import CachedPredictor, load_predictor
 from pioneer_tui.cli import Context, UserError
 from pioneer_tui.commands.train import quiet_transformers
 from store.artifacts import atomic_write_jsonl
@@ -77,6 +76,8 @@ def _jsonable(output: Any, text: str) -> Any:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.models.predictor import CachedPredictor, load_predictor  # torch: only when predicting
+
     folder = model_dir(ctx, args.model)
     rows = read_inputs(args.input)
     quiet_transformers()

@@ -10,7 +10,6 @@ from typing import Any
 
 from engine.data.datasets_io import DatasetError, example_to_row, read_examples
 from engine.models.base import METHODS, TASKS, ConfigError, Progress, TrainConfig, TrainingError
-from engine.models.factory import train_and_register, trainer_for
 from engine.models.qlora import CPU_OPT_IN_ENV
 from pioneer_tui.cli import Context, UserError
 from store.jsoncols import new_id
@@ -90,6 +89,8 @@ def quiet_transformers() -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.models.factory import train_and_register, trainer_for  # torch: only when training
+
     try:
         examples = read_examples(args.data, args.task)
         config = _config(args)

@@ -1,0 +1,192 @@
+"""Runs AdaptFT-Bench: checkpoints C1..C4 for the agent (production mode) and the baselines.
+
+C1 is trained on the clean pool and deployed. At each stage the deployed agent model answers the
+stage's training logs; those become judged traces (engine.data.perturb.to_trace_rows with the exact
+match judge), are ingested, and production mode runs on them (`improve`, HeadlessReviewer('auto'),
+at most two train -> evaluate iterations, rollback = keeping the deployed model when nothing passes
+the gates). The agent never sees `perturbations`, `label_valid` or `original_output`: triage is
+scored against them, so they go to a side table for the report. Each baseline retrains from the
+base on the clean pool plus its labelled logs (engine/bench/baselines.py). Every checkpoint is
+scored on the same held-out set: the union of the stage test splits, restricted to rows that have
+an answer in the task's space (a classifier cannot abstain on off-domain input).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.bench import baselines as bl
+from engine.bench.stages import Bench, is_poisoned, to_example
+from engine.data.perturb import to_trace_rows
+from engine.ingest import ingest_traces
+from engine.models.base import TrainConfig
+from engine.models.encoder import EncoderTrainer
+from engine.models.factory import evaluate, train_and_register
+from engine.models.predictor import CachedPredictor
+from engine.production import ProductionConfig, improve, load_diagnosis
+from engine.search.reviewer import HeadlessReviewer
+from engine.seed import seed_everything
+from store import Store
+from store.artifacts import atomic_write_jsonl
+
+HIDDEN = ("perturbations", "label_valid", "original_output")
+METRIC = {"classification": "accuracy", "ner": "entity_f1"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`recipe`: TrainConfig fields of C1 and of every baseline retrain (the agent starts from it)."""
+
+    seed: int = 0
+    recipe: dict[str, Any] = field(default_factory=lambda: {"base_model": "minilm", "method": "linear_probe"})
+    agent_iterations: int = 2
+    agent_minutes: float = 10.0
+    arms: tuple[str, ...] = bl.ARMS
+    threads: int | None = None
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    poison_rate: float | None
+    scores: dict[str, float]
+    agent_model: str
+    agent_promoted: bool | None = None
+    agent_run: str | None = None
+    agent_reason: str = ""
+
+
+@dataclass
+class BenchResult:
+    dataset: str
+    task: str
+    seed: int
+    metric: str
+    n_held_out: int
+    n_held_out_scored: int
+    checkpoints: list[Checkpoint]
+    logs: list[dict[str, Any]]  # the side table: one row per agent trace with its hidden truth and fate
+    naive_labels: dict[str, int]
+    seconds: float
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BenchResult:
+        return cls(**{**raw, "checkpoints": [Checkpoint(**c) for c in raw["checkpoints"]]})
+
+
+def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
+                log: Callable[[str], None] = lambda _: None) -> BenchResult:
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    task = bench.task
+    trainer = EncoderTrainer(**({"num_threads": config.threads} if config.threads else {}))
+    scored = [r for r in bench.held_out if r["output"] is not None]
+    held_out = [to_example(r) for r in scored]
+    with Store(workspace) as store:
+        def train(name: str, pairs: list[tuple[dict[str, Any], Any]], dataset_version: str | None = None) -> str:
+            examples = [to_example(r, out) for r, out in pairs if out is not None]
+            cfg = TrainConfig(task=task, seed=config.seed, **config.recipe)
+            t0 = time.perf_counter()
+            model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
+                                       dataset_version_id=dataset_version)
+            log(f"  trained {name} on {len(examples)} examples in {time.perf_counter() - t0:.0f}s")
+            return model.model_id
+
+        def predictor(model_id: str) -> tuple[CachedPredictor, float | None]:
+            row = store.models.get(model_id)
+            return CachedPredictor.for_artifact(row["artifact_path"], store.cache), \
+                (row.get("hyperparameters") or {}).get("threshold")
+
+        def score(model_id: str) -> float:
+            p, threshold = predictor(model_id)
+            return round(float(evaluate(p, held_out, task, threshold)[METRIC[task]]), 4)
+
+        def predict(model_id: str, rows: list[dict[str, Any]]) -> list[Any]:
+            p, threshold = predictor(model_id)
+            return [bl.plain(x.output) for x in p.predict([r["input"] for r in rows], threshold)]
+
+        clean_pairs = [(r, r["output"]) for r in bench.clean]
+        version = store.datasets.create([{"id": r["id"], "input": r["input"], "output": r["output"]}
+                                         for r in bench.clean], name="adaptft-clean", task=task,
+                                        note="AdaptFT-Bench clean training pool (C1)")
+        log(f"C1: clean pool of {len(bench.clean)}")
+        c1 = train("adaptft-C1", clean_pairs, version)
+        store.models.set_status(c1, "deployed")
+        c1_score = score(c1)
+        checkpoints = [Checkpoint("C1", None, {arm: c1_score for arm in ("agent", *config.arms)}, c1)]
+        models = {arm: c1 for arm in config.arms}
+        pools: dict[str, list[tuple[dict[str, Any], Any]]] = {arm: list(clean_pairs) for arm in config.arms}
+        agent, side, naive_kinds = c1, [], Counter()
+        for k, stage in enumerate(bench.stages, start=1):
+            name = f"C{k + 1}"
+            log(f"{name}: {stage.name}, {len(stage.train)} training logs, poison {stage.measured_poison_rate:.0%}")
+            # the agent: production mode on the deployed model's judged traces
+            traces = to_trace_rows(stage.train, predict(agent, stage.train), model_id=agent, stage=stage.name,
+                                   seed=config.seed + k, task=task)
+            truth = {t["id"]: {h: t["metadata"].get(h) for h in HIDDEN} for t in traces}
+            for t in traces:
+                t["metadata"] = {k2: v for k2, v in t["metadata"].items() if k2 not in HIDDEN}
+            path = store.artifacts / "bench" / f"{stage.name}-traces.jsonl"
+            atomic_write_jsonl(path, traces)
+            ingest_traces(store, path)
+            summary = improve(store, ProductionConfig(model=agent, task=task, seed=config.seed,
+                                                      max_iterations=config.agent_iterations,
+                                                      max_minutes=config.agent_minutes,
+                                                      trainer_threads=config.threads),
+                              reviewer=HeadlessReviewer("auto"))
+            diagnosis = load_diagnosis(store, summary.run_id)
+            side += _fates(traces, truth, diagnosis, stage.name)
+            promoted = summary.promoted_model
+            agent = promoted or agent
+            log(f"  agent: {summary.outcome} ({summary.reason}); deployed {agent}")
+            scores = {"agent": score(agent)}
+            # the baselines: retrain from the base on everything they have labelled so far
+            for arm in config.arms:
+                if arm == "naive":
+                    labelled = bl.naive_labels(stage.train, predict(models[arm], stage.train), bench.labels,
+                                               seed=config.seed * 1000 + k)
+                    naive_kinds.update(kind for _, kind in labelled)
+                    pools[arm] += [(r, out) for r, (out, _) in zip(stage.train, labelled, strict=True)]
+                elif arm == "oracle":
+                    pools[arm] += bl.oracle_rows(stage.train)
+                elif arm == "clean_only":
+                    pools[arm] += bl.clean_rows(stage.train)
+                else:
+                    pools[arm] += bl.random_augmentation(bench.clean, len(stage.train), task, config.seed * 1000 + k)
+                models[arm] = train(f"adaptft-{arm}-{name}", pools[arm])
+                scores[arm] = score(models[arm])
+            log(f"  scores: {json.dumps(scores)}")
+            checkpoints.append(Checkpoint(name, stage.poison_rate, scores, agent, promoted is not None,
+                                          summary.run_id, summary.reason))
+    return BenchResult(bench.dataset, task, config.seed, METRIC[task], len(bench.held_out), len(scored),
+                       checkpoints, side, dict(naive_kinds), round(time.perf_counter() - started, 1), asdict(config))
+
+
+def _fates(traces: list[dict[str, Any]], truth: dict[str, dict[str, Any]], diagnosis: Any,
+           stage: str) -> list[dict[str, Any]]:
+    """What the agent did with each log: passed, triaged fixable (training material) or poison."""
+    triage = diagnosis.triage if diagnosis is not None else {}
+    passed = set(diagnosis.pass_ids) if diagnosis is not None else set()
+    out = []
+    for t in traces:
+        hidden = truth[t["id"]]
+        perturbations = hidden["perturbations"] or []
+        verdict = triage.get(t["id"])
+        if verdict is not None:
+            action = "fixable" if verdict.status == "fixable" else f"poison:{verdict.reason}"
+        else:
+            action = "passed" if t["id"] in passed else "failed, not triaged"
+        out.append({"id": t["id"], "stage": stage, "types": [p["type"] for p in perturbations],
+                    "poisoned": is_poisoned({"metadata": {"perturbations": perturbations}}),
+                    "label_valid": hidden["label_valid"], "verdict": t["verdict"], "action": action})
+    return out

@@ -1,0 +1,53 @@
+"""A tiny end-to-end AdaptFT-Bench run on a tiny BERT (built from a config, no download)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from tiny_bert import build_tiny_bert
+
+from engine.bench.adaptft import HIDDEN, RunConfig, run_adaptft
+from engine.bench.report import checkpoint_rows, markdown, perturbation_rows
+from engine.bench.stages import StageConfig, build_stages
+from engine.models.base import Example
+from store import Store
+
+TOPICS = {"weather": ["weather", "rain", "sunny", "cold", "forecast"],
+          "music": ["play", "song", "music", "album", "track"],
+          "sports": ["score", "game", "team", "match", "won"]}
+FILLERS = ["the", "a", "today", "tomorrow", "please", "my", "what", "is"]
+
+
+def examples(n: int = 420, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = sorted(TOPICS)[i % 3]
+        words = rng.sample(FILLERS, 2) + rng.sample(TOPICS[label], 2)
+        rng.shuffle(words)
+        out.append(Example(" ".join(words), label, id=f"e{i}"))
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path):
+    base = build_tiny_bert(tmp_path / "bert", hidden_size=64)
+    bench = build_stages(examples(), "classification", StageConfig(seed=0, clean_size=60, stage_size=40), "tiny")
+    config = RunConfig(seed=0, recipe={"base_model": str(base), "method": "full", "epochs": 10.0, "batch_size": 8,
+                                       "learning_rate": 2e-3}, agent_minutes=3.0, arms=("naive",), threads=1)
+    result = run_adaptft(tmp_path / "ws", bench, config)
+    assert [c.name for c in result.checkpoints] == ["C1", "C2", "C3", "C4"]
+    assert all(set(c.scores) == {"agent", "naive"} for c in result.checkpoints)
+    assert all(0.0 <= s <= 1.0 for c in result.checkpoints for s in c.scores.values())
+    assert result.checkpoints[0].scores["agent"] == result.checkpoints[0].scores["naive"]
+    assert result.n_held_out == len(bench.held_out)
+    # the agent saw every stage's training logs, with the truth hidden from it
+    assert {log["stage"] for log in result.logs} == {"stage1", "stage2", "stage3"}
+    with Store(tmp_path / "ws") as store:
+        rows = store.conn.execute("SELECT metadata FROM traces").fetchall()
+        assert rows and not any(h in (m or "") for (m,) in rows for h in HIDDEN)
+        # the agent's deployed checkpoint is the registry's deployed model
+        assert store.models.deployed()["id"] == result.checkpoints[-1].agent_model
+    assert len(checkpoint_rows(result)) == 4 and perturbation_rows(result)
+    assert "| C4 |" in markdown(result)

@@ -1,0 +1,71 @@
+"""AdaptFT-Bench report tables and chart from a small synthetic result."""
+
+from __future__ import annotations
+
+import json
+
+from engine.bench.adaptft import BenchResult, Checkpoint
+from engine.bench.report import (
+    agent_monotone,
+    checkpoint_rows,
+    final_gap,
+    markdown,
+    perturbation_rows,
+    triage_scores,
+    write_report,
+)
+
+
+def result(agent: tuple[float, ...] = (0.80, 0.84, 0.84, 0.90)) -> BenchResult:
+    naive = (0.80, 0.78, 0.70, 0.62)
+    checkpoints = [Checkpoint(f"C{i + 1}", rate, {"agent": a, "naive": n, "oracle": 0.85, "clean_only": 0.81},
+                              f"m{i}", None if i == 0 else i != 2, None if i == 0 else f"r{i}", "")
+                   for i, (rate, a, n) in enumerate(zip((None, 0.15, 0.25, 0.40), agent, naive, strict=True))]
+    logs = [
+        {"id": "1", "stage": "stage1", "types": ["typos"], "poisoned": False, "label_valid": True,
+         "verdict": "fail", "action": "fixable"},
+        {"id": "2", "stage": "stage1", "types": ["typos", "prompt_injection"], "poisoned": True, "label_valid": True,
+         "verdict": "fail", "action": "poison:injection"},
+        {"id": "3", "stage": "stage2", "types": ["off_domain_queries"], "poisoned": True, "label_valid": False,
+         "verdict": "fail", "action": "fixable"},
+        {"id": "4", "stage": "stage2", "types": ["typos"], "poisoned": False, "label_valid": True,
+         "verdict": "pass", "action": "passed"},
+        {"id": "5", "stage": "stage3", "types": [], "poisoned": False, "label_valid": True,
+         "verdict": "pass", "action": "passed"},
+    ]
+    return BenchResult("syn", "classification", 0, "accuracy", 120, 100, checkpoints, logs,
+                       {"correct": 10, "wrong": 3}, 61.0, {})
+
+
+def test_checkpoint_table_and_gap():
+    rows = checkpoint_rows(result())
+    assert [r["checkpoint"] for r in rows] == ["C1", "C2", "C3", "C4"]
+    assert rows[3]["delta"] == 0.28 and rows[0]["delta"] == 0.0
+    assert rows[2]["promoted"] is False
+    assert final_gap(result()) == 0.28
+    assert agent_monotone(result())
+    assert not agent_monotone(result((0.8, 0.85, 0.83, 0.9)))
+    text = markdown(result())
+    assert "| C4 | 40% | 62.0 | 90.0 | +28.0 | 85.0 | 81.0 | yes |" in text
+    assert "+28.0 points" in text and "never decreases: yes" in text
+
+
+def test_perturbation_table_counts_what_the_agent_did():
+    by_type = {r["type"]: r for r in perturbation_rows(result())}
+    assert by_type["typos"] == {"type": "typos", "count": 3, "fixable": True, "passed": 1, "trained_as_fixable": 1,
+                                "excluded_as_poison": 1, "other": 0}
+    assert by_type["off_domain_queries"]["fixable"] is False
+    assert by_type["off_domain_queries"]["trained_as_fixable"] == 1
+    scores = triage_scores(result())
+    assert scores["poisoned_failing"] == 2 and scores["poison_caught"] == 1
+    assert scores["poison_recall"] == 0.5 and scores["poison_precision"] == 1.0
+
+
+def test_write_report_files(tmp_path):
+    paths = write_report(result(), tmp_path / "out")
+    assert json.loads(paths["result"].read_text())["checkpoints"][3]["scores"]["agent"] == 0.9
+    assert BenchResult.from_dict(json.loads(paths["result"].read_text())).checkpoints[1].name == "C2"
+    html = paths["chart"].read_text()
+    assert "plotly" in html.lower() and "<script" in html and "<script src=" not in html
+    assert "AdaptFT-Bench" in paths["report"].read_text()
+    assert not list((tmp_path / "out").glob("*.tmp*"))

@@ -1,0 +1,301 @@
+"""Cold-start mode end to end on tiny models built from a config (no download): setup before any
+training, the baseline root, a portfolio of configurations trained one after another, E never
+trained on (by hash, also through a reviewer's edit), resume after an interruption, the plateau
+stop, the planner wrapper, and the `pioneer-tui cold-start` command."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_bert import build_tiny_bert, topic_examples
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from engine.coldstart.eval_sets import HeldOutSet
+from engine.coldstart.mode import cold_start, plateau_reason, resume_cold_start
+from engine.coldstart.planner import ColdStartPlanner
+from engine.coldstart.setup import ColdStartConfig, load_setup
+from engine.data.quality import input_hash
+from engine.models.base import ConfigError, TrainConfig
+from engine.search.graph import Node
+from engine.search.pipeline import DatasetSpec, Pipeline
+from engine.search.planner import RulePlanner, SearchState
+from engine.search.policy import Action
+from engine.search.reviewer import Decision, HeadlessReviewer, ScriptedReviewer
+from pioneer_tui.cli import main
+from store import Store
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def tiny_decoder(folder: Path) -> str:
+    """A 2-layer Llama and a byte-level BPE tokenizer with a ChatML template, built here."""
+    corpus = ["Task: calculate sums. Reply with a bare number. No other words. Calculate 12 + 7. 19 system user "
+              "assistant"] * 20 + [" ".join(str(i) for i in range(100))] * 5
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
+                                  bos_token="<|im_start|>")
+    tok.chat_template = CHATML
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory) -> str:
+    return str(build_tiny_bert(tmp_path_factory.mktemp("bert"), hidden_size=32))
+
+
+def topic_file(folder: Path, noise: int = 6) -> Path:
+    """Three topics; a few labels flipped so no configuration is perfect (both portfolio configs train)."""
+    rows = topic_examples(16)
+    rng = random.Random(1)
+    flipped = set(rng.sample(range(len(rows)), noise))
+    labels = ["weather", "music", "sports"]
+    path = folder / "topics.jsonl"
+    path.write_text("".join(json.dumps({"text": ex.input, "label": labels[(labels.index(ex.output) + 1) % 3]
+                                        if i in flipped else ex.output}) + "\n" for i, ex in enumerate(rows)))
+    return path
+
+
+def config_for(data: Path, bert: str, **kw) -> ColdStartConfig:
+    defaults = {"data": str(data), "base": bert, "embedder": "tfidf", "max_iterations": 1, "max_minutes": 10,
+                "hyperparams": {"epochs": 3.0, "batch_size": 8}, "trainer_threads": 1, "tau": 0.999}
+    return ColdStartConfig("classify requests by topic", **{**defaults, **kw})
+
+
+def trained_rows(store: Store, run_id: str) -> list[dict]:
+    versions = {m["dataset_version_id"] for m in store.models.list() if m["dataset_version_id"]
+                and m["id"].startswith(run_id) and m["artifact_path"]}
+    return [r for v in versions for r in store.datasets.rows(v)]
+
+
+def test_cold_start_runs_setup_before_training_and_trains_a_portfolio_one_after_another(tmp_path, bert):
+    events = []
+    with Store(tmp_path / "ws") as store:
+        summary = cold_start(store, config_for(topic_file(tmp_path), bert), reviewer=HeadlessReviewer("auto"),
+                             subscribers=(events.append,))
+        types = [(e.type, e.payload.get("section")) for e in events]
+        first_train = types.index(("train_started", None))
+        setup_notes = [s for t, s in types[:first_train] if t == "curation_note"]
+        assert setup_notes == ["Task analysis", "Data", "Evaluation set", "Baseline"]
+        assert summary.analysis["task"] == "classification" and summary.analysis["metric"] == "accuracy"
+        assert summary.baseline in ("majority_class", "nearest_centroid")
+        assert set(summary.baselines) == {"majority_class", "nearest_centroid"}
+        # the root is the baseline: evaluated, never trained
+        root = store.runs.nodes(summary.run_id)[0]
+        assert root["metrics"]["baseline_name"] == summary.baseline and root["score"] == summary.baseline_score
+        assert not [e for e in events if e.type == "train_started" and e.payload["node_id"] == root["id"]]
+        # iteration 1: the portfolio, two configurations, trained one after another
+        methods = [(c.iteration, c.method, c.status) for c in summary.configs]
+        assert methods == [(1, "linear_probe", "evaluated"), (1, "full", "evaluated")]
+        starts = [i for i, e in enumerate(events) if e.type == "train_started"]
+        evaluated = [i for i, e in enumerate(events) if e.type == "node_evaluated"]
+        assert starts[0] < evaluated[1] < starts[1]
+        assert summary.reason.startswith("iterations budget spent")
+        assert summary.best_score == max(c.score for c in summary.configs)
+        # E never trained on: no training row shares a normalised input with E
+        setup = load_setup(store, summary.run_id)
+        assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
+        assert setup.eval_set.content_hash() == setup.eval_hash == summary.eval_report["content_hash"]
+        log = (store.artifacts / "runs" / summary.run_id / "data-curation.md").read_text()
+        assert "## Evaluation set" in log and "cold-start portfolio" in log
+
+
+def test_a_reviewer_edit_that_smuggles_e_into_training_fails_that_node_only(tmp_path, bert):
+    with Store(tmp_path / "ws") as store:
+        config = config_for(topic_file(tmp_path), bert)
+        reviewer = ScriptedReviewer([])
+
+        def review(review):
+            setup = load_setup(store, review.node_id.rsplit(".", 1)[0])
+            if review.node_id.endswith("n0001"):
+                leaked = [{"id": f"leak{i}", "input": item.input, "output": item.expected}
+                          for i, item in enumerate(setup.eval_set.items)]
+                return Decision("edit", rows=tuple(list(review.rows) + leaked))
+            return Decision("approve")
+        reviewer.review_curriculum = review
+        summary = cold_start(store, config, reviewer=reviewer)
+        first, second = summary.configs
+        assert first.status == "failed" and "held-out evaluation set" in first.note
+        assert second.status == "evaluated"
+        setup = load_setup(store, summary.run_id)
+        assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
+
+
+def test_an_interrupted_run_resumes_without_asking_twice_and_finishes(tmp_path, bert):
+    stop = {"now": False}
+
+    def watch(event):
+        if event.type == "train_progress":
+            stop["now"] = True
+
+    with Store(tmp_path / "ws") as store:
+        config = config_for(topic_file(tmp_path), bert)
+        first = cold_start(store, config, reviewer=HeadlessReviewer("auto"), subscribers=(watch,),
+                           should_stop=lambda: stop["now"])
+        assert first.status == "interrupted"
+        asked_before = len([d for d in store.runs.decisions(first.run_id) if d["kind"] == "curriculum"])
+        reviewer = ScriptedReviewer([Decision("approve")])  # only the second node is still to be reviewed
+        done = resume_cold_start(store, first.run_id, reviewer=reviewer)
+        assert done.status == "finished" and [c.status for c in done.configs] == ["evaluated", "evaluated"]
+        decisions = [d for d in store.runs.decisions(first.run_id) if d["kind"] == "curriculum"]
+        assert len(decisions) == asked_before + 1 == 2
+        assert len({d["node_id"] for d in decisions}) == 2
+        snapshot = json.loads((store.artifacts / "runs" / first.run_id / "coldstart.json").read_text())
+        assert HeldOutSet.from_dict(snapshot["eval_set"]).content_hash() == snapshot["eval_hash"]
+
+
+def test_loop_parts_fits_the_shared_resume_machinery(tmp_path, bert, monkeypatch):
+    """`pioneer-tui resume` rebuilds a run through MODE_FACTORIES; registered, cold start resumes there too."""
+    from engine.search import loop
+
+    monkeypatch.setitem(loop.MODE_FACTORIES, "cold_start", "engine.coldstart.mode:loop_parts")
+    stop = {"now": False}
+    with Store(tmp_path / "ws") as store:
+        first = cold_start(store, config_for(topic_file(tmp_path), bert), reviewer=HeadlessReviewer("auto"),
+                           subscribers=(lambda e: stop.update(now=stop["now"] or e.type == "node_evaluated"
+                                                              and e.payload["node_id"].endswith("n0001")),),
+                           should_stop=lambda: stop["now"])
+        assert first.status == "interrupted"
+        result = loop.resume_run(store, first.run_id, reviewer=HeadlessReviewer("auto"))
+        assert result.status == "finished"
+        assert [n["status"] for n in store.runs.nodes(first.run_id)] == ["evaluated"] * 3
+
+
+def test_plateau_is_read_from_the_stored_graph(tmp_path):
+    with Store(tmp_path / "ws") as store:
+        run = store.runs.create("cold_start", {})
+        scores = [0.5, 0.7, 0.8, 0.8005, 0.79, 0.80]
+        pipeline = {"data": {}, "hyperparams": {"task": "classification"}, "strategy": {}}
+        for i, score in enumerate([0.4, *scores]):
+            node = store.runs.add_node(run, pipeline, f"h{i}", node_id=f"{run}.n{i}")
+            metrics = {"baseline": True} if i == 0 else {}
+            store.runs.update_node(node, status="evaluated", score=score, metrics=metrics)
+        assert plateau_reason(store, run, patience=4, min_improvement=0.002) is None
+        reason = plateau_reason(store, run, patience=3, min_improvement=0.002)
+        assert reason.startswith("plateau: the best score 0.8000") and "last 3 trained" in reason
+
+
+def _node(pipeline: Pipeline, score: float, *, baseline: bool = False, parent: str | None = "r.n0") -> Node:
+    return Node("r.n1" if parent else "r.n0", pipeline, parent, "expand" if parent else "root", 1, "evaluated",
+                score=score, visits=1, total_reward=score, metrics={"baseline": "x"} if baseline else {})
+
+
+def test_planner_starts_with_a_portfolio_then_drops_proposals_that_change_nothing():
+    root = Pipeline(DatasetSpec(), TrainConfig(task="classification", method="lora"))
+    moves = [({"hyperparams.method": "linear_probe"}, "probe"), ({"hyperparams.method": "full"}, "full"),
+             ({"hyperparams.learning_rate": 1e-3}, "lora fast")]
+    planner = ColdStartPlanner(RulePlanner(), moves, 2, {})
+    action = Action("rework_data", "low", "rework_data")
+    first = planner.expand(SearchState(_node(root, 0.3, baseline=True, parent=None), action, n_candidates=2))
+    assert [p.pipeline.hyperparams.method for p in first] == ["linear_probe", "full"]
+    assert all(p.rationale.startswith("cold-start portfolio") for p in first)
+    probe = root.modify({"hyperparams.method": "linear_probe"})
+    tune = Action("tune_hyperparams", "mid", "tune_hyperparams")
+    later = planner.expand(SearchState(_node(probe, 0.9), tune, n_candidates=2))
+    assert len(later) == 2
+    for p in later:
+        changed = {k.split(".", 1)[1] for k in probe.diff(p.pipeline) if k.startswith("hyperparams.")}
+        assert not changed or not changed <= {"learning_rate", "batch_size", "epochs", "head_learning_rate"}
+    assert [s.planner for s in planner.take_steps()] == ["rule", "rule"]
+
+
+def test_bad_configuration_and_missing_data_fail_before_any_training(tmp_path, bert):
+    with pytest.raises(ConfigError, match="configs_per_iteration"):
+        ColdStartConfig("detect spam", configs_per_iteration=1)
+    with pytest.raises(ConfigError, match="hyperparams has unknown"):
+        ColdStartConfig("detect spam", hyperparams={"task": "ner"})
+    with Store(tmp_path / "ws") as store:
+        from engine.coldstart.registry import DataUnavailable
+
+        with pytest.raises(DataUnavailable, match="--llm MODEL"):
+            cold_start(store, ColdStartConfig("detect spam in SMS messages", base=bert),
+                       reviewer=HeadlessReviewer("auto"))
+        run = store.runs.list()[-1]
+        assert run["status"] == "failed" and "setup failed" in run["stop_reason"]
+        assert not store.models.list()
+
+
+def test_cli_cold_start_headless_narrates_and_bad_data_is_one_line(tmp_path, bert, capsys):
+    data = topic_file(tmp_path)
+    argv = ["--workspace", str(tmp_path / "ws"), "cold-start", "classify requests by topic", "--data", str(data),
+            "--base", bert, "--embedder", "tfidf", "--headless", "--approve", "auto", "--max-iterations", "1",
+            "--tau", "0.999"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for text in ("Task analysis:", "Evaluation set:", "E_pos", "Baseline:", "linear_probe", "Best ", "Stopped because"):
+        assert text in out, text
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("Label\tSMS\nham\thi\nspam\tx\ty\n")
+    assert main([*argv[:4], "--data", str(bad), *argv[6:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.tsv:3: expected 2 fields" in err
+
+
+@pytest.mark.slow
+def test_decoder_cold_start_learns_the_answer_format_from_a_tiny_llama(tmp_path):
+    base = tiny_decoder(tmp_path / "llama")
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps({"question": f"Calculate {a} + {b}.", "answer": str(a + b)}) + "\n"
+                            for a in range(8) for b in range(5)))
+    config = ColdStartConfig("calculate sums", data=str(path), base=base, embedder="tfidf", max_iterations=1,
+                             max_minutes=10, adversarial=4, hyperparams={"epochs": 1.0, "batch_size": 8}, shots=2)
+    with Store(tmp_path / "ws") as store:
+        summary = cold_start(store, config, reviewer=HeadlessReviewer("auto"))
+        assert summary.analysis["task"] == "generation" and summary.analysis["metric"] == "exact_match"
+        assert set(summary.baselines) == {"zero_shot", "few_shot"}
+        prompts = [c.system_prompt for c in summary.configs]
+        assert prompts == [True, False]  # the system prompt is a strategy choice of the portfolio
+        assert all(c.status == "evaluated" for c in summary.configs)
+        setup = load_setup(store, summary.run_id)
+        assert setup.eval_set.report["neg"] > 0  # adversarial rewrites
+        assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
+
+
+def test_teacher_rationales_are_written_once_and_reused_from_the_cache(tmp_path):
+    from engine.coldstart.runner import teacher_rationales
+
+    rows = [{"id": "gold:q1", "input": "Calculate 2 + 3.", "output": "5", "slice": "gold"}]
+    cache = tmp_path / "rationales.json"
+    first = teacher_rationales(rows, "gpt-4o-mini", {"mock_response": "Two plus three makes five."}, cache)
+    assert first[0]["output"] == "Two plus three makes five.\n#### 5"
+    again = teacher_rationales(rows, "gpt-4o-mini", {"mock_response": "something else"}, cache)
+    assert again == first and json.loads(cache.read_text()) == {"Calculate 2 + 3.": "Two plus three makes five."}
+
+
+@pytest.mark.slow
+def test_chain_of_thought_supervision_from_the_datas_worked_answers(tmp_path):
+    base = tiny_decoder(tmp_path / "llama")
+    path = tmp_path / "worked.jsonl"
+    path.write_text("".join(json.dumps({"question": f"Calculate {a} + {b}.",
+                                        "answer": f"{a} plus {b} is {a + b}.\n#### {a + b}"}) + "\n"
+                            for a in range(7) for b in range(5)))
+    config = ColdStartConfig("solve sums step by step", data=str(path), base=base, embedder="tfidf", max_iterations=1,
+                             max_minutes=10, adversarial=2, hyperparams={"epochs": 1.0, "batch_size": 8}, shots=1)
+    with Store(tmp_path / "ws") as store:
+        summary = cold_start(store, config, reviewer=HeadlessReviewer("auto"))
+        assert summary.analysis["metric"] == "final_number" and summary.analysis["reasoning"]
+        direct, cot = summary.configs
+        assert (direct.supervision, cot.supervision) == ("direct", "chain_of_thought")
+        nodes = {n["id"]: n for n in store.runs.nodes(summary.run_id)}
+        assert "step by step" in nodes[cot.node_id]["pipeline"]["hyperparams"]["system_prompt"]
+        cot_rows = store.datasets.rows(nodes[cot.node_id]["dataset_version_id"])
+        direct_rows = store.datasets.rows(nodes[direct.node_id]["dataset_version_id"])
+        assert all(" is " in r["output"] and "\n#### " in r["output"] for r in cot_rows)
+        assert all("####" not in r["output"] for r in direct_rows)

@@ -113,8 +113,8 @@ def test_real_app_in_tmux_shows_the_run_and_answers_keys(tmp_path, tmux_app):
 
 def test_empty_workspace_offers_the_demo(tmp_path, tmux_app):
     tmux = tmux_app(tmp_path / "empty")
-    screen = tmux.wait_for("No runs yet")
-    assert "Run the demo (d)" in screen
+    tmux.wait_for("No runs yet")
+    assert "Dismiss (esc)" in tmux.wait_for("Run the demo (d)")  # the buttons render after the title
     tmux.send("Escape")
     tmux.wait_gone("No runs yet")
     tmux.wait_for("no run · no run")

@@ -55,7 +55,10 @@ from store import Store
 from store.jsoncols import now
 
 # Modes whose runs `resume_run` can rebuild: mode -> "module:function" returning LoopParts.
-MODE_FACTORIES: dict[str, str] = {"production": "engine.production:loop_parts"}
+MODE_FACTORIES: dict[str, str] = {
+    "production": "engine.production:loop_parts",
+    "cold_start": "engine.coldstart.mode:loop_parts",
+}
 
 
 class NodeFailed(RuntimeError):

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tau", type=float, default=0.96, help="failure-set score a candidate must reach")
     parser.add_argument("--epsilon", type=int, default=2, help="regressions a candidate may cause")
-    parser.add_argument("--embedder", choices=EMBEDDERS, default="tfidf",
+    parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",
                         help="similarity for triage, probes and hard negatives (minilm: the embedded encoder)")
     parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
     parser.set_defaults(handler=run)

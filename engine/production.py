@@ -32,6 +32,7 @@ from engine.data import curriculum as cur
 from engine.data.quality import QCConfig, QCReport, input_hash, run_quality_controls
 from engine.diagnosis.eval_sets import EvalItem, EvalSet, failure_set, regression_set
 from engine.diagnosis.fixability import (
+    CachedEmbedder,
     Embedder,
     MiniLMEmbedder,
     TriageConfig,
@@ -265,24 +266,7 @@ def previous_checkpoint_set(store: Store, model_id: str, run_id: str) -> list[di
     return list(out.values())
 
 
-class _MemoEmbedder:
-    """Embeds each distinct text once per run (curricula re-embed the same pools every node)."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self._cache: dict[str, np.ndarray] = {}
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for text, vec in zip(missing, self.inner.embed(missing), strict=True):
-                self._cache[text] = vec
-        if not texts:
-            return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
-
-
-_MINILM: dict[str, _MemoEmbedder] = {}
+_MINILM: dict[str, CachedEmbedder] = {}
 
 
 def resolve_embedder(kind: str) -> str:
@@ -301,9 +285,9 @@ def make_embedder(kind: str, texts: Sequence[str], seed: int) -> Embedder:
     curriculum embed the same pools); TF-IDF is fitted on this run's texts."""
     if resolve_embedder(kind) == "minilm":
         if "minilm" not in _MINILM:
-            _MINILM["minilm"] = _MemoEmbedder(MiniLMEmbedder())
+            _MINILM["minilm"] = CachedEmbedder(MiniLMEmbedder())
         return _MINILM["minilm"]
-    return _MemoEmbedder(fitted_tfidf(list(texts), seed=seed))
+    return CachedEmbedder(fitted_tfidf(list(texts), seed=seed))
 
 
 def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Planner | None = None) -> Diagnosis:

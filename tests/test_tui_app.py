@@ -4,11 +4,11 @@ controls, the trace explorer with CSV export, help and themes."""
 from __future__ import annotations
 
 import csv
-import time
 
 import pytest
 from fixtures.fixture_run import RUN_ID, build_fixture_run
 from textual.widgets import DataTable, Input, Static
+from tui_helpers import notes, settle
 
 from engine.curation_log import render_curation_log
 from engine.events import EventBus
@@ -29,15 +29,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def settle(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
-
-
-def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 async def test_empty_workspace_offers_the_demo_and_reports_a_broken_one(tmp_path):

@@ -4,12 +4,12 @@ app starts and the configuration it carries."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
 from fixtures.fixture_run import RUN_ID, build_fixture_run
 from textual.widgets import Input, Select, Static, TabbedContent
+from tui_helpers import notes, settle
 
 from engine.coldstart.mode import ColdStartConfig
 from engine.production import ProductionConfig
@@ -31,15 +31,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def settle(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
-
-
-def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 def deploy(store: Store, name: str = "m-deployed") -> str:

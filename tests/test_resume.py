@@ -49,11 +49,11 @@ def graph_of(store: Store, run_id: str) -> dict:
 
 
 class Reviewer:
-    """Approves everything; fails the test if asked about a node whose decision was already recorded."""
+    """Approves everything; fails the test if asked a (kind, node) question whose answer was already recorded."""
 
     who = "tester"
 
-    def __init__(self, never_ask: set[str] = frozenset()) -> None:
+    def __init__(self, never_ask: set[tuple[str, str]] = frozenset()) -> None:
         self.never_ask = set(never_ask)
         self.asked: list[tuple[str, str | None]] = []
 
@@ -67,7 +67,7 @@ class Reviewer:
         return self._ask("promotion", info.node_id, True)
 
     def _ask(self, kind, node_id, answer):
-        assert node_id not in self.never_ask, f"{kind} for {node_id} was asked again after being recorded"
+        assert (kind, node_id) not in self.never_ask, f"{kind} for {node_id} was asked again after being recorded"
         self.asked.append((kind, node_id))
         return answer
 
@@ -112,7 +112,7 @@ def test_stops_resume_without_asking_twice_and_retrain_interrupted_training(temp
         assert store.models.get(f"{node}.m1")["status"] == "failed"
 
         # 3. resume to the end: the recorded decision is reused, training restarts from the base as .m2
-        third = resume_run(store, run_id, reviewer=Reviewer(never_ask={node}))
+        third = resume_run(store, run_id, reviewer=Reviewer(never_ask={("curriculum", node)}))
         assert third.status == "finished"
         events = store.runs.events(run_id)
         assert sum(1 for e in events if e.type == "curriculum_proposed" and e.payload["node_id"] == node) == 1
@@ -149,7 +149,7 @@ def uninterrupted(template, tmp_path_factory):
         return graph_of(store, store.runs.list()[-1]["id"])
 
 
-@pytest.mark.parametrize("kill_after", [("decision_recorded", 1), ("train_started", 2)])
+@pytest.mark.parametrize("kill_after", [("decision_recorded", 1), ("train_progress", 1)])
 def test_sigkill_at_any_point_then_resume_gives_the_uninterrupted_graph(template, uninterrupted, tmp_path,
                                                                         kill_after):
     workspace = copy_workspace(template, tmp_path / "ws")

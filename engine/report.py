@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine.curation_log import SLICE_ORDER as SLICES
 from store import Store, atomic_write_text
 
-SLICES = ("gold", "hard_negative", "replay")
 SLICE_COLOURS = {"gold": "#d4a017", "hard_negative": "#c0392b", "replay": "#2e86c1", "other": "#7f8c8d"}
 
 

@@ -65,7 +65,8 @@ def start_demo(session: EngineSession) -> None:
 @dataclass(frozen=True)
 class ProductionRun:
     """A production run started from the TUI: optionally ingest a traces file, then `improve`.
-    `root` (a pipeline dict) seeds the run's root pipeline: "fork from this node"."""
+    `root` is the forked node's pipeline dict ("fork from this node"): `improve` takes no root
+    pipeline, so the fork's recipe and slice fractions travel in `config` (see fork_request)."""
 
     config: Any  # engine.production.ProductionConfig
     traces: Path | None = None
@@ -79,20 +80,7 @@ class ProductionRun:
             if self.traces is not None:
                 session.say(ingest_traces(store, self.traces).summary())
             improve(store, self.config, reviewer=session.reviewer, subscribers=(session.on_event,),
-                    should_stop=session.should_stop, **root_argument(self.root))
-
-
-def root_argument(root: dict[str, Any] | None) -> dict[str, Any]:
-    """`improve(root=Pipeline)` when the engine accepts a seeded root; otherwise the fork's recipe
-    and slice fractions already travel in ProductionConfig.hyperparams / .composition."""
-    import inspect
-
-    from engine.production import improve
-    from engine.search.pipeline import Pipeline
-
-    if root is None or "root" not in inspect.signature(improve).parameters:
-        return {}
-    return {"root": Pipeline.from_dict(root)}
+                    should_stop=session.should_stop)
 
 
 @dataclass(frozen=True)

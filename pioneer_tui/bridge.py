@@ -123,7 +123,7 @@ class RunState:
         return list(self.nodes.values())
 
     def score_points(self) -> list[ScorePoint]:
-        return [ScorePoint(n.score, n.status in ("accepted", "deployed", "evaluated"))
+        return [ScorePoint(n.score, n.status in RANKED_STATUSES)
                 for n in self.nodes.values() if n.score is not None]
 
     @property

@@ -295,3 +295,16 @@ def test_same_seed_same_choices_and_ties_follow_the_seed(store):
     choices = [tie_choice(s) for s in range(12)]
     assert choices == [tie_choice(s) for s in range(12)]
     assert set(choices) == {1.0, 2.0}
+
+
+def test_decide_then_roll_back_is_what_expansion_target_does_and_a_refusal_keeps_the_node(store):
+    m = make(store, schedule=CONSTANT_0)
+    root = rooted(m, 0.85)
+    a = grow(m, root, 1, 0.80)
+    action = m.decide(a, IterationPolicy())
+    assert action.kind == "rollback" and action.rollback_to == root.id
+    assert not m.graph.get(a.id).exhausted  # deciding changes nothing
+    refused = m.decide(a, IterationPolicy(), from_parent=False)
+    assert refused.kind == "tune_hyperparams" and refused.rollback_to is None
+    assert m.roll_back(a, action).id == root.id
+    assert m.graph.get(a.id).exhausted

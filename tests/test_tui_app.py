@@ -29,6 +29,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def fixture_app(tmp_path):
+    """The workbench on a workspace holding the fixture run."""
+    store = Store(tmp_path / "ws")
+    build_fixture_run(store)
+    yield create_app(store)
+    store.close()
 
 
 async def test_empty_workspace_offers_the_demo_and_reports_a_broken_one(tmp_path):
@@ -117,10 +124,9 @@ async def test_runs_list_opens_a_replay_that_plays_steps_and_jumps(tmp_path):
         assert isinstance(app.screen, RunsScreen)
 
 
-async def test_trace_explorer_runs_sql_and_exports_csv(tmp_path):
-    store = Store(tmp_path / "ws")
-    build_fixture_run(store)
-    app = create_app(store)
+async def test_trace_explorer_runs_sql_and_exports_csv(tmp_path, fixture_app):
+    app = fixture_app
+    store = app.store
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("t")
         await pilot.pause()
@@ -148,10 +154,8 @@ async def test_trace_explorer_runs_sql_and_exports_csv(tmp_path):
         assert store.runs.events(RUN_ID)  # nothing was deleted
 
 
-async def test_help_screen_and_theme_toggle(tmp_path):
-    store = Store(tmp_path / "ws")
-    build_fixture_run(store)
-    app = create_app(store)
+async def test_help_screen_and_theme_toggle(fixture_app):
+    app = fixture_app
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         await pilot.pause()
@@ -164,10 +168,9 @@ async def test_help_screen_and_theme_toggle(tmp_path):
         assert app.theme == "textual-light"
 
 
-async def test_log_tab_renders_the_runs_curation_log_at_its_end(tmp_path):
-    store = Store(tmp_path / "ws")
-    build_fixture_run(store)
-    app = create_app(store)
+async def test_log_tab_renders_the_runs_curation_log_at_its_end(fixture_app):
+    app = fixture_app
+    store = app.store
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("3")
         await pilot.pause(0.3)
@@ -197,10 +200,8 @@ async def test_a_run_written_by_another_process_is_followed(tmp_path):
         assert main.query_one(StatusBar).status.note == "budget spent"
 
 
-async def test_replay_stepping_back_faster_than_the_ui_keeps_the_fold_exact(tmp_path):
-    store = Store(tmp_path / "ws")
-    build_fixture_run(store)
-    app = create_app(store)
+async def test_replay_stepping_back_faster_than_the_ui_keeps_the_fold_exact(fixture_app):
+    app = fixture_app
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("r", "enter")
         await pilot.pause()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fixtures.fixture_run import curriculum_rows, qc_report
 from textual.widgets import Input, TextArea
+from tui_helpers import settle
 
 from engine.events import EventBus
 from engine.models.base import TrainConfig
@@ -71,14 +72,6 @@ def ask_curriculum(bus: EventBus, session: EngineSession, node_id: str):
     return apply_review(bus, session.reviewer, _review(bus, node_id))
 
 
-async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate.__doc__ or predicate}")
-        await pilot.pause(0.05)
-
-
 async def _start(tmp_path, ask) -> tuple[Any, dict[str, Any], Store]:
     store = Store(tmp_path / "ws")
     results: dict[str, Any] = {}
@@ -88,7 +81,7 @@ async def _start(tmp_path, ask) -> tuple[Any, dict[str, Any], Store]:
 
 async def _finish(app, pilot, results) -> None:
     await app.workers.wait_for_complete()
-    await wait_for(pilot, lambda: "answer" in results)
+    await settle(pilot, lambda: "answer" in results)
     await pilot.pause()
 
 
@@ -96,7 +89,7 @@ async def test_approve_returns_approve_and_records_it(tmp_path):
     app, results, store = await _start(tmp_path, ask_curriculum)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         summary = app.screen.summary_text()
         assert "16 rows" in summary and "✗ near_duplicates" in summary  # counts and the QC report shown
         await pilot.press("a")
@@ -107,7 +100,7 @@ async def test_approve_returns_approve_and_records_it(tmp_path):
         assert [(m.kind, m.result) for m in app.review_log] == [("curriculum", Decision("approve"))]
         assert [(d["kind"], d["action"]) for d in results["store_thread_decisions"]] == [("curriculum", "approve")]
         main = app.main_screen
-        await wait_for(pilot, lambda: main.state.decisions)
+        await settle(pilot, lambda: main.state.decisions)
         assert main.state.run_id == RUN_ID
         assert main.state.decisions[-1]["action"] == "approve"
         assert main.state.nodes[f"{RUN_ID}.n0001"].status == "approved"
@@ -117,9 +110,9 @@ async def test_veto_needs_a_reason_and_returns_it(tmp_path):
     app, results, store = await _start(tmp_path, ask_curriculum)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        await settle(pilot, lambda: isinstance(app.screen, TextPromptScreen))
         await pilot.press("enter")  # an empty reason is refused: the prompt stays
         assert isinstance(app.screen, TextPromptScreen)
         app.screen.query_one(Input).value = "replay rows repeat one intent"
@@ -132,7 +125,7 @@ async def test_veto_needs_a_reason_and_returns_it(tmp_path):
         row = store.runs.decisions(RUN_ID)[-1]
         assert (row["action"], row["reason"]) == ("veto", "replay rows repeat one intent")
         assert row["who"].startswith("tui:")
-        await wait_for(pilot, lambda: app.main_screen.state.decisions)
+        await settle(pilot, lambda: app.main_screen.state.decisions)
         assert app.main_screen.state.nodes[f"{RUN_ID}.n0001"].status == "vetoed"
 
 
@@ -140,20 +133,20 @@ async def test_edit_remove_change_add_rows_makes_new_version_with_diff(tmp_path)
     app, results, store = await _start(tmp_path, ask_curriculum)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         review_screen = app.screen
         await pilot.press("x")  # remove row 1 (flow-gold-0)
         await pilot.press("e")  # edit what is now row 1 (flow-gold-1)
-        await wait_for(pilot, lambda: isinstance(app.screen, RowEditorScreen))
+        await settle(pilot, lambda: isinstance(app.screen, RowEditorScreen))
         app.screen.query_one("#row-output", TextArea).text = "translate"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.screen is review_screen)
+        await settle(pilot, lambda: app.screen is review_screen)
         await pilot.press("n")  # add a row
-        await wait_for(pilot, lambda: isinstance(app.screen, RowEditorScreen))
+        await settle(pilot, lambda: isinstance(app.screen, RowEditorScreen))
         app.screen.query_one("#row-input", TextArea).text = "put the whole app in portuguese"
         app.screen.query_one("#row-output", TextArea).text = "change_language"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.screen is review_screen)
+        await settle(pilot, lambda: app.screen is review_screen)
         assert review_screen.edited and "edited" in review_screen.summary_text()
         await pilot.press("a")  # approve with pending edits is refused: nothing is dismissed
         await pilot.pause()
@@ -183,13 +176,13 @@ async def test_slice_ratios_only_drop_rows(tmp_path):
     app, results, store = await _start(tmp_path, ask_curriculum)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         review_screen = app.screen
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        await settle(pilot, lambda: isinstance(app.screen, TextPromptScreen))
         app.screen.query_one(Input).value = "gold=60 hard_negative=40 replay=0"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is review_screen)
+        await settle(pilot, lambda: app.screen is review_screen)
         await pilot.press("ctrl+s")
         await _finish(app, pilot, results)
         decision, _ = results["answer"]
@@ -225,7 +218,7 @@ async def test_rollback_and_promotion_confirmations(tmp_path, ask, kind, key, ex
     app, results, store = await _start(tmp_path, ask)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, GateConfirmScreen))
+        await settle(pilot, lambda: isinstance(app.screen, GateConfirmScreen))
         review = app.screen.review
         assert review.kind == kind
         if kind == "rollback":
@@ -249,7 +242,7 @@ async def test_closing_the_app_mid_review_vetoes(tmp_path):
     app, results, store = await _start(tmp_path, ask_curriculum)
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_demo()
-        await wait_for(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         await pilot.press("q")
     deadline = time.monotonic() + 10
     while "answer" not in results and time.monotonic() < deadline:

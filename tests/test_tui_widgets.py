@@ -25,6 +25,17 @@ class GraphApp(App):
         yield SearchGraph(id="g")
 
 
+class Recorder(GraphApp):
+    """Records the ids of the nodes the graph reports as selected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def on_search_graph_node_selected(self, message: SearchGraph.NodeSelected) -> None:
+        self.seen.append(message.node_id)
+
+
 def tree() -> list[GraphNode]:
     """root -> a -> a1 -> a2 (a chain), root -> b (rejected) -> b1 (rolled back), root -> c (best)."""
     return [
@@ -74,13 +85,8 @@ async def test_pruned_toggle_fold_and_jump_to_best():
 
 
 async def test_cursor_keeps_its_node_across_refreshes_and_reports_selection():
-    seen: list[str] = []
-
-    class Recorder(GraphApp):
-        def on_search_graph_node_selected(self, message: SearchGraph.NodeSelected) -> None:
-            seen.append(message.node_id)
-
     app = Recorder()
+    seen = app.seen
     async with app.run_test(size=(100, 20)) as pilot:
         graph = app.query_one(SearchGraph)
         graph.focus()
@@ -159,13 +165,8 @@ def test_parse_ratios_names_the_bad_part():
 
 
 async def test_clicking_a_node_selects_it():
-    seen: list[str] = []
-
-    class Recorder(GraphApp):
-        def on_search_graph_node_selected(self, message: SearchGraph.NodeSelected) -> None:
-            seen.append(message.node_id)
-
     app = Recorder()
+    seen = app.seen
     async with app.run_test(size=(100, 20)) as pilot:
         graph = app.query_one(SearchGraph)
         graph.set_graph(tree(), best_id="c")

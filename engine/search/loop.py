@@ -43,7 +43,7 @@ from engine.search.graph import Node, SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
 from engine.search.pipeline import Pipeline
 from engine.search.planner import FailureSummary, Planner, Proposal
-from engine.search.policy import IterationPolicy, Outcome, PolicyConfig
+from engine.search.policy import IterationPolicy, PolicyConfig
 from engine.search.reviewer import (
     Confirmation,
     CurriculumReview,
@@ -361,29 +361,25 @@ class AgentLoop:
     def _grow(self, step: Step) -> None:
         current = step.node
         patterns = dict(current.metrics.get("patterns") or {})
-        parent = self.graph.get(current.parent_id) if current.parent_id else None
-        previous = Outcome(parent.id, parent.score, parent.regressions) \
-            if parent is not None and parent.score is not None else None
-        action = self.policy.decide(Outcome(current.id, current.score, current.regressions), previous, patterns)
+        action = self.mcgs.decide(current, self.policy, patterns)
         rollback = False
-        if action.kind == "rollback" and parent is not None:
+        if action.kind == "rollback":
+            target = self.graph.get(action.rollback_to)
             info = Confirmation(current.id, action.reason, {
-                "from_model": current.model_id, "to_model": parent.model_id, "rollback_to": parent.id,
-                "before": _numeric(parent.metrics), "after": _numeric(current.metrics)})
+                "from_model": current.model_id, "to_model": target.model_id, "rollback_to": target.id,
+                "before": _numeric(target.metrics), "after": _numeric(current.metrics)})
             rollback = self._confirm("rollback", info)
+            if not rollback:  # refused: keep growing from this node, in its own band
+                action = self.mcgs.decide(current, self.policy, patterns, from_parent=False)
         with self.store.transaction():
+            grow_from = current
             if rollback:
-                grow_from, action = self.mcgs.expansion_target(step, self.policy, patterns)
+                grow_from = self.mcgs.roll_back(current, action)
                 model = self.store.models.get(current.model_id) if current.model_id else None
                 if model is not None and model["status"] == "candidate":
                     self.store.models.set_status(model["id"], "rolled_back")
                 self.bus.emit("rollback", node_id=current.id, from_model=current.model_id,
                               to_model=grow_from.model_id, reason=action.reason)
-            else:
-                grow_from = current
-                if action.kind == "rollback":  # refused: keep growing from this node, in its own band
-                    action = self.policy.decide(Outcome(current.id, current.score, current.regressions), None,
-                                                patterns)
             state = self.mcgs.state(step, grow_from, action, _failures(grow_from), reasoning=self.config.reasoning,
                                     teacher=self.config.teacher)
             self.mcgs.add_proposals(grow_from, self._plan(step.kind, state))

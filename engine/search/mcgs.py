@@ -12,6 +12,7 @@ uninterrupted one. A loop is a thin composition around `next_step`:
 
     evaluate  -> review the curriculum, train, evaluate; then record / record_failure / veto
     expand, evolve, fuse -> node, action = expansion_target(step, policy, patterns)
+                 (or decide, then roll_back once a person confirmed the rollback)
                  add_proposals(node, planner.<kind>(state(step, node, action, failures)))
     exhausted -> stop
 """
@@ -234,14 +235,22 @@ class MCGS:
         node = step.node
         if node is None or node.score is None:
             raise ValueError(f"a {step.kind} step has no evaluated node to grow from")
-        parent = self.graph.get(node.parent_id) if node.parent_id else None
+        action = self.decide(node, policy, failure_patterns)
+        return (self.roll_back(node, action), action) if action.kind == "rollback" else (node, action)
+
+    def decide(self, node: Node, policy: IterationPolicy, failure_patterns: dict[str, int] | None = None,
+               *, from_parent: bool = True) -> Action:
+        """The policy's action after `node`, judged against its parent (a regression: rollback) unless
+        `from_parent` is False (a refused rollback keeps growing from the node, in its own band)."""
+        parent = self.graph.get(node.parent_id) if from_parent and node.parent_id else None
         previous = Outcome(parent.id, parent.score, parent.regressions) \
             if parent is not None and parent.score is not None else None
-        action = policy.decide(Outcome(node.id, node.score, node.regressions), previous, failure_patterns)
-        if action.kind == "rollback":
-            self.graph.mark_exhausted(node.id, action.reason)
-            return self.graph.get(action.rollback_to), action
-        return node, action
+        return policy.decide(Outcome(node.id, node.score, node.regressions), previous, failure_patterns)
+
+    def roll_back(self, node: Node, action: Action) -> Node:
+        """Close the regressed `node` and return the node it rolls back to."""
+        self.graph.mark_exhausted(node.id, action.reason)
+        return self.graph.get(action.rollback_to)
 
     def state(self, step: Step, node: Node, action: Action, failures: FailureSummary | None = None, *,
               reasoning: bool = False, teacher: str | None = None) -> SearchState:

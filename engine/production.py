@@ -44,15 +44,11 @@ from engine.diagnosis.fixability import (
     triage,
 )
 from engine.diagnosis.probing import ProbeConfig, generate_probes, run_probes
-from engine.diagnosis.taxonomy import (
-    FailureCluster,
+from engine.diagnosis.taxonomy import FailureCluster, Taxonomy, TaxonomyConfig, build_taxonomy, ner_errors
+from engine.diagnosis.traces import (
     LabelledText,
-    Taxonomy,
-    TaxonomyConfig,
     Trace,
-    build_taxonomy,
     load_traces,
-    ner_errors,
     output_key,
     output_labels,
     output_to_json,
@@ -481,7 +477,7 @@ class ProductionRunner:
                                             config=qc_config)
         if not kept:
             raise NodeFailed("the curriculum is empty after the quality controls")
-        kept = _with_ids(kept)
+        kept = cur.with_row_ids(kept)
         composition = Counter(r["slice"] for r in kept)
         qc = qc_checks(report, qc_config)
         qc["bands"] = {k: {"value": v["value"], "band": v["band"], "ok": v["ok"]} for k, v in built.bands().items()}
@@ -685,17 +681,6 @@ def qc_checks(report: QCReport, config: QCConfig) -> dict[str, Any]:
                        "limit": config.max_surface_repeats, "dropped": report.surface_repeats.get("dropped", 0)})
     return {"checks": checks, "length_distance": report.length, "rows": f"{report.n_out} of {report.n_in} kept",
             "dropped": report.dropped}
-
-
-def _with_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable row ids (slice:source), so an edit's diff names what changed."""
-    seen: Counter = Counter()
-    out = []
-    for r in rows:
-        base = f"{r.get('slice')}:{r.get('source') or 'row'}"
-        seen[base] += 1
-        out.append({"id": base if seen[base] == 1 else f"{base}#{seen[base]}", **r})
-    return out
 
 
 def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: Any, correct: bool | None,

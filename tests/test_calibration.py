@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.diagnosis.calibration import LabelCalibrator, expected_calibration_error, propose_corrections
-from engine.diagnosis.taxonomy import Trace
+from engine.diagnosis.traces import Trace
 from engine.models.base import Prediction, Span
 
 

@@ -8,10 +8,17 @@ import math
 
 import pytest
 
-from engine.data.curriculum import CurriculumConfig, build_curriculum, cluster_ratio, to_examples
+from engine.data.curriculum import (
+    CurriculumConfig,
+    build_curriculum,
+    cluster_ratio,
+    to_examples,
+    with_row_ids,
+)
 from engine.data.quality import input_hash
 from engine.diagnosis.fixability import fitted_tfidf
-from engine.diagnosis.taxonomy import LabelledText, Trace, build_taxonomy, pool_from_rows, pool_from_traces
+from engine.diagnosis.taxonomy import build_taxonomy
+from engine.diagnosis.traces import LabelledText, Trace, pool_from_rows, pool_from_traces
 from engine.models.base import ConfigError, Span
 
 TEXTS = {
@@ -208,3 +215,9 @@ def test_config_validation():
         CurriculumConfig(mode="weird")
     with pytest.raises(ConfigError, match="replay_share"):
         CurriculumConfig(replay_share=1.0)
+
+
+def test_row_ids_are_stable_and_unique_per_slice_and_source():
+    rows = [{"slice": "gold", "source": "t1"}, {"slice": "gold", "source": "t1"}, {"slice": "hard_negative"}]
+    assert [r["id"] for r in with_row_ids(rows)] == ["gold:t1", "gold:t1#2", "hard_negative:row"]
+    assert with_row_ids(rows) == with_row_ids(list(rows)) and "id" not in rows[0]

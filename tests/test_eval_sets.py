@@ -11,7 +11,7 @@ import pytest
 
 from engine.diagnosis.eval_sets import failure_set, judge_method, regression_set
 from engine.diagnosis.fixability import TriageResult
-from engine.diagnosis.taxonomy import Trace
+from engine.diagnosis.traces import Trace
 from engine.models.base import ConfigError
 
 SIZES = {"weather": 100, "alarm": 60, "transfer": 30, "translate": 10}

@@ -24,7 +24,8 @@ from engine.diagnosis.fixability import (
     summarize,
     triage,
 )
-from engine.diagnosis.taxonomy import LabelledText, Trace, build_taxonomy
+from engine.diagnosis.taxonomy import build_taxonomy
+from engine.diagnosis.traces import LabelledText, Trace
 
 INTENTS = {
     "weather": ["what's the weather in {c}", "will it rain in {c} tomorrow", "how hot is it in {c} today",

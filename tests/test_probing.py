@@ -9,7 +9,8 @@ import pytest
 
 from engine.data.quality import normalise
 from engine.diagnosis.probing import ProbeConfig, generate_probes, run_probes
-from engine.diagnosis.taxonomy import LabelledText, Trace, build_taxonomy
+from engine.diagnosis.taxonomy import build_taxonomy
+from engine.diagnosis.traces import LabelledText, Trace
 from engine.models.base import Prediction, Span
 
 TRANSLATE = ["how do you say hello in french", "translate good morning into german", "what is thank you in spanish",

@@ -8,14 +8,8 @@ import json
 
 import pytest
 
-from engine.diagnosis.taxonomy import (
-    TaxonomyConfig,
-    Trace,
-    build_taxonomy,
-    load_traces,
-    ner_errors,
-    partition,
-)
+from engine.diagnosis.taxonomy import TaxonomyConfig, build_taxonomy, ner_errors
+from engine.diagnosis.traces import Trace, load_traces, partition
 from engine.events import EventBus
 from engine.models.base import Span
 from store import Store

@@ -17,7 +17,7 @@ examples, so the caps (label ratio, NER surface repeats) drop gold rows first.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,8 @@ from engine.coldstart.eval_sets import stratified_sample
 from engine.data import curriculum as cur
 from engine.data.quality import QCConfig, input_hash, run_quality_controls
 from engine.diagnosis.fixability import Embedder
-from engine.diagnosis.taxonomy import FailureCluster, LabelledText, Taxonomy, Trace, output_to_json
+from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
+from engine.diagnosis.traces import LabelledText, Trace, output_to_json
 from engine.models.base import Example
 from engine.search.pipeline import DatasetSpec
 
@@ -88,7 +89,7 @@ def build_cold_curriculum(
                          near_dup_jaccard=c.near_dup_jaccard, protect_slices=QC_PROTECT, seed=seed)
     kept, report = run_quality_controls(rows, task, target_inputs=held_out, protected={"eval": held_out},
                                         config=qc_config)
-    return ColdCurriculum(_with_ids(kept), report, qc_config, built, Counter(r["cluster"] for r in targeted
+    return ColdCurriculum(cur.with_row_ids(kept), report, qc_config, built, Counter(r["cluster"] for r in targeted
                                                                               if r["slice"] == "targeted"), len(used))
 
 
@@ -146,14 +147,3 @@ def _matches(example: Example, wanted: Any, task: str) -> bool:
     if task == "ner":
         return wanted in {s.label for s in example.output}
     return True
-
-
-def _with_ids(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable, unique row ids (slice:source) so a reviewer's edit diffs by row."""
-    seen: Counter = Counter()
-    out = []
-    for r in rows:
-        base = f"{r.get('slice')}:{r.get('source') or 'row'}"
-        seen[base] += 1
-        out.append({**r, "id": base if seen[base] == 1 else f"{base}#{seen[base]}"})
-    return out

@@ -31,8 +31,9 @@ from engine.coldstart.analysis import TaskAnalysis
 from engine.coldstart.registry import LoadedData
 from engine.data.perturb import DEFAULT_RATES, perturb_examples
 from engine.data.quality import input_hash
+from engine.diagnosis.eval_sets import allocate
 from engine.diagnosis.fixability import Embedder
-from engine.diagnosis.taxonomy import output_to_json, primary_label
+from engine.diagnosis.traces import output_to_json, primary_label
 from engine.eval import metrics as m
 from engine.models.base import Example
 from store.artifacts import content_hash
@@ -112,15 +113,8 @@ def stratified_sample(examples: Sequence[Example], n: int, task: str, seed: int)
     keys = sorted(strata)
     for k in keys:
         rng.shuffle(strata[k])
-    alloc = {k: (1 if n >= len(keys) else 0) for k in keys}
-    remaining = n - sum(alloc.values())
-    quotas = {k: remaining * (len(strata[k]) - alloc[k]) / max(len(examples) - sum(alloc.values()), 1)
-              for k in keys}
-    for k in keys:
-        alloc[k] += int(quotas[k])
-    for k in sorted(keys, key=lambda k: (-(quotas[k] - int(quotas[k])), k))[: n - sum(alloc.values())]:
-        alloc[k] += 1
-    chosen = [ex for k in keys for ex in strata[k][: alloc[k]]]
+    alloc = allocate(n, {k: len(strata[k]) for k in keys})
+    chosen = [ex for k in keys for ex in strata[k][: alloc.get(k, 0)]]
     order = {id(ex): i for i, ex in enumerate(examples)}
     return sorted(chosen, key=lambda ex: order[id(ex)])
 

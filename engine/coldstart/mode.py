@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -39,9 +39,9 @@ from engine.coldstart.setup import (
 )
 from engine.events import EventBus, Subscriber
 from engine.models.base import ConfigError
-from engine.search.budget import Budget, BudgetLimits
+from engine.search.budget import Budget
 from engine.search.gates import GateConfig
-from engine.search.loop import AgentLoop, LoopConfig, LoopParts, LoopResult, open_run, result_of
+from engine.search.loop import LoopConfig, LoopParts, LoopResult, open_run, result_of, resume_run, run_loop
 from engine.search.mcgs import MCGSConfig
 from engine.search.planner import Planner, RulePlanner
 from engine.search.reviewer import Reviewer
@@ -75,7 +75,8 @@ def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planne
     best = setup.baselines.best
     return LoopParts(root, wrapped, runner, loop, f"baseline {best.name} on E before any training "
                                                   f"({best.score:.4f}); its pipeline is the recipe the first "
-                                                  "configurations derive from")
+                                                  "configurations derive from",
+                     stop_check=lambda: plateau_reason(store, bus.run_id, config.patience, config.min_improvement))
 
 
 def plateau_reason(store: Store, run_id: str, patience: int, min_improvement: float) -> str | None:
@@ -93,24 +94,6 @@ def plateau_reason(store: Store, run_id: str, patience: int, min_improvement: fl
         return None
     return (f"plateau: the best score {best:.4f} did not improve by {min_improvement:g} in the last {stale} "
             "trained configurations")
-
-
-@dataclass
-class PatienceBudget(Budget):
-    """The run's budgets plus patience: a plateau ends the run like a spent budget, with its reason."""
-
-    plateau: Callable[[], str | None] = field(default=lambda: None, repr=False)
-
-    def exhausted(self) -> str | None:
-        return super().exhausted() or self.plateau()
-
-
-def _budget(store: Store, run_id: str, config: ColdStartConfig, limits: BudgetLimits) -> PatienceBudget:
-    spent = (store.runs.get(run_id) or {}).get("spent") or {}
-    budget = PatienceBudget.from_dict(spent) if spent else PatienceBudget(limits)
-    budget.limits = limits
-    budget.plateau = lambda: plateau_reason(store, run_id, config.patience, config.min_improvement)
-    return budget
 
 
 @dataclass(frozen=True)
@@ -190,34 +173,27 @@ def cold_start(store: Store, config: ColdStartConfig, *, reviewer: Reviewer, pla
     except BaseException as exc:
         store.runs.update(bus.run_id, status="failed", stop_reason=f"setup failed: {type(exc).__name__}: {exc}")
         raise
-    budget = _budget(store, bus.run_id, config, limits)
     usage = parts.runner.setup.llm_usage if isinstance(parts.runner, ColdStartRunner) else {}
     if usage.get("tokens") or usage.get("dollars"):
+        budget = Budget(limits)
         budget.charge_llm(int(usage.get("tokens") or 0), float(usage.get("dollars") or 0.0))
-    result = AgentLoop(bus, parts=parts, reviewer=reviewer, budget=budget, should_stop=should_stop).run()
+        store.runs.update(bus.run_id, spent=budget.to_dict())  # the loop's budget continues from it
+    result = run_loop(bus, parts, reviewer, limits, should_stop)
     return summarize_run(store, bus.run_id, result)
 
 
-def resume_cold_start(store: Store, run_id: str, *, reviewer: Reviewer, planner: Planner | None = None,
+def resume_cold_start(store: Store, run_id: str, *, reviewer: Reviewer,
                       subscribers: tuple[Subscriber, ...] = (), should_stop: Callable[[], bool] | None = None
                       ) -> ColdStartSummary:
-    """Continue an interrupted or killed cold-start run from its snapshot, graph and decisions."""
+    """Continue an interrupted or killed cold-start run (the shared resume, with the cold-start summary)."""
     run = store.runs.get(run_id)
     if run is None or run["mode"] != MODE:
         raise ConfigError(f"run {run_id} is not a cold-start run (see `pioneer-tui runs`)")
-    bus = EventBus(store, run_id)
-    for fn in subscribers:
-        bus.subscribe(fn)
-    if run["status"] == "finished":
-        return summarize_run(store, run_id)
-    config = ColdStartConfig.from_dict(run["config"]["cold_start"])
-    parts = loop_parts(store, run, bus, planner)
-    budget = _budget(store, run_id, config, config.limits())
-    result = AgentLoop(bus, parts=parts, reviewer=reviewer, budget=budget, should_stop=should_stop).run()
+    result = resume_run(store, run_id, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
     return summarize_run(store, run_id, result)
 
 
 __all__ = [
-    "ColdStartSummary", "ConfigResult", "PatienceBudget", "cold_start", "loop_parts", "plateau_reason",
+    "ColdStartSummary", "ConfigResult", "cold_start", "loop_parts", "plateau_reason",
     "resume_cold_start", "summarize_run",
 ]

@@ -9,9 +9,9 @@ from typing import Any
 
 from engine.coldstart.analysis import system_prompt_for
 from engine.coldstart.setup import MODE, ColdStartConfig, ColdStartSetup
-from engine.models.base import ConfigError, TrainConfig
+from engine.models.base import TrainConfig
 from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
-from engine.search.planner import Planner, PlannerStep, Proposal, SearchState
+from engine.search.planner import Planner, PlannerStep, Proposal, RulePlanner, SearchState
 
 # Fields whose change does nothing for a method: a proposal changing only these is not trained.
 _INERT = {"linear_probe": {"learning_rate", "head_learning_rate", "batch_size", "epochs", "warmup_ratio",
@@ -67,6 +67,7 @@ class ColdStartPlanner:
         self.moves = moves
         self.n = n
         self.prompts = prompts
+        self._rules = RulePlanner()
         self._steps: list[PlannerStep] = []
 
     def expand(self, state: SearchState) -> list[Proposal]:
@@ -81,7 +82,7 @@ class ColdStartPlanner:
         useful = [p for p in proposals if not _inert(p, state.node.pipeline)]
         if len(useful) < want:
             seen = state.seen | {p.pipeline.hash for p in useful}
-            useful += self._realise(state.node.pipeline, _top_up(state.node.pipeline), seen, want - len(useful),
+            useful += self._realise(state, _top_up(state.node.pipeline), seen, want - len(useful),
                                     "cold-start top-up")
         return (useful or proposals)[:want]
 
@@ -102,25 +103,12 @@ class ColdStartPlanner:
         return steps
 
     def _portfolio(self, state: SearchState) -> list[Proposal]:
-        return self._realise(state.node.pipeline, self.moves, state.seen, max(self.n, state.n_candidates),
-                             "cold-start portfolio")
+        return self._realise(state, self.moves, state.seen, max(self.n, state.n_candidates), "cold-start portfolio")
 
-    @staticmethod
-    def _realise(base: Pipeline, moves: list[tuple[dict[str, Any], str]], seen: frozenset[str] | set[str], n: int,
+    def _realise(self, state: SearchState, moves: list[tuple[dict[str, Any], str]], seen: frozenset[str], n: int,
                  prefix: str) -> list[Proposal]:
-        seen, out = set(seen), []
-        for changes, why in moves:
-            try:
-                pipeline = base.modify(changes)
-            except ConfigError:
-                continue
-            if pipeline.hash in seen:
-                continue
-            seen.add(pipeline.hash)
-            out.append(Proposal(pipeline, "expand", base.diff(pipeline), f"{prefix}: {why}"))
-            if len(out) >= n:
-                break
-        return out
+        """The rule planner's realisation (apply each move, skip invalid and seen pipelines)."""
+        return self._rules.realise(replace(state, seen=seen), moves, "expand", n, f"{prefix}: ")
 
     def _fix_prompt(self, proposal: Proposal) -> Proposal:
         p = proposal.pipeline

@@ -26,7 +26,7 @@ from engine.coldstart.eval_sets import (
 from engine.coldstart.setup import DATASET_TEACHER, ColdStartConfig, ColdStartSetup, make_embedder
 from engine.data.curriculum import to_examples
 from engine.diagnosis.fixability import Embedder
-from engine.diagnosis.taxonomy import output_to_json, parse_output
+from engine.diagnosis.traces import output_to_json, parse_output
 from engine.eval.metrics import score as score_metric
 from engine.models.base import Example, ProgressCallback
 from engine.models.factory import train_and_register, trainer_for

@@ -25,11 +25,12 @@ from engine.coldstart.eval_sets import (
     stratified_sample,
 )
 from engine.coldstart.registry import DataUnavailable, LoadedData, load_source, synthesise_seed_examples
-from engine.diagnosis.fixability import CachedEmbedder, Embedder, MiniLMEmbedder, fitted_tfidf
-from engine.diagnosis.taxonomy import output_to_json
+from engine.diagnosis.fixability import CachedEmbedder, Embedder, MiniLMEmbedder
+from engine.diagnosis.traces import output_to_json
 from engine.events import EventBus
 from engine.models.base import TASKS, ConfigError, Example, TrainConfig
 from engine.models.resolve import ALIASES, resolve_model
+from engine.production import make_embedder as shared_embedder
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.seed import seed_everything
@@ -186,12 +187,11 @@ def load_setup(store: Store, run_id: str) -> ColdStartSetup | None:
 
 
 def make_embedder(kind: str, base: str, family: str, texts: Sequence[str], seed: int) -> Embedder:
-    """The similarity used for boundary pairs and hard negatives, memoised per text."""
-    if kind == "tfidf":
-        return CachedEmbedder(fitted_tfidf(list(texts), seed=seed))
-    if kind == "base" and family == "encoder":
+    """The similarity used for boundary pairs and hard negatives, memoised per text. MiniLM is
+    production's process-wide instance (loaded once); another encoder base gets its own."""
+    if kind == "base" and family == "encoder" and ALIASES.get(base.strip().lower()) != "minilm":
         return CachedEmbedder(MiniLMEmbedder(model_dir=resolve_model(base)))
-    return CachedEmbedder(MiniLMEmbedder())
+    return shared_embedder("tfidf" if kind == "tfidf" else "minilm", texts, seed)
 
 
 def _load_data(config: ColdStartConfig, analysis: TaskAnalysis | None) -> tuple[LoadedData, dict[str, float]]:

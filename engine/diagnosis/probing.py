@@ -19,8 +19,8 @@ import numpy as np
 
 from engine.data.quality import normalise
 from engine.diagnosis.fixability import Embedder, fitted_tfidf
-from engine.diagnosis.taxonomy import (
-    FailureCluster,
+from engine.diagnosis.taxonomy import FailureCluster
+from engine.diagnosis.traces import (
     LabelledText,
     Trace,
     output_key,

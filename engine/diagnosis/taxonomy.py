@@ -1,30 +1,28 @@
-"""Failure taxonomy: split judged traces into T_fail / T_pass and put every failing trace in exactly
+"""Failure taxonomy: put every failing trace (T_fail of engine.diagnosis.traces.partition) in exactly
 one cluster C_1..C_K.
 
 Why clusters rather than a flat error list: probing, fixability, the curriculum's gold / hard-negative
 ratio and the Reviewer all act on a failure *pattern* (a confusion pair, a catch-all sink label, a
 missed entity type, a topic of failing prompts), never on single rows.
 
-Traces come from the store's `traces` view (effective verdict: a person's verdict wins over the
-judge's; `correction` is y*, the person's output when there is one) or as dict rows in that shape.
+The trace data model (Trace, outputs, pools, partition) lives in engine.diagnosis.traces.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.models.base import TASKS, Example, Span
+from engine.diagnosis.traces import Trace, output_key, output_to_json
+from engine.models.base import TASKS, Span
 
 if TYPE_CHECKING:
     from engine.diagnosis.fixability import Embedder
-    from store import Store
 
 POISON_KINDS = ("empty", "gibberish", "injection", "off_domain", "label_error")
 # Kinds no training can fix: poison (never trained on), and failures with nothing to learn from.
@@ -36,215 +34,6 @@ _POISON_NAMES = {
     "off_domain": "off-domain inputs",
     "label_error": "likely upstream label errors",
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Outputs: labels (classification), span tuples (NER), text (generation)
-# --------------------------------------------------------------------------------------------
-
-def parse_output(value: Any, task: str, where: str) -> Any:
-    """Decode a stored prediction / correction into its canonical form; `where` names the field."""
-    if value is None:
-        return None
-    if task == "ner":
-        return _parse_spans(value, where)
-    if isinstance(value, str):
-        text = value.strip()
-        if task == "classification" and len(text) >= 2 and text[0] == text[-1] == '"':
-            try:
-                decoded = json.loads(text)
-            except json.JSONDecodeError:
-                return text
-            return decoded.strip() if isinstance(decoded, str) else text
-        return text if task == "classification" else value
-    if task == "classification" and isinstance(value, int | float | bool):
-        return str(value)
-    raise ValueError(f"{where}: expected text, got {type(value).__name__}; store the label / text as a string")
-
-
-def _parse_spans(value: Any, where: str) -> tuple[Span, ...]:
-    items = value
-    if isinstance(value, str):
-        try:
-            items = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg}); store NER outputs as a JSON list of "
-                             "{start, end, label} objects") from exc
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"{where}: expected a JSON list of spans, got {type(items).__name__}")
-    spans = []
-    for i, item in enumerate(items):
-        if isinstance(item, Span):
-            spans.append(item)
-            continue
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{where}[{i}]: expected an object with start, end, label")
-        label = item.get("label", item.get("type"))
-        try:
-            start, end = int(item["start"]), int(item["end"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{where}[{i}]: start and end must be integers") from exc
-        if not isinstance(label, str) or not label or end <= start or start < 0:
-            raise ValueError(f"{where}[{i}]: needs a non-empty label and 0 <= start < end")
-        spans.append(Span(start, end, label, float(item.get("score", 1.0))))
-    return tuple(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
-
-
-def output_key(output: Any, task: str) -> Any:
-    """A hashable form that ignores span scores and incidental whitespace, for equality tests."""
-    if output is None:
-        return None
-    if task == "ner":
-        return tuple((s.start, s.end, s.label) for s in output)
-    return " ".join(str(output).split())
-
-
-def output_labels(output: Any, task: str) -> tuple[str, ...]:
-    """The labels an output carries: its class, or its entity types (sorted, unique)."""
-    if output is None or task == "generation":
-        return ()
-    if task == "ner":
-        return tuple(sorted({s.label for s in output}))
-    return (str(output),)
-
-
-def primary_label(output: Any, task: str) -> str:
-    """One stratum key per output: the class, the most frequent entity type ('none' without), or 'all'."""
-    if task == "classification":
-        return str(output)
-    if task == "ner":
-        counts = Counter(s.label for s in output or ())
-        return min(counts, key=lambda lab: (-counts[lab], lab)) if counts else "none"
-    return "all"
-
-
-def output_to_json(output: Any, task: str) -> Any:
-    if output is None:
-        return None
-    if task == "ner":
-        return [{"start": s.start, "end": s.end, "label": s.label} for s in output]
-    return output
-
-
-# --------------------------------------------------------------------------------------------
-# Traces and pools
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Trace:
-    """One judged inference, decoded. `verdict` and `correction` are the effective ones."""
-
-    id: str
-    input: str
-    prediction: Any
-    correction: Any
-    verdict: str
-    task: str
-    metadata: dict = field(default_factory=dict)
-    reasoning: str | None = None
-    human_verdict: str | None = None
-
-    @property
-    def gold(self) -> Any:
-        """The right answer when known: y* for a failure; the prediction itself for a pass."""
-        if self.correction is not None:
-            return self.correction
-        return self.prediction if self.verdict == "pass" else None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any], task: str | None = None) -> Trace:
-        """Decode a `traces` view row (or a raw trace_records row): a person's verdict / output win."""
-        tid = str(row.get("id") or "")
-        where = f"trace {tid or '<no id>'}"
-        if not tid:
-            raise ValueError(f"{where}: field id is missing; every trace needs an id")
-        task = row.get("task") or task
-        if task not in TASKS:
-            raise ValueError(f"{where}: field task is {task!r}; set it to one of {', '.join(TASKS)} "
-                             "(or pass task=...)")
-        verdict = _first_set(row, "human_verdict", "verdict", "auto_verdict")
-        if verdict not in ("pass", "fail"):
-            raise ValueError(f"{where}: verdict is {verdict!r}; it must be pass or fail")
-        text = row.get("input")
-        if not isinstance(text, str):
-            raise ValueError(f"{where}: field input must be text")
-        metadata = row.get("metadata") or {}
-        if isinstance(metadata, str):
-            try:
-                metadata = json.loads(metadata)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: field metadata is not valid JSON ({exc.msg})") from exc
-        if not isinstance(metadata, dict):
-            raise ValueError(f"{where}: field metadata must be a JSON object")
-        return cls(
-            id=tid, input=text, task=task, verdict=verdict, metadata=metadata,
-            prediction=parse_output(row.get("prediction"), task, f"{where} field prediction"),
-            correction=parse_output(_first_set(row, "human_output", "correction"), task,
-                                    f"{where} field correction"),
-            reasoning=row.get("reasoning"), human_verdict=row.get("human_verdict"),
-        )
-
-
-def _first_set(row: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if row.get(key) is not None:
-            return row[key]
-    return None
-
-
-@dataclass(frozen=True)
-class LabelledText:
-    """An input with a known right answer, from the trace pool or the training pool (D_parent)."""
-
-    id: str
-    input: str
-    output: Any
-    origin: str
-
-
-def pool_from_traces(traces: Iterable[Trace]) -> list[LabelledText]:
-    return [LabelledText(t.id, t.input, t.gold, "trace") for t in traces if t.gold is not None]
-
-
-def pool_from_rows(rows: Iterable[Mapping[str, Any] | Example], task: str, origin: str = "parent") -> list[LabelledText]:
-    """Training rows ({input, output, id?} dicts or Examples) as a pool; ids default to origin:index."""
-    pool = []
-    for i, row in enumerate(rows):
-        if isinstance(row, Example):
-            text, out, rid = row.input, row.output, row.id
-        else:
-            text, out, rid = row.get("input"), row.get("output"), row.get("id")
-        where = f"{origin} row {rid or i}"
-        if not isinstance(text, str):
-            raise ValueError(f"{where}: field input must be text")
-        output = parse_output(out, task, f"{where} field output")
-        if output is None:
-            raise ValueError(f"{where}: field output is missing")
-        pool.append(LabelledText(str(rid) if rid is not None else f"{origin}:{i}", text, output, origin))
-    return pool
-
-
-def load_traces(store: Store, model_id: str | None = None, task: str | None = None) -> list[Trace]:
-    """Read the `traces` view (the one place the human-over-judge rule lives)."""
-    sql, args = "SELECT * FROM traces", []
-    if model_id:
-        sql, args = sql + " WHERE model_id = ?", [model_id]
-    rows = store.db.query(sql + " ORDER BY ts, id", args)
-    return [Trace.from_row(r, task) for r in rows]
-
-
-@dataclass(frozen=True)
-class Partition:
-    fail: list[Trace]
-    pass_: list[Trace]
-
-
-def partition(traces: Iterable[Trace | Mapping[str, Any]], task: str | None = None) -> Partition:
-    fail, pass_ = [], []
-    for t in traces:
-        trace = t if isinstance(t, Trace) else Trace.from_row(t, task)
-        (fail if trace.verdict == "fail" else pass_).append(trace)
-    return Partition(fail, pass_)
 
 
 # --------------------------------------------------------------------------------------------

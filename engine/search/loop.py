@@ -151,6 +151,8 @@ class LoopParts:
     config: LoopConfig
     root_rationale: str = "initial pipeline"
     finish_reason: str | None = None
+    # A mode's own stop rule beside the budgets (cold-start's plateau); a reason ends the run.
+    stop_check: Callable[[], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ class AgentLoop:
         if passing:
             best = passing[0]
             return f"gates passed at {best.id} (score {best.score:.4f}, {_gate_summary(best)})"
-        return self.budget.exhausted()
+        return self.budget.exhausted() or (self.parts.stop_check() if self.parts.stop_check else None)
 
     # -- evaluating a node --------------------------------------------------------------------
     def _visit(self, node: Node) -> None:

@@ -166,7 +166,7 @@ class RulePlanner:
         fill = self._data_moves(state.node.pipeline) if band == "rework_data" else self._tune_moves(state.node.pipeline)
         rng.shuffle(fill)
         prefix = f"{state.action.reason}; " if state.action.kind == "rollback" else ""
-        proposals = self._realise(state, rules + fill, "expand", state.n_candidates, prefix)
+        proposals = self.realise(state, rules + fill, "expand", state.n_candidates, prefix)
         self._log("expand")
         return proposals
 
@@ -182,7 +182,7 @@ class RulePlanner:
         moves = self._forget_less(state.node) + moves
         free = [m for m in moves if not (set(m[0]) & kept)]
         note = f"keep {', '.join(sorted(kept))}; " if kept else ""
-        out = self._realise(state, free + moves, "evolve", 1, f"evolve {state.node.id}: {note}")
+        out = self.realise(state, free + moves, "evolve", 1, f"evolve {state.node.id}: {note}")
         self._log("evolve")
         return out[0] if out else self._identity(state, "evolve", "evolve found no unseen mutation")
 
@@ -388,7 +388,7 @@ class RulePlanner:
         return {f"data.{k}_fraction": v for k, v in parts.items()}
 
     # -- helpers ----------------------------------------------------------------------------
-    def _realise(self, state: SearchState, changes: list[Change], operator: Operator, n: int,
+    def realise(self, state: SearchState, changes: list[Change], operator: Operator, n: int,
                  prefix: str = "") -> list[Proposal]:
         base, seen = state.node.pipeline, set(state.seen)
         out: list[Proposal] = []

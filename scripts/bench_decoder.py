@@ -9,7 +9,10 @@ DataCollatorForSeq2Seq (pads labels with -100). The figure is real (non-padding)
 of the training loop; the held-out loss of each trained adapter shows the speed is not bought with
 quality. Optional rows: the Trainer with length grouping, and our loop under bf16 autocast.
 On a shared machine the runs alternate (A B B A ...) for --repeats rounds and the best time of
-each counts, so a burst of load elsewhere does not decide the ratio.
+each counts, so a burst of load elsewhere does not decide the ratio. CPU time is no cure for load:
+with more torch threads than free cores, the threads spin at every barrier and that spinning counts
+as CPU time (a 2-thread run at load 8 once showed ours at 2.8x the Trainer's CPU; 1-thread and
+step-interleaved runs show ours at ~0.7x). Under load use --threads 1 or --interleaved.
 
     python scripts/bench_decoder.py [--dataset basic_arithmetic|gsm8k] [--n 256] [--repeats 2]
                                     [--bf16] [--trainer-grouped]
@@ -244,7 +247,7 @@ def main() -> int:
         return 0
     first = runs[0][0]
     print(f"\nbest of {args.repeats} alternating round(s); CPU time = this process, all threads "
-          "(less sensitive to other load on a shared machine)")
+          "(includes spin-waiting when threads outnumber free cores: under load, use --threads 1)")
     print("| run | wall (s) | tokens/s | examples/s | tokens per CPU-s | last train loss | held-out loss "
           "| vs Trainer (wall) | vs Trainer (CPU) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

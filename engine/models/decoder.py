@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from engine.models.batching import length_grouped_batches, sorted_batches
 from engine.models.gguf_cache import INSTALL_HINT
 from engine.models.qlora import default_device, load_for_training, quantization_config
 from engine.models.resolve import resolve_model
+from engine.models.runtime import is_oom, peak_memory_mb
 from engine.seed import seed_everything
 from store.artifacts import atomic_write_dir
 
@@ -307,13 +307,6 @@ def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_
     return get_peft_model(model, lora)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
 def fit(
     model: Any,
     rows: Sequence[EncodedExample],
@@ -357,7 +350,7 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             raise TrainingError(
                 f"out of memory at step {step} with batch_size={config.batch_size}, max_length={config.max_length}: "
@@ -398,14 +391,6 @@ def _adamw(model: Any, config: TrainConfig) -> Any:
         return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
-
-
-def _peak_memory_mb(device: str) -> float:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 class DecoderTrainer:
@@ -449,7 +434,7 @@ class DecoderTrainer:
             artifact_dir=Path(out_dir), config=config, labels=[],
             metrics={"train_loss": stats.loss, "train_tokens_per_s": stats.tokens_per_s,
                      "train_examples_per_s": stats.examples_per_s},
-            wall_time_s=time.perf_counter() - started, peak_memory_mb=_peak_memory_mb(self.device),
+            wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(self.device),
             n_train=len(rows), n_truncated=n_truncated, steps=stats.steps,
         )
         save_artifact(model, tokenizer, fmt, config, base_path, Path(out_dir), result)

@@ -42,7 +42,9 @@ from engine.models.base import (
 )
 from engine.models.batching import length_grouped_batches, pad_batch, padding_fraction, sorted_batches
 from engine.models.resolve import resolve_model
+from engine.models.runtime import is_oom, peak_memory_mb
 from engine.seed import seed_everything
+from store.artifacts import atomic_write_dir
 
 MANIFEST = "pioneer.json"
 PROBE_HEAD = "head.safetensors"
@@ -475,17 +477,15 @@ class EncoderTrainer:
                 if config.method in ("lora", "qlora"):
                     model = self._wrap_lora(model, config)
                 steps, metrics = self._fit(model, data, tokenizer.pad_token_id, config, progress, should_stop)
-        except torch.OutOfMemoryError as exc:
-            raise _oom(config, exc) from None
-        except RuntimeError as exc:
-            if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if is_oom(exc):
                 raise _oom(config, exc) from None
             raise
 
         wall = time.perf_counter() - started
         result = TrainResult(
             artifact_dir=Path(out_dir), config=config, labels=labels, metrics=metrics, wall_time_s=wall,
-            peak_memory_mb=peak_rss_mb(), n_train=len(examples), n_truncated=data.n_truncated, steps=steps,
+            peak_memory_mb=peak_memory_mb(device.type), n_train=len(examples), n_truncated=data.n_truncated, steps=steps,
         )
         self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length)
         return result
@@ -642,31 +642,34 @@ class EncoderTrainer:
         from safetensors.torch import save_file
 
         config = result.config
-        out.mkdir(parents=True, exist_ok=True)
-        if config.method == "linear_probe":
-            save_file({"weight": model.classifier.weight.detach().cpu().contiguous(),
-                       "bias": model.classifier.bias.detach().cpu().contiguous()}, str(out / PROBE_HEAD))
-            how = (f"features = AutoModel.from_pretrained(base_model_path) last_hidden_state "
-                   f"{'per token' if config.task == 'ner' else 'mean-pooled over the attention mask'}; "
-                   "logits = features @ head.weight.T + head.bias (head.safetensors)")
-        else:
-            model.save_pretrained(str(out))
-            cls = task_model_class(config.task).__name__
-            how = (f"{cls}.from_pretrained(this folder)" if config.method == "full" else
-                   f"PeftModel.from_pretrained({cls}.from_pretrained(base_model_path, num_labels={len(names)}), "
-                   "this folder)")
-        tokenizer.save_pretrained(str(out))
-        manifest = {
-            "format": FORMAT_VERSION, "backend": "encoder", "task": config.task, "method": config.method,
-            "base_model": config.base_model, "base_model_path": str(base_path), "labels": result.labels,
-            "classes": names, "fallback_label": fallback, "max_length": max_length,
-            "precision": self.options.precision, "head_init": self.options.head_init,
-            "pooling": "mean" if config.method == "linear_probe" and config.task == "classification" else None,
-            "config": config.to_dict(), "metrics": result.metrics, "n_train": result.n_train,
-            "n_truncated": result.n_truncated, "steps": result.steps,
-            "wall_time_s": round(result.wall_time_s, 3), "load": how,
-        }
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+        def build(tmp: Path) -> None:
+            if config.method == "linear_probe":
+                save_file({"weight": model.classifier.weight.detach().cpu().contiguous(),
+                           "bias": model.classifier.bias.detach().cpu().contiguous()}, str(tmp / PROBE_HEAD))
+                how = (f"features = AutoModel.from_pretrained(base_model_path) last_hidden_state "
+                       f"{'per token' if config.task == 'ner' else 'mean-pooled over the attention mask'}; "
+                       "logits = features @ head.weight.T + head.bias (head.safetensors)")
+            else:
+                model.save_pretrained(str(tmp))
+                cls = task_model_class(config.task).__name__
+                how = (f"{cls}.from_pretrained(this folder)" if config.method == "full" else
+                       f"PeftModel.from_pretrained({cls}.from_pretrained(base_model_path, num_labels={len(names)}), "
+                       "this folder)")
+            tokenizer.save_pretrained(str(tmp))
+            manifest = {
+                "format": FORMAT_VERSION, "backend": "encoder", "task": config.task, "method": config.method,
+                "base_model": config.base_model, "base_model_path": str(base_path), "labels": result.labels,
+                "classes": names, "fallback_label": fallback, "max_length": max_length,
+                "precision": self.options.precision, "head_init": self.options.head_init,
+                "pooling": "mean" if config.method == "linear_probe" and config.task == "classification" else None,
+                "config": config.to_dict(), "metrics": result.metrics, "n_train": result.n_train,
+                "n_truncated": result.n_truncated, "steps": result.steps,
+                "wall_time_s": round(result.wall_time_s, 3), "load": how,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+        atomic_write_dir(out, build)
 
 
 # ---------------------------------------------------------------- helpers
@@ -717,9 +720,3 @@ def _oom(config: TrainConfig, exc: BaseException) -> TrainingError:
     return TrainingError(f"out of memory at batch size {config.batch_size} (max_length {config.max_length}): "
                          f"retry with --batch-size {smaller} or a shorter max_length ({str(exc)[:120]})")
 
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -23,9 +23,10 @@ from engine.models.base import (
     Trainer,
     TrainResult,
 )
-from engine.models.encoder import ENCODER_TASKS, EncoderTrainer, peak_rss_mb
+from engine.models.encoder import ENCODER_TASKS, EncoderTrainer
 from engine.models.predictor import CachedPredictor
 from engine.models.resolve import ALIASES
+from engine.models.runtime import peak_memory_mb
 from store import Store
 from store.artifacts import atomic_write_dir
 from store.jsoncols import new_id
@@ -118,12 +119,12 @@ def train_and_register(
         atomic_write_dir(target, build)
     except BaseException as exc:
         store.models.register(artifact_path=None, status="failed", metrics={"error": f"{type(exc).__name__}: {exc}"},
-                              wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_rss_mb(), **row)
+                              wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(), **row)
         raise
     result: TrainResult = outcome["result"]
     result.artifact_dir = target
     metrics = {**outcome["metrics"], "n_train": result.n_train, "n_eval": len(held_out),
                "n_truncated": result.n_truncated, "steps": result.steps}
     store.models.register(artifact_path=target, metrics=metrics, wall_time_s=time.perf_counter() - started,
-                          peak_memory_mb=max(result.peak_memory_mb, peak_rss_mb()), **row)
+                          peak_memory_mb=max(result.peak_memory_mb, peak_memory_mb()), **row)
     return TrainedModel(model_id, target, result, metrics, len(held_out))

@@ -60,10 +60,14 @@ from engine.diagnosis.traces import (
 from engine.eval.metrics import example_correct
 from engine.eval.regressions import compare
 from engine.events import EventBus, Subscriber
-from engine.models.base import TASKS, ConfigError, ProgressCallback, TrainConfig
-from engine.models.encoder import ENCODER_TASKS, NEGATIVE_LABELS
-from engine.models.factory import train_and_register, trainer_for
-from engine.models.predictor import CachedPredictor, read_manifest
+from engine.models.base import (
+    ENCODER_TASKS,
+    NEGATIVE_LABELS,
+    TASKS,
+    ConfigError,
+    ProgressCallback,
+    TrainConfig,
+)
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.search.graph import Node
@@ -343,6 +347,8 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
 
 def _labels(deployed: dict[str, Any], traces: list[Trace], parent: list[LabelledText], task: str) -> list[str]:
     """The label set a retrained model must be able to emit: the deployed model's plus every gold one."""
+    from engine.models.predictor import read_manifest  # torch: loaded only when a run needs it
+
     found: set[str] = set()
     if deployed.get("artifact_path") and Path(deployed["artifact_path"]).exists():
         found |= set(read_manifest(deployed["artifact_path"]).get("labels") or [])
@@ -359,6 +365,8 @@ def _probe(store: Store, deployed: dict[str, Any], taxonomy: Taxonomy, fail: lis
     path = deployed.get("artifact_path")
     if not path or not Path(path).exists():
         return []
+    from engine.models.predictor import CachedPredictor
+
     predictor = CachedPredictor.for_artifact(path, store.cache)
     threshold = (deployed.get("hyperparameters") or {}).get("threshold")
     by_id = {t.id: t for t in fail}
@@ -490,6 +498,8 @@ class ProductionRunner:
 
     def train(self, node: Node, dataset_version_id: str, model_id: str, progress: ProgressCallback,
               should_stop: Callable[[], bool]) -> None:
+        from engine.models.factory import train_and_register, trainer_for
+
         examples = cur.to_examples(self.store.datasets.rows(dataset_version_id), self.task)
         config = node.pipeline.hyperparams
         options: dict[str, Any] = {}
@@ -506,6 +516,8 @@ class ProductionRunner:
         model = self.store.models.get(model_id)
         if model is None or not model.get("artifact_path"):
             raise NodeFailed(f"model {model_id} has no artifact to evaluate")
+        from engine.models.predictor import CachedPredictor
+
         predictor = CachedPredictor.for_artifact(model["artifact_path"], self.store.cache)
         threshold = node.pipeline.hyperparams.threshold
         metric = node.pipeline.strategy.eval_method

@@ -36,3 +36,11 @@ def test_engine_import_never_loads_textual():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cli_parser_does_not_load_torch():
+    """`pioneer-tui --help` stays fast: commands import the model backends only when they run."""
+    code = ("import sys\nfrom pioneer_tui.cli import build_parser\nbuild_parser()\n"
+            "assert 'torch' not in sys.modules, 'building the CLI parser imported torch'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

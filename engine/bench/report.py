@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.bench.adaptft import BenchResult
 from engine.data.perturb_types import BY_NAME, TYPES
 from store.artifacts import atomic_write_text
+
+if TYPE_CHECKING:  # the result type only; importing adaptft loads torch
+    from engine.bench.adaptft import BenchResult
 
 ARM_NAMES = {"agent": "agent", "naive": "naive (realistic)", "oracle": "naive (oracle labels)",
              "clean_only": "clean only", "random_aug": "random augmentation"}

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.eval.metrics import METRICS_BY_TASK, _check_metric
-from engine.models.base import TASKS, ConfigError, Example
-from engine.models.encoder import NEGATIVE_LABELS
+from engine.models.base import NEGATIVE_LABELS, TASKS, ConfigError, Example
 
 # Labels that mean "nothing to report", in order of preference: the encoder's fallback names (CLINC's
 # oos), then the negative class of a binary detector (which only means "nothing" when there are two).

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.coldstart.curriculum import build_cold_curriculum
 from engine.coldstart.eval_sets import (
@@ -29,14 +29,15 @@ from engine.diagnosis.fixability import Embedder
 from engine.diagnosis.traces import output_to_json, parse_output
 from engine.eval.metrics import score as score_metric
 from engine.models.base import Example, ProgressCallback
-from engine.models.factory import train_and_register, trainer_for
-from engine.models.predictor import CachedPredictor, model_key
 from engine.production import qc_checks
 from engine.search.graph import Node
 from engine.search.loop import NodeEvaluation, NodeFailed
 from engine.search.pipeline import Strategy
 from engine.search.planner import FailureSummary
 from store import Store, atomic_write_text
+
+if TYPE_CHECKING:
+    from engine.models.predictor import CachedPredictor
 
 TRAIN_SCORE_ROWS = {"encoder": 300, "decoder": 16}
 
@@ -113,6 +114,8 @@ class ColdStartRunner:
             options = {"labels": tuple(self.analysis.labels) or None, "fallback_label": self.analysis.negative_label,
                        "num_threads": self.config.trainer_threads,
                        "head_init": "probe" if self.config.probe_head and config.method != "linear_probe" else "random"}
+        from engine.models.factory import train_and_register, trainer_for  # torch: only when training
+
         trainer = trainer_for(self.setup.train_task, config.base_model, **options)
         train_and_register(self.store, examples, config, dataset_version_id=dataset_version_id, progress=progress,
                            should_stop=should_stop, trainer=trainer, model_id=model_id,
@@ -143,6 +146,8 @@ class ColdStartRunner:
     def _predictor(self, artifact: str, node: Node) -> CachedPredictor:
         """The model behind the prediction cache; a decoder generates at most what the task's answers
         need (worked reasoning gets 256 tokens), like the baseline did."""
+        from engine.models.predictor import CachedPredictor, model_key
+
         if self.setup.family == "encoder":
             return CachedPredictor.for_artifact(artifact, self.store.cache)
         from engine.models.decoder import load_decoder_predictor

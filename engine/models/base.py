@@ -16,6 +16,9 @@ Task = Literal["classification", "ner", "generation"]
 Method = Literal["full", "lora", "qlora", "linear_probe"]
 TASKS: tuple[str, ...] = ("classification", "ner", "generation")
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "linear_probe")
+ENCODER_TASKS: tuple[str, ...] = ("classification", "ner")
+# Label names that mean "no intent applies": the fallback below a decision threshold.
+NEGATIVE_LABELS = ("oos", "out_of_scope", "out-of-scope", "none", "other", "no_intent", "unknown")
 
 
 class ConfigError(ValueError):

@@ -31,6 +31,8 @@ from torch.nn import functional as F
 
 from engine.data.datasets_io import spans_to_bio
 from engine.models.base import (
+    ENCODER_TASKS,
+    NEGATIVE_LABELS,
     ConfigError,
     Example,
     Progress,
@@ -53,8 +55,6 @@ HEAD_NAMES = ("classifier", "score")
 PRECISIONS = ("fp32", "bf16")
 HEAD_INITS = ("random", "probe")
 # Labels that mean "none of the others": the fallback a thresholded classifier emits.
-NEGATIVE_LABELS = ("oos", "out_of_scope", "out-of-scope", "none", "other", "no_intent", "unknown")
-ENCODER_TASKS = ("classification", "ner")
 
 
 @dataclass(frozen=True)

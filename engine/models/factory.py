@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.data.datasets_io import train_eval_split
 from engine.models.base import (
+    ENCODER_TASKS,
     ConfigError,
     Example,
     Predictor,
@@ -23,7 +24,7 @@ from engine.models.base import (
     Trainer,
     TrainResult,
 )
-from engine.models.encoder import ENCODER_TASKS, EncoderTrainer
+from engine.models.encoder import EncoderTrainer
 from engine.models.predictor import CachedPredictor
 from engine.models.resolve import ALIASES
 from engine.models.runtime import peak_memory_mb

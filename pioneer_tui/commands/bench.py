@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.bench.adaptft import RunConfig, run_adaptft
 from engine.bench.report import final_gap, markdown, write_report
 from engine.bench.stages import StageConfig, build_stages, load_dataset
 from engine.coldstart.registry import DatasetError
@@ -63,6 +62,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     started = time.strftime("%H:%M:%S")
     print(f"[{started}] AdaptFT-Bench {bench.dataset} ({task}): clean {len(bench.clean)}, stages "
           f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; output {out}", flush=True)
+    from engine.bench.adaptft import RunConfig, run_adaptft  # torch: loaded only when the bench runs
+
     config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
                        agent_minutes=args.agent_minutes)
     result = run_adaptft(out / "workspace", bench, config,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -79,8 +80,8 @@ class Rows:
         return buf.getvalue()
 
     def _plain_rows(self) -> list[tuple[Any, ...]] | list[list[Any]]:
-        """BLOBs as hex text; checked per row in C first, since rows almost never hold one."""
-        if not any(bytes in map(type, row) for row in self.rows):
+        """BLOBs as hex text; the value types are checked in C first, since rows almost never hold one."""
+        if bytes not in set(map(type, chain.from_iterable(self.rows))):
             return self.rows
         return [[_plain(v) for v in row] for row in self.rows]
 
@@ -92,7 +93,9 @@ class QueryResult:
     row_count: int
     truncated: bool  # the row limit stopped the fetch; the file holds the first `row_count` rows
     path: str
-    elapsed_ms: float
+    elapsed_ms: float  # end to end: query_ms (run the statement, fetch every row) + save_ms (write the file)
+    query_ms: float = 0.0
+    save_ms: float = 0.0
     preview: list[dict[str, Any]] = field(default_factory=list)  # first rows, long values shortened
     post: Any = None  # the postprocess callable's return value
 
@@ -166,14 +169,16 @@ def query_traces(
         conn.close()
     if not columns:
         raise QueryError("the statement returns no rows; write a SELECT")
+    fetched = time.perf_counter()
     truncated = len(rows) > limit
     result = Rows(tuple(columns), rows[:limit])
     path = out / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{hashlib.sha256(sql.encode()).hexdigest()[:8]}.{fmt}"
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         (result.write_csv if fmt == "csv" else result.write_jsonl)(fh)
+    done = time.perf_counter()
     summary = QueryResult(
         sql=sql, columns=list(columns), row_count=len(result), truncated=truncated, path=str(path),
-        elapsed_ms=(time.perf_counter() - started) * 1000,
+        elapsed_ms=(done - started) * 1000, query_ms=(fetched - started) * 1000, save_ms=(done - fetched) * 1000,
         preview=[{c: _short(v) for c, v in zip(columns, row, strict=True)} for row in result.rows[:preview_rows]])
     if postprocess is not None:
         try:

@@ -736,22 +736,33 @@ def root_pipeline(deployed: dict[str, Any], config: ProductionConfig, task: str,
 
 
 def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planner | None = None) -> LoopParts:
-    """The production loop for a run, diagnosing it first unless its snapshot exists (resume)."""
-    config = ProductionConfig.from_dict((run["config"] or {})["production"])
+    """The production loop for a run, diagnosing it first unless its snapshot exists (resume). A run
+    config with `diagnosis_from` adopts that run's diagnosis instead, and one with `root` starts from
+    that pipeline instead of the deployed model's recipe (a fork, engine.fork)."""
+    raw = run["config"] or {}
+    config = ProductionConfig.from_dict(raw["production"])
     seed_everything(config.seed)
     planner = planner or RulePlanner(seed=config.seed)
-    diagnosis = load_diagnosis(store, bus.run_id) or diagnose(store, bus, config, planner)
+    diagnosis = load_diagnosis(store, bus.run_id)
+    if diagnosis is None and raw.get("diagnosis_from"):
+        from engine.fork import adopt_diagnosis  # engine.fork builds on this module
+
+        diagnosis = adopt_diagnosis(store, bus, raw)
+    diagnosis = diagnosis or diagnose(store, bus, config, planner)
     deployed = store.models.get(diagnosis.deployed_id) or {}
-    root = root_pipeline(deployed, config, diagnosis.task, diagnosis.parent_version)
-    loop = LoopConfig.from_dict((run["config"] or {}).get("loop") or config.loop_config().to_dict())
+    root = Pipeline.from_dict(raw["root"]) if raw.get("root") else \
+        root_pipeline(deployed, config, diagnosis.task, diagnosis.parent_version)
+    loop = LoopConfig.from_dict(raw.get("loop") or config.loop_config().to_dict())
     finish = None
     if diagnosis.failure is None:
         finish = f"no failing traces for {diagnosis.deployed_id}: nothing to improve"
     elif diagnosis.n_fixable == 0:
         finish = f"all {len(diagnosis.failure)} failures are external (poison or uncorrected): nothing training can fix"
     runner = ProductionRunner(store, bus.run_id, diagnosis, config) if finish is None else _NoRunner()
-    return LoopParts(root, planner, runner, loop, f"the deployed model {diagnosis.deployed_id}, scored on the "
-                                                  "failure set from its traces", finish)
+    rationale = f"the deployed model {diagnosis.deployed_id}, scored on the failure set from its traces"
+    if raw.get("forked_from"):
+        rationale += f"; its pipeline is node {raw['forked_from']}'s, where this fork's search grows from"
+    return LoopParts(root, planner, runner, loop, rationale, finish)
 
 
 class _NoRunner:
@@ -824,13 +835,22 @@ def summarize_run(store: Store, run_id: str, result: LoopResult | None = None) -
 
 def improve(store: Store, config: ProductionConfig, *, reviewer: Reviewer, planner: Planner | None = None,
             subscribers: tuple[Subscriber, ...] = (), should_stop: Callable[[], bool] | None = None,
-            run_id: str | None = None, loop: LoopConfig | None = None) -> ProductionSummary:
+            run_id: str | None = None, loop: LoopConfig | None = None, root: Pipeline | None = None,
+            diagnosis_from: str | None = None, forked_from: str | None = None) -> ProductionSummary:
     """Run production mode end to end: diagnose, search under the gates, promote through the Reviewer.
-    `loop` replaces the search settings derived from `config` (stored with the run, so a resume uses them)."""
+    `loop` replaces the search settings derived from `config`; `root` the root pipeline derived from the
+    deployed model; `diagnosis_from` (a run id) adopts that run's diagnosis; `forked_from` names the node a
+    fork starts from (see engine.fork). All are stored with the run, so a resume uses them."""
     deployed_model(store, config.model)  # fail before a run exists
     limits = config.limits()
     loop = loop or config.loop_config()
-    run_config = {"production": config.to_dict(), "loop": loop.to_dict(), "budget": asdict(limits)}
+    run_config: dict[str, Any] = {"production": config.to_dict(), "loop": loop.to_dict(), "budget": asdict(limits)}
+    if root is not None:
+        run_config["root"] = root.to_dict()
+    if diagnosis_from is not None:
+        run_config["diagnosis_from"] = diagnosis_from
+    if forked_from is not None:
+        run_config["forked_from"] = forked_from
     bus = open_run(store, "production", run_config, run_id=run_id, subscribers=subscribers)
     try:
         parts = loop_parts(store, store.runs.get(bus.run_id), bus, planner)

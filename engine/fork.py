@@ -1,0 +1,137 @@
+"""Fork from a node (issue 8): a new production run that starts from a historical node with the state
+it had then.
+
+The fork's root pipeline is exactly the node's pipeline (D, H, S: focus pairs, targeted examples and
+strategy included), and it works on the source run's diagnosis (the same failure, regression and
+previous-checkpoint sets, triage, taxonomy and probes) instead of diagnosing again: traces ingested
+since, or a taxonomy rebuilt from them, would be a different state. Its root is still the deployed
+model scored on that failure set (as in every production run); the search grows from the node's
+pipeline. The run config records `root`, `diagnosis_from` and `forked_from`, so `resume` rebuilds the
+same loop (engine.production.loop_parts); the adopted diagnosis is snapshotted under the fork's own
+run with a copy of the source's taxonomy_built event and a "Fork" curation note, in one transaction.
+
+Refused, each with a one-line reason: cold-start runs (their search restarts from a portfolio of
+configurations and a plateau rule set up from the task description, so one node's pipeline is not
+the state the run had; start a new cold-start run instead), runs never diagnosed, and runs whose
+diagnosed model is no longer the deployed one (a fork would be gated and promoted against a model
+its diagnosis never saw).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.events import EventBus, Subscriber
+from engine.models.base import ConfigError
+from engine.production import (
+    Diagnosis,
+    ProductionConfig,
+    ProductionSummary,
+    _save,
+    improve,
+    load_diagnosis,
+)
+from engine.search.loop import LoopConfig
+from engine.search.pipeline import Pipeline
+from engine.search.planner import Planner
+from engine.search.reviewer import Reviewer
+from store import Store
+
+
+@dataclass(frozen=True)
+class ForkPlan:
+    """A checked fork: the source run and node, the node's pipeline, and the source's settings."""
+
+    source_run: str
+    node_id: str
+    root: Pipeline
+    config: ProductionConfig
+    loop: LoopConfig
+
+
+def plan_fork(store: Store, run_id: str, node_id: str) -> ForkPlan:
+    """Check that `node_id` of `run_id` can be forked now; every refusal is one line saying why."""
+    run = store.runs.get(run_id)
+    if run is None:
+        raise ConfigError(f"Fork: run {run_id} does not exist (see `pioneer-tui runs`)")
+    if run["mode"] != "production":
+        raise ConfigError(f"Fork: run {run_id} is a {run['mode']} run; only production runs can be forked "
+                          "(a cold-start search restarts from its task description: start a new run with `n`)")
+    node = next((n for n in store.runs.nodes(run_id) if n["id"] == node_id), None)
+    if node is None or not node.get("pipeline"):
+        raise ConfigError(f"Fork: run {run_id} has no node {node_id} with a stored pipeline")
+    raw = run["config"] or {}
+    if "production" not in raw:
+        raise ConfigError(f"Fork: run {run_id} has no stored production configuration to reuse")
+    config = ProductionConfig.from_dict(raw["production"])
+    diagnosis = _source_diagnosis(store, run_id)
+    model = store.models.get(diagnosis.deployed_id)
+    if model is None:
+        raise ConfigError(f"Fork: model {diagnosis.deployed_id}, which run {run_id} diagnosed, is no longer "
+                          "in the registry")
+    current = store.models.deployed()
+    if current is not None and current["id"] != diagnosis.deployed_id:
+        raise ConfigError(f"Fork: run {run_id} diagnosed {diagnosis.deployed_id} but {current['id']} is deployed "
+                          f"now; fork a run of {current['id']} instead")
+    loop = LoopConfig.from_dict(raw.get("loop") or config.loop_config().to_dict())
+    return ForkPlan(run_id, node_id, Pipeline.from_dict(node["pipeline"]), config, loop)
+
+
+def fork_run(store: Store, plan: ForkPlan, *, reviewer: Reviewer, planner: Planner | None = None,
+             subscribers: tuple[Subscriber, ...] = (), should_stop: Callable[[], bool] | None = None,
+             run_id: str | None = None) -> ProductionSummary:
+    """Run the fork end to end (production mode from the node's pipeline on the source's diagnosis)."""
+    return improve(store, plan.config, reviewer=reviewer, planner=planner, subscribers=subscribers,
+                   should_stop=should_stop, run_id=run_id, loop=plan.loop, root=plan.root,
+                   diagnosis_from=plan.source_run, forked_from=plan.node_id)
+
+
+def adopt_diagnosis(store: Store, bus: EventBus, run_config: dict[str, Any]) -> Diagnosis:
+    """Snapshot the source run's diagnosis as this run's, with its taxonomy_built event and a note
+    on where the fork came from (engine.production.loop_parts calls this once per forked run)."""
+    source = str(run_config["diagnosis_from"])
+    diagnosis = _source_diagnosis(store, source)
+    events = store.runs.events(source)
+    taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
+    with store.transaction():
+        _save(store, bus.run_id, diagnosis)
+        bus.emit("taxonomy_built", **taxonomy)
+        bus.emit("curation_note", section="Fork", markdown=fork_note(store, source, run_config, diagnosis))
+    return diagnosis
+
+
+def fork_note(store: Store, source: str, run_config: dict[str, Any], d: Diagnosis) -> str:
+    """Where the fork came from: the node, what its pipeline changed from the source's root, the sets."""
+    node_id = run_config.get("forked_from")
+    lines = [f"Forked from node `{node_id}` of run `{source}`." if node_id else f"Search restarted on run "
+             f"`{source}`'s diagnosis."]
+    if run_config.get("root"):
+        root = Pipeline.from_dict(run_config["root"])
+        source_root = next((n for n in store.runs.nodes(source) if n["parent_id"] is None), None)
+        changes = Pipeline.from_dict(source_root["pipeline"]).diff(root) if source_root else {}
+        lines.append("Its pipeline is this run's root; it differs from the source's root in: " + (
+            "; ".join(f"`{k}` {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in changes.items()) or "nothing")
+            + ".")
+    failure, regression = d.failure, d.regression
+    lines.append(f"Diagnosis adopted from run `{source}`, not rebuilt: deployed model `{d.deployed_id}`, "
+                 f"failure set {len(failure) if failure else 0}, regression set {len(regression) if regression else 0}, "
+                 f"previous checkpoint's set {len(d.cross)}, {len(d.taxonomy.clusters) if d.taxonomy else 0} "
+                 f"clusters, {len(d.probes)} probe reports.")
+    return "\n\n".join(lines)
+
+
+def _source_diagnosis(store: Store, run_id: str) -> Diagnosis:
+    try:
+        diagnosis = load_diagnosis(store, run_id)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"Fork: run {run_id}'s diagnosis snapshot cannot be read ({type(exc).__name__}: {exc}); "
+                          "it cannot be forked") from exc
+    if diagnosis is None:
+        raise ConfigError(f"Fork: run {run_id} was never diagnosed (no taxonomy_built event); start a new run")
+    return diagnosis
+
+
+__all__ = ["ForkPlan", "adopt_diagnosis", "fork_note", "fork_run", "plan_fork"]

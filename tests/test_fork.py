@@ -1,0 +1,120 @@
+"""Fork from a node (engine.fork): a new production run whose root pipeline is exactly the historical
+node's and which works on the source run's diagnosis, recorded in its config and curation log,
+resumable like any run; and the forks it refuses, each with a one-line reason."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fixtures.fork_source import LLM_CHANGES, build_source
+
+from engine.fork import fork_run, plan_fork
+from engine.models.base import ConfigError
+from engine.production import load_diagnosis
+from engine.search.loop import resume_run
+from engine.search.pipeline import Pipeline
+from engine.search.reviewer import HeadlessReviewer
+from store import Store
+
+NEVER = HeadlessReviewer("never")  # vetoes every curriculum: the search runs, nothing is trained
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fork-source")
+    with Store(folder / "ws") as store:
+        source = build_source(store, folder)
+    return folder / "ws", source
+
+
+@pytest.fixture
+def workspace(template, tmp_path):
+    root, source = template
+    shutil.copytree(root, tmp_path / "ws")
+    with Store(tmp_path / "ws") as store:
+        yield store, source
+
+
+def node_row(store: Store, run_id: str, node_id: str) -> dict:
+    return next(n for n in store.runs.nodes(run_id) if n["id"] == node_id)
+
+
+def test_a_fork_starts_from_the_nodes_pipeline_on_the_sources_diagnosis(workspace):
+    store, source = workspace
+    node = node_row(store, source.run_id, source.node_id)
+    assert node["parent_id"] is not None  # a non-root node, proposed by the (mocked) LLM planner
+    pipeline = Pipeline.from_dict(node["pipeline"])
+    summary = fork_run(store, plan_fork(store, source.run_id, source.node_id), reviewer=NEVER)
+
+    fork = summary.run_id
+    [root] = [n for n in store.runs.nodes(fork) if n["parent_id"] is None]
+    assert Pipeline.from_dict(root["pipeline"]) == pipeline and root["pipeline_hash"] == pipeline.hash
+    data, strategy = pipeline.data, pipeline.strategy
+    assert [list(p) for p in data.focus_pairs] == LLM_CHANGES["data.focus_pairs"]
+    assert [list(t) for t in data.targeted] == LLM_CHANGES["data.targeted"]
+    assert (strategy.teacher, strategy.eval_method) == ("gpt-4o-mini", "macro_f1")
+    # the search grows from it: every child keeps the node's targeted examples and strategy
+    children = [Pipeline.from_dict(n["pipeline"]) for n in store.runs.nodes(fork) if n["parent_id"] == root["id"]]
+    assert children and all(c.data.targeted == data.targeted and c.strategy == strategy for c in children)
+
+    original, adopted = load_diagnosis(store, source.run_id), load_diagnosis(store, fork)
+    assert adopted == original and adopted.failure.items and adopted.regression.items and adopted.triage
+    config = store.runs.get(fork)["config"]
+    assert (config["root"], config["diagnosis_from"], config["forked_from"]) == \
+        (pipeline.to_dict(), source.run_id, source.node_id)
+    assert config["production"] == store.runs.get(source.run_id)["config"]["production"]
+
+    events = store.runs.events(fork)
+    taxonomy = [e.payload for e in events if e.type == "taxonomy_built"]
+    assert taxonomy == [next(e.payload for e in store.runs.events(source.run_id) if e.type == "taxonomy_built")]
+    [note] = [e.payload["markdown"] for e in events if e.type == "curation_note" and e.payload["section"] == "Fork"]
+    assert f"Forked from node `{source.node_id}` of run `{source.run_id}`" in note
+    assert '`data.targeted` [] -> [["C1", 2]]' in note and '`strategy.teacher` null -> "gpt-4o-mini"' in note
+    assert "rationale" in root and source.node_id in root["rationale"]
+    # the fork's curricula were built on the adopted sets: nothing from the regression set is trained on
+    protected = {i.input for i in original.regression.items}
+    versions = [n["dataset_version_id"] for n in store.runs.nodes(fork) if n["dataset_version_id"]]
+    assert versions and all(not {r["input"] for r in store.datasets.rows(v)} & protected for v in versions)
+
+
+def test_an_interrupted_fork_resumes_with_its_root_and_adopted_diagnosis(workspace):
+    store, source = workspace
+    plan = plan_fork(store, source.run_id, source.node_id)
+    stopped = fork_run(store, plan, reviewer=NEVER, should_stop=lambda: True)
+    assert stopped.status == "interrupted"
+    fork = stopped.run_id
+    result = resume_run(store, fork, reviewer=NEVER)
+    assert result.status == "finished"
+    events = store.runs.events(fork)
+    assert [e.type for e in events].count("taxonomy_built") == 1  # adopted once, not again on resume
+    assert sum(1 for e in events if e.type == "curation_note" and e.payload["section"] == "Fork") == 1
+    [root] = [n for n in store.runs.nodes(fork) if n["parent_id"] is None]
+    assert root["pipeline"] == plan.root.to_dict()
+    assert load_diagnosis(store, fork) == load_diagnosis(store, source.run_id)
+    assert len(store.runs.nodes(fork)) > 1  # the resumed search went on from the root
+
+
+def test_forks_that_are_refused_say_why(workspace):
+    store, source = workspace
+    with pytest.raises(ConfigError, match="has no node nope with a stored pipeline"):
+        plan_fork(store, source.run_id, "nope")
+    with pytest.raises(ConfigError, match="run missing does not exist"):
+        plan_fork(store, "missing", source.node_id)
+
+    cold = store.runs.create("cold_start", {"cold_start": {}}, run_id="run-cold")
+    with pytest.raises(ConfigError, match="run-cold is a cold_start run; only production runs can be forked"):
+        plan_fork(store, cold, "run-cold.n0000")
+
+    pipeline = node_row(store, source.run_id, source.node_id)["pipeline"]
+    store.runs.create("production", store.runs.get(source.run_id)["config"], run_id="run-undiagnosed")
+    store.runs.add_node("run-undiagnosed", pipeline, Pipeline.from_dict(pipeline).hash, node_id="run-undiagnosed.n0")
+    with pytest.raises(ConfigError, match="run-undiagnosed was never diagnosed"):
+        plan_fork(store, "run-undiagnosed", "run-undiagnosed.n0")
+
+    newer = store.models.register(base_model="minilm", artifact_path=None, task="classification", name="intent-v2")
+    store.models.set_status(source.model_id, "retired")
+    store.models.set_status(newer, "deployed")
+    with pytest.raises(ConfigError, match=f"diagnosed {source.model_id} but {newer} is deployed now"):
+        plan_fork(store, source.run_id, source.node_id)
+    assert [r["id"] for r in store.runs.list()].count(source.run_id) == 1 and len(store.runs.list()) == 3

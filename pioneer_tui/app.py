@@ -64,13 +64,10 @@ def start_demo(session: EngineSession) -> None:
 
 @dataclass(frozen=True)
 class ProductionRun:
-    """A production run started from the TUI: optionally ingest a traces file, then `improve`.
-    `root` is the forked node's pipeline dict ("fork from this node"): `improve` takes no root
-    pipeline, so the fork's recipe and slice fractions travel in `config` (see fork_request)."""
+    """A production run started from the TUI: optionally ingest a traces file, then `improve`."""
 
     config: Any  # engine.production.ProductionConfig
     traces: Path | None = None
-    root: dict[str, Any] | None = None
 
     def __call__(self, session: EngineSession) -> None:
         from engine.ingest import ingest_traces
@@ -81,6 +78,20 @@ class ProductionRun:
                 session.say(ingest_traces(store, self.traces).summary())
             improve(store, self.config, reviewer=session.reviewer, subscribers=(session.on_event,),
                     should_stop=session.should_stop)
+
+
+@dataclass(frozen=True)
+class ForkRun:
+    """"Fork from this node": a production run from the node's pipeline on its run's diagnosis."""
+
+    plan: Any  # engine.fork.ForkPlan
+
+    def __call__(self, session: EngineSession) -> None:
+        from engine.fork import fork_run
+
+        with Store(session.workspace) as store:
+            fork_run(store, self.plan, reviewer=session.reviewer, subscribers=(session.on_event,),
+                     should_stop=session.should_stop)
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,9 @@ def hook_for(request: RunRequest) -> StartRun:
     """The engine hook for a request from the new-run (or fork) screen."""
     if request.kind == "cold_start":
         return ColdStartRun(request.config)
-    return ProductionRun(request.config, request.traces, request.root)
+    if request.kind == "fork":
+        return ForkRun(request.config)
+    return ProductionRun(request.config, request.traces)
 
 
 class PioneerApp(App[int]):

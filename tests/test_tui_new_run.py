@@ -1,6 +1,6 @@
 """Starting runs from the TUI: the CLI's live run on mount (`run_app(ctx, run=...)`), the new-run screen
-(production or cold start) and "fork from this node" in a replay. Each asserts the engine hook the
-app starts and the configuration it carries."""
+(production or cold start); "fork from this node" is in test_tui_fork.py. Each asserts the engine
+hook the app starts and the configuration it carries."""
 
 from __future__ import annotations
 
@@ -13,15 +13,12 @@ from tui_helpers import notes, settle
 
 from engine.coldstart.mode import ColdStartConfig
 from engine.production import ProductionConfig
-from engine.search.pipeline import Pipeline
 from pioneer_tui.app import ColdStartRun, EngineSession, ProductionRun, create_app
 from pioneer_tui.commands import improve as improve_command
 from pioneer_tui.screens.new_run import NewRunScreen
-from pioneer_tui.screens.run_screen import ReplayScreen
 from pioneer_tui.screens.welcome import WelcomeScreen
 from pioneer_tui.tui_reviewer import TuiReviewer
 from store import Store
-from widgets.search_graph import SearchGraph
 
 pytestmark = pytest.mark.anyio
 
@@ -175,50 +172,6 @@ async def test_a_started_production_run_reports_a_bad_traces_file(tmp_path):
         await settle(pilot, lambda: any("engine run failed" in n for n in notes(app)), timeout=30)
         assert any("traces.jsonl" in n for n in notes(app))
         assert store.runs.list() == []
-    store.close()
-
-
-async def test_fork_from_a_replayed_node(tmp_path):
-    store = Store(tmp_path / "ws")
-    fx = build_fixture_run(store)
-    deploy(store)
-    node_id = fx.node_ids[2]
-    pipeline = next(n["pipeline"] for n in store.runs.nodes(RUN_ID) if n["id"] == node_id)
-    app = create_app(store, offer_demo=False)
-    started = capture_starts(app)
-    async with app.run_test(size=(100, 30)) as pilot:
-        app.push_screen(ReplayScreen(store, RUN_ID))
-        await pilot.press("greater_than_sign")  # the whole run
-        await pilot.pause()
-        assert app.screen.query_one(SearchGraph).jump_to(node_id)
-        await pilot.press("F")
-        await pilot.pause()
-        assert app.screen is app.main_screen
-        assert any(f"forking run {RUN_ID} from node {node_id}" in n for n in notes(app))
-    [hook] = started
-    root = Pipeline.from_dict(pipeline)
-    assert isinstance(hook, ProductionRun) and hook.traces is None and hook.root == root.to_dict()
-    assert hook.config == ProductionConfig(
-        model="m-deployed", task="classification", tau=0.96, epsilon=2, seed=0, max_iterations=6,
-        hyperparams={k: v for k, v in root.to_dict()["hyperparams"].items() if k != "task"},
-        composition=(root.data.gold_fraction, root.data.hard_negative_fraction, root.data.replay_fraction))
-    store.close()
-
-
-async def test_fork_needs_the_source_runs_model_deployed(tmp_path):
-    store = Store(tmp_path / "ws")
-    fx = build_fixture_run(store)
-    app = create_app(store, offer_demo=False)
-    started = capture_starts(app)
-    async with app.run_test(size=(100, 30)) as pilot:
-        app.push_screen(ReplayScreen(store, RUN_ID))
-        await pilot.press("greater_than_sign")
-        await pilot.pause()
-        app.screen.query_one(SearchGraph).jump_to(fx.node_ids[1])
-        await pilot.press("F")
-        await pilot.pause()
-        assert isinstance(app.screen, ReplayScreen) and not started
-        assert any("--model m-deployed: no such model in the registry" in n for n in notes(app))
     store.close()
 
 

@@ -17,7 +17,8 @@ HELP = """\
 `ctrl+p` command palette. The mouse works everywhere: click tabs, rows and nodes; scroll with the wheel.
 
 **Run screen** (and replay): `1` graph · `2` failure clusters · `3` curation log · `4` curriculum (data) ·
-`n` new run · `F` fork from the highlighted node (a new production run whose root pipeline is that node's).
+`n` new run · `F` fork from the highlighted node: a new production run whose root pipeline is
+exactly that node's (data, hyperparameters, strategy), on the diagnosis its run had (production runs only).
 
 **New run** (`n` here or in the runs list): production (the deployed model, an optional traces file to
 ingest, max iterations / minutes) or cold start (task description + data); `ctrl+s` starts it, `esc` cancels.

@@ -1,10 +1,11 @@
-"""Start a run from the TUI: production mode (the deployed model, optionally a traces file to ingest)
-or cold-start mode (a task description and data). The screen only validates and builds the engine
-configuration; it dismisses with a RunRequest that the app starts on its engine worker."""
+"""Start a run from the TUI: production mode (the deployed model, optionally a traces file to ingest),
+cold-start mode (a task description and data), or a fork of a historical node (`fork_request`). The
+screen only validates and builds the engine configuration; it dismisses with a RunRequest that the
+app starts on its engine worker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,21 +16,20 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
 from engine.coldstart.mode import ColdStartConfig
+from engine.fork import plan_fork
 from engine.models.base import ConfigError
 from engine.production import ProductionConfig, deployed_model
-from engine.search.pipeline import Pipeline
 from store import Store
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to start: `kind` "production" or "cold_start", its engine config, a traces file to ingest
-    first (production), and a root pipeline dict when the run is a fork of a historical node."""
+    """What to start: `kind` "production", "cold_start" or "fork"; its engine config (a ForkPlan for a
+    fork of a historical node); a traces file to ingest first (production)."""
 
     kind: str
     config: Any
     traces: Path | None = None
-    root: dict[str, Any] | None = None
 
 
 def model_options(store: Store) -> tuple[list[tuple[str, str]], str | None]:
@@ -40,26 +40,11 @@ def model_options(store: Store) -> tuple[list[tuple[str, str]], str | None]:
     return options, deployed
 
 
-def fork_request(store: Store, run_id: str | None, node_id: str | None, pipeline: dict[str, Any]) -> RunRequest:
-    """A new production run seeded from a historical node: the source run's settings (same deployed
-    model, same judged traces in the workspace) with the node's pipeline as the new root pipeline."""
-    run = store.runs.get(run_id) if run_id else None
-    if run is None or not node_id:
+def fork_request(store: Store, run_id: str | None, node_id: str | None) -> RunRequest:
+    """A fork of a historical node (engine.fork): refused with a one-line reason when it cannot be."""
+    if not run_id or not node_id:
         raise ConfigError("Fork: highlight a node of a stored run in the graph first")
-    if run["mode"] != "production":
-        raise ConfigError(f"Fork: run {run_id} is a {run['mode']} run; only production runs can be forked")
-    if not pipeline:
-        raise ConfigError(f"Fork: node {node_id} of run {run_id} has no stored pipeline")
-    root = Pipeline.from_dict(pipeline)
-    stored = (run["config"] or {}).get("production") or run["config"] or {}
-    known = {f.name for f in fields(ProductionConfig)}
-    base = ProductionConfig.from_dict({k: v for k, v in stored.items() if k in known})
-    deployed_model(store, base.model)
-    data = root.data
-    recipe = {k: v for k, v in root.to_dict()["hyperparams"].items() if k != "task"}  # the task is the run's
-    config = replace(base, hyperparams=recipe,
-                     composition=(data.gold_fraction, data.hard_negative_fraction, data.replay_fraction))
-    return RunRequest("production", config, root=root.to_dict())
+    return RunRequest("fork", plan_fork(store, run_id, node_id))
 
 
 def _number(text: str, field: str, kind: type) -> Any:

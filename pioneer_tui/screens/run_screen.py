@@ -224,11 +224,11 @@ class RunScreen(Screen):
 
     # -- actions -------------------------------------------------------------------------------
     def action_fork(self) -> None:
-        """Fork from the highlighted node: a new production run whose root pipeline is that node's."""
+        """Fork from the highlighted node: a new production run whose root pipeline is that node's, on
+        this run's diagnosis (engine.fork)."""
         node_id = self.query_one(SearchGraph).highlighted_id
-        node = self.state.nodes.get(node_id or "")
         try:
-            request = fork_request(self.store, self.state.run_id, node_id, node.pipeline if node else {})
+            request = fork_request(self.store, self.state.run_id, node_id)
         except ValueError as exc:  # ConfigError included
             self.app.notify(str(exc), title="Cannot fork", severity="error", timeout=12)
             return

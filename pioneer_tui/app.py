@@ -19,6 +19,7 @@ from textual.message_pump import MessagePump
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.search.reviewer import Reviewer
+from pioneer_tui.screens.bench import BenchScreen
 from pioneer_tui.screens.help import HelpScreen
 from pioneer_tui.screens.new_run import NewRunScreen, RunRequest
 from pioneer_tui.screens.run_screen import RunScreen
@@ -169,6 +170,10 @@ class PioneerApp(App[int]):
 
     def action_runs(self) -> None:
         self.push_screen(RunsScreen(self.store))
+
+    def action_bench(self) -> None:
+        if not isinstance(self.screen, BenchScreen):
+            self.push_screen(BenchScreen(self.store.workspace.root))
 
     def action_traces(self) -> None:
         self.push_screen(TraceExplorerScreen(self.store.workspace.root / "exports"))

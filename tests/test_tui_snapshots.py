@@ -1,7 +1,11 @@
-"""Snapshots (pytest-textual-snapshot) of the main screen, the curriculum review screen and a replay,
-all from the deterministic fixture run at fixed terminal sizes. Update with --snapshot-update."""
+"""Snapshots (pytest-textual-snapshot) of the main screen, the curriculum review screen, a replay and
+the AdaptFT-Bench results screen, all from the deterministic fixture run (and the fixture result
+JSON) at fixed terminal sizes. Update with --snapshot-update."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import pytest
 from fixtures.fixture_run import RUN_ID, build_fixture_run
@@ -49,3 +53,10 @@ def test_replay_mid_run(snap_compare, store):
     keys = ["r", "enter", "right_square_bracket", "right_square_bracket", "right_square_bracket",
             "full_stop", "full_stop", "full_stop", "full_stop"]
     assert snap_compare(create_app(store), press=keys, terminal_size=(100, 30))
+
+
+def test_bench_results_80x24(snap_compare, store):
+    folder = store.workspace.root / "bench" / "adaptft-clinc150-s0"
+    folder.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures" / "adaptft_result.json", folder / "result.json")
+    assert snap_compare(create_app(store), press=["B"], terminal_size=(80, 24))

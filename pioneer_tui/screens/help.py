@@ -13,7 +13,8 @@ from textual.widgets import Markdown
 HELP = """\
 # Pioneer TUI — keys
 
-**Anywhere**: `?` help · `ctrl+t` light/dark theme · `r` runs · `t` trace explorer (SQL) · `q` quit ·
+**Anywhere**: `?` help · `ctrl+t` light/dark theme · `r` runs · `t` trace explorer (SQL) · `B` benchmark
+results · `q` quit ·
 `ctrl+p` command palette. The mouse works everywhere: click tabs, rows and nodes; scroll with the wheel.
 
 **Run screen** (and replay): `1` graph · `2` failure clusters · `3` curation log · `4` curriculum (data) ·
@@ -36,6 +37,13 @@ ingest, max iterations / minutes) or cold start (task description + data); `ctrl
 `ctrl+s` submit the edited curriculum (a new dataset version, recorded with its diff).
 
 **Rollback / promotion**: `y` approve · `n` refuse. Nothing is decided by `esc`: the run waits.
+
+**Benchmark results** (`B`): every AdaptFT-Bench `result.json` under the workspace's `bench/` folder
+(what `pioneer-tui bench adaptft` writes); `↑ ↓` pick one · `o` open another result.json (or its folder)
+by path · `f5` reload · `esc` back. The table is the paper's Table 6: per checkpoint C1..C4 the poison
+rate, each arm's score ×100 (agent, realistic naive retraining, naive with oracle labels, clean only,
+random augmentation), the agent's delta over naive, and whether the agent promoted at that stage; the
+chart draws the same trajectories (● agent, ✕ naive, ◆ oracle, ■ clean, ▲ random).
 
 **Trace explorer**: type a read-only SQL statement and press `enter`; `ctrl+s` saves the result
 as CSV.

@@ -51,6 +51,7 @@ class RunScreen(Screen):
         Binding("t", "app.traces", "SQL"),
         Binding("n", "app.new_run", "New run", show=False),  # shown in the runs list (space at 80 columns)
         Binding("F", "fork", "Fork"),
+        Binding("B", "app.bench", "Bench"),
     ]
 
     def __init__(self, store: Store, run_id: str | None = None, *, follow_new_runs: bool = False,
@@ -86,7 +87,7 @@ class RunScreen(Screen):
                 with Vertical():
                     yield Static("No curriculum proposed yet.", id="curriculum-summary")
                     yield CurriculumTable(id="curriculum-table")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.run_id:

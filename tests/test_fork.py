@@ -14,7 +14,7 @@ from engine.models.base import ConfigError
 from engine.production import load_diagnosis
 from engine.search.loop import resume_run
 from engine.search.pipeline import Pipeline
-from engine.search.reviewer import HeadlessReviewer
+from engine.search.reviewer import Confirmation, CurriculumReview, Decision, HeadlessReviewer
 from store import Store
 
 NEVER = HeadlessReviewer("never")  # vetoes every curriculum: the search runs, nothing is trained
@@ -118,3 +118,52 @@ def test_forks_that_are_refused_say_why(workspace):
     with pytest.raises(ConfigError, match=f"diagnosed {source.model_id} but {newer} is deployed now"):
         plan_fork(store, source.run_id, source.node_id)
     assert [r["id"] for r in store.runs.list()].count(source.run_id) == 1 and len(store.runs.list()) == 3
+
+
+class KeepDeployed:
+    """A person who approves every curriculum and rollback but refuses promotion, so the deployed
+    model stays the one the source run diagnosed (a promoted source cannot be forked)."""
+
+    who = "test:keep-deployed"
+
+    def review_curriculum(self, review: CurriculumReview) -> Decision:
+        return Decision("approve")
+
+    def confirm_rollback(self, info: Confirmation) -> bool:
+        return True
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        return False
+
+
+@pytest.mark.slow
+def test_a_fork_of_a_trained_node_trains_on_the_adopted_sets(tmp_path):
+    """The real deployment (tiny BERT, probes run through it): fork the source's trained node; the fork
+    trains a child from that node's pipeline and scores it on exactly the source's evaluation sets."""
+    from production_fixture import MODEL_NAME, build_template, copy_workspace
+
+    from engine.production import ProductionConfig, improve
+
+    template = build_template(tmp_path / "deployment")
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        config = ProductionConfig(model=MODEL_NAME, max_iterations=1, trainer_threads=1, embedder="tfidf")
+        source = improve(store, config, reviewer=KeepDeployed())
+        trained = [n for n in store.runs.nodes(source.run_id) if n["parent_id"] and n["model_id"]]
+        assert trained and source.promoted_model is None
+        node = trained[0]
+        original = load_diagnosis(store, source.run_id)
+        assert original.probes  # the deployed artifact answered the probes
+
+        fork = fork_run(store, plan_fork(store, source.run_id, node["id"]), reviewer=KeepDeployed())
+        assert load_diagnosis(store, fork.run_id) == original
+        nodes = store.runs.nodes(fork.run_id)
+        [root] = [n for n in nodes if n["parent_id"] is None]
+        assert root["pipeline"] == node["pipeline"]
+        children = [n for n in nodes if n["parent_id"] == root["id"] and n["model_id"]]
+        assert children, "the fork trained a candidate from the node's pipeline"
+
+        def example_ids(run_id: str, node_id: str) -> set[tuple[str, str]]:
+            return {(eval_set, ex) for eval_set, ex in store.conn.execute(
+                "SELECT eval_set, example_id FROM evaluations WHERE run_id = ? AND node_id = ?", (run_id, node_id))}
+
+        assert example_ids(fork.run_id, children[0]["id"]) == example_ids(source.run_id, node["id"])

@@ -171,7 +171,9 @@ def render_curation_log(events: Iterable[Event]) -> str:
         if t == "run_started":
             header.append(f"- Mode: **{p.get('mode', '?')}**, started {ev.ts}")
             for key, value in (p.get("config") or {}).items():
-                header.append(f"- `{key}`: {_fmt(value)}")
+                # a fork's root pipeline is the root node's, listed with the nodes below
+                shown = "the forked node's pipeline (the root node below)" if key == "root" else _fmt(value)
+                header.append(f"- `{key}`: {shown}")
         elif t == "taxonomy_built":
             clusters = p.get("clusters") or []
             taxonomy = ["| cluster | kind | size | fixability | probe confirmation |",

@@ -9,6 +9,7 @@ import shutil
 import pytest
 from fixtures.fork_source import LLM_CHANGES, build_source
 
+from engine.curation_log import render_curation_log
 from engine.fork import fork_run, plan_fork
 from engine.models.base import ConfigError
 from engine.production import load_diagnosis
@@ -72,6 +73,8 @@ def test_a_fork_starts_from_the_nodes_pipeline_on_the_sources_diagnosis(workspac
     assert f"Forked from node `{source.node_id}` of run `{source.run_id}`" in note
     assert '`data.targeted` [] -> [["C1", 2]]' in note and '`strategy.teacher` null -> "gpt-4o-mini"' in note
     assert "rationale" in root and source.node_id in root["rationale"]
+    log = render_curation_log(events)
+    assert "- `root`: the forked node's pipeline (the root node below)" in log and '"focus_pairs"' not in log
     # the fork's curricula were built on the adopted sets: nothing from the regression set is trained on
     protected = {i.input for i in original.regression.items}
     versions = [n["dataset_version_id"] for n in store.runs.nodes(fork) if n["dataset_version_id"]]

@@ -249,20 +249,25 @@ def parent_data(store: Store, model_id: str) -> tuple[str | None, list[dict[str,
 
 
 def previous_checkpoint_set(store: Store, model_id: str, run_id: str) -> list[dict[str, Any]]:
-    """The evaluation set the deployed model was last scored on in another run, with its per-example
-    correctness: what it got right must stay right (cross-checkpoint gate)."""
-    last = store.conn.execute(
-        "SELECT run_id FROM evaluations WHERE model_id = ? AND run_id IS NOT ? AND correct IS NOT NULL "
-        "AND eval_set IN ('failure', 'regression') ORDER BY id DESC LIMIT 1", (model_id, run_id)).fetchone()
-    if last is None:
-        return []
+    """Every item the deployed model was evaluated on in earlier runs (failure, regression and
+    cross-checkpoint sets, so the set accumulates checkpoint after checkpoint), with its per-example
+    correctness: what it got right must stay right (cross-checkpoint gate). Items whose input the
+    model was trained on are left out: a trained-on item is memorised, not evidence, and protecting
+    it would take it out of the next curriculum's replay. The latest evaluation of an item wins."""
     rows = store.conn.execute(
-        "SELECT example_id, input, expected, correct FROM evaluations WHERE model_id = ? AND run_id = ? "
-        "AND correct IS NOT NULL AND eval_set IN ('failure', 'regression') ORDER BY id", (model_id, last[0]))
+        "SELECT example_id, input, expected, correct FROM evaluations WHERE model_id = ? AND run_id IS NOT ? "
+        "AND correct IS NOT NULL AND eval_set IN ('failure', 'regression', 'cross_checkpoint') ORDER BY id",
+        (model_id, run_id)).fetchall()
+    if not rows:
+        return []
+    model = store.models.get(model_id) or {}
+    trained = {input_hash(r["input"]) for r in store.datasets.rows(model["dataset_version_id"])} \
+        if model.get("dataset_version_id") else set()
     out: dict[str, dict[str, Any]] = {}
     for example_id, text, expected, correct in rows:
-        out.setdefault(example_id, {"id": example_id, "input": text, "expected": json.loads(expected),
-                                    "correct": bool(correct)})
+        if input_hash(text) not in trained:
+            out[example_id] = {"id": example_id, "input": text, "expected": json.loads(expected),
+                               "correct": bool(correct)}
     return list(out.values())
 
 

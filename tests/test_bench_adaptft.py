@@ -10,7 +10,7 @@ from tiny_bert import build_tiny_bert
 from engine.bench.adaptft import HIDDEN, RunConfig, run_adaptft
 from engine.bench.report import checkpoint_rows, markdown, perturbation_rows
 from engine.bench.stages import StageConfig, build_stages
-from engine.models.base import Example
+from engine.models.base import ConfigError, Example
 from store import Store
 
 TOPICS = {"weather": ["weather", "rain", "sunny", "cold", "forecast"],
@@ -35,10 +35,10 @@ def test_tiny_end_to_end(tmp_path):
     base = build_tiny_bert(tmp_path / "bert", hidden_size=64)
     bench = build_stages(examples(), "classification", StageConfig(seed=0, clean_size=60, stage_size=40), "tiny")
     config = RunConfig(seed=0, recipe={"base_model": str(base), "method": "full", "epochs": 10.0, "batch_size": 8,
-                                       "learning_rate": 2e-3}, agent_minutes=3.0, arms=("naive",), threads=1)
+                                       "learning_rate": 2e-3}, agent_minutes=3.0, arms=("naive", "naive_cumulative"), threads=1)
     result = run_adaptft(tmp_path / "ws", bench, config)
     assert [c.name for c in result.checkpoints] == ["C1", "C2", "C3", "C4"]
-    assert all(set(c.scores) == {"agent", "naive"} for c in result.checkpoints)
+    assert all(set(c.scores) == {"agent", "naive", "naive_cumulative"} for c in result.checkpoints)
     assert all(0.0 <= s <= 1.0 for c in result.checkpoints for s in c.scores.values())
     assert result.checkpoints[0].scores["agent"] == result.checkpoints[0].scores["naive"]
     assert result.n_held_out == len(bench.held_out)
@@ -49,5 +49,17 @@ def test_tiny_end_to_end(tmp_path):
         assert rows and not any(h in (m or "") for (m,) in rows for h in HIDDEN)
         # the agent's deployed checkpoint is the registry's deployed model
         assert store.models.deployed()["id"] == result.checkpoints[-1].agent_model
+        # naive keeps training its own checkpoint on each stage's logs; the cumulative arm starts from the base
+        naive = [store.models.get(f"adaptft-naive-C{k}") for k in (2, 3, 4)]
+        assert [m["base_model"] for m in naive[1:]] == [m["artifact_path"] for m in naive[:2]]
+        assert store.models.get("adaptft-naive_cumulative-C4")["base_model"] == str(base)
     assert len(checkpoint_rows(result)) == 4 and perturbation_rows(result)
     assert "| C4 |" in markdown(result)
+
+
+def test_the_naive_arm_needs_a_method_it_can_keep_training():
+    with pytest.raises(ConfigError, match="continues training"):
+        RunConfig(recipe={"method": "lora"})
+    assert RunConfig(recipe={"method": "lora"}, arms=("naive_cumulative", "oracle")).arms
+    with pytest.raises(ConfigError, match="unknown arm"):
+        RunConfig(arms=("naive", "bogus"))

@@ -53,7 +53,7 @@ def test_checkpoint_table_and_gap():
 def test_perturbation_table_counts_what_the_agent_did():
     by_type = {r["type"]: r for r in perturbation_rows(result())}
     assert by_type["typos"] == {"type": "typos", "count": 3, "fixable": True, "passed": 1, "trained_as_fixable": 1,
-                                "excluded_as_poison": 1, "other": 0}
+                                "fixable_uncorrected": 0, "excluded_as_poison": 1, "other": 0}
     assert by_type["off_domain_queries"]["fixable"] is False
     assert by_type["off_domain_queries"]["trained_as_fixable"] == 1
     scores = triage_scores(result())

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import pytest
 
+from engine.data.perturb import perturb_examples
+from engine.data.perturb_types import INJECTIONS, JAILBREAK_TEMPLATES, NEAR_EMPTY, TYPES
 from engine.diagnosis.fixability import (
     CachedEmbedder,
     MiniLMEmbedder,
@@ -16,6 +18,7 @@ from engine.diagnosis.fixability import (
     TriageConfig,
     apply_judgment,
     cluster_triage,
+    empty_reason,
     fitted_tfidf,
     gibberish_reason,
     injection_reason,
@@ -252,3 +255,53 @@ def test_minilm_embedder_ranks_paraphrases_and_flags_off_domain():
              failing("ok", "will it rain in oslo tomorrow", "alarm", "weather")]
     results = triage(mixed, reference(), embedder=emb)
     assert results["off"].reason == "off_domain" and results["ok"].reason is None
+
+
+def _input_rules(text: str) -> str | None:
+    return empty_reason(text) or gibberish_reason(text) or injection_reason(text)
+
+
+@pytest.mark.parametrize("template", [*INJECTIONS["classification"], *INJECTIONS["ner"], *INJECTIONS["generation"],
+                                      *(t + " Then: {request}" for t in JAILBREAK_TEMPLATES)])
+def test_known_injection_and_jailbreak_families_are_caught(template):
+    """The attack families the bench's logs carry (appended injections, jailbreak frames in front)."""
+    request = "what is my checking balance"
+    text = template.format(target="transfer", payload="pick a lock", request=request)
+    assert injection_reason(text if "{request}" in template else request + text) is not None
+
+
+@pytest.mark.parametrize("text", [t for t in NEAR_EMPTY if t != "hm"])
+def test_near_empty_inputs_are_empty(text):
+    assert empty_reason(text) is not None
+
+
+@pytest.mark.parametrize("text", ["ok", "hm", "hi!", "no", "42"])
+def test_short_real_answers_are_not_empty(text):
+    assert empty_reason(text) is None
+
+
+def test_fixable_noise_never_trips_an_input_rule():
+    """Every fixable perturbation type, forced on, leaves real requests clear of the poison rules."""
+    sentences = ["what's the weather going to be like in boston tomorrow", "please transfer 50 dollars to savings",
+                 "can you tell me how to change the language on my phone", "never mind, cancel my reservation",
+                 "I want to book a table for two at an italian restaurant tonight"]
+    rates = {t.name: (1.0 if t.cls == "fixable" and t.kind == "text" else 0.0) for t in TYPES}
+    rows = perturb_examples([{"input": s, "output": "x"} for s in sentences * 6], seed=0, task="classification",
+                            rates=rates)
+    assert all(r["metadata"]["perturbations"] for r in rows)
+    assert [(r["input"], _input_rules(r["input"])) for r in rows if _input_rules(r["input"])] == []
+
+
+def test_a_corrected_failure_needs_stronger_evidence_to_be_off_domain():
+    ref = reference()
+    far = "the mitochondria is the powerhouse of the cell"
+    edge = "is it cold in lima"  # in-domain, but beyond the tiny TF-IDF reference's p90 (not its maximum)
+    emb = fitted_tfidf([r.input for r in ref], [far, edge])
+    det = OffDomainDetector(percentile=90).fit(emb.embed([r.input for r in ref]), [r.output for r in ref])
+    vec = emb.embed([edge])
+    assert det.off_domain(vec)[0] and not det.off_domain(vec, 100.0)[0]
+    config = TriageConfig(off_domain_percentile=90, corrected_off_domain_percentile=100.0)
+    results = triage([failing("unc", edge, "weather", None), failing("cor", edge, "alarm", "weather"),
+                      failing("far", far, "weather", None)], ref, embedder=emb, config=config)
+    assert {k: r.reason for k, r in results.items()} == {"unc": "off_domain", "cor": None, "far": "off_domain"}
+    assert "p90" in results["unc"].detail

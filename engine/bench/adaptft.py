@@ -5,10 +5,14 @@ stage's training logs; those become judged traces (engine.data.perturb.to_trace_
 match judge), are ingested, and production mode runs on them (`improve`, HeadlessReviewer('auto'),
 at most two train -> evaluate iterations, rollback = keeping the deployed model when nothing passes
 the gates). The agent never sees `perturbations`, `label_valid` or `original_output`: triage is
-scored against them, so they go to a side table for the report. Each baseline retrains from the
-base on the clean pool plus its labelled logs (engine/bench/baselines.py). Every checkpoint is
-scored on the same held-out set: the union of the stage test splits, restricted to rows that have
-an answer in the task's space (a classifier cannot abstain on off-domain input).
+scored against them, so they go to a side table for the report. Its acceptance evidence is made as
+strong as the design allows: the regression set at the top of its band (100% of |T_fail|) and the
+cross-checkpoint set of every earlier evaluation (engine.production.previous_checkpoint_set). The
+baselines (engine/bench/baselines.py): realistic naive training continues its own checkpoint on each
+stage's labelled logs; the other arms retrain from the base on the clean pool plus their labelled
+logs so far. Every checkpoint is scored on the same held-out set: the union of the stage test
+splits, restricted to rows that have an answer in the task's space (a classifier cannot abstain on
+off-domain input).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from engine.bench import baselines as bl
 from engine.bench.stages import Bench, is_poisoned, to_example
 from engine.data.perturb import to_trace_rows
 from engine.ingest import ingest_traces
-from engine.models.base import TrainConfig
+from engine.models.base import ConfigError, TrainConfig
 from engine.models.encoder import EncoderTrainer
 from engine.models.factory import evaluate, train_and_register
 from engine.models.predictor import CachedPredictor
@@ -37,11 +41,13 @@ from store.artifacts import atomic_write_jsonl
 
 HIDDEN = ("perturbations", "label_valid", "original_output")
 METRIC = {"classification": "accuracy", "ner": "entity_f1"}
+CONTINUABLE = ("linear_probe", "full")  # methods whose checkpoint the naive arm can keep training
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """`recipe`: TrainConfig fields of C1 and of every baseline retrain (the agent starts from it)."""
+    """`recipe`: TrainConfig fields of C1 and of every baseline retrain (the agent starts from it).
+    `regression_fraction`: the agent's regression set as a fraction of |T_fail| (the band's top)."""
 
     seed: int = 0
     recipe: dict[str, Any] = field(default_factory=lambda: {"base_model": "minilm", "method": "linear_probe"})
@@ -49,6 +55,16 @@ class RunConfig:
     agent_minutes: float = 10.0
     arms: tuple[str, ...] = bl.ARMS
     threads: int | None = None
+    regression_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in bl.ARMS]
+        if unknown:
+            raise ConfigError(f"RunConfig.arms has unknown arm(s) {', '.join(unknown)}: use {', '.join(bl.ARMS)}")
+        method = self.recipe.get("method", "lora")
+        if "naive" in self.arms and method not in CONTINUABLE:
+            raise ConfigError(f"the naive arm continues training its checkpoint, which the bench supports for "
+                              f"{' and '.join(CONTINUABLE)}, not {method}: pick one of those or drop the naive arm")
 
 
 @dataclass
@@ -89,13 +105,20 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
     started = time.perf_counter()
     seed_everything(config.seed)
     task = bench.task
-    trainer = EncoderTrainer(**({"num_threads": config.threads} if config.threads else {}))
+    # one label set for every model, so a checkpoint trained on a stage that lacks a label still has it
+    trainer = EncoderTrainer(**({"num_threads": config.threads} if config.threads else {}),
+                             **({"labels": tuple(bench.labels)} if bench.labels else {}))
     scored = [r for r in bench.held_out if r["output"] is not None]
     held_out = [to_example(r) for r in scored]
     with Store(workspace) as store:
-        def train(name: str, pairs: list[tuple[dict[str, Any], Any]], dataset_version: str | None = None) -> str:
+        def train(name: str, pairs: list[tuple[dict[str, Any], Any]], dataset_version: str | None = None,
+                  start: str | None = None) -> str:
+            """Train from the base, or from checkpoint `start` (full fine-tuning; a probe head is refit)."""
             examples = [to_example(r, out) for r, out in pairs if out is not None]
-            cfg = TrainConfig(task=task, seed=config.seed, **config.recipe)
+            recipe = dict(config.recipe)
+            if start is not None and recipe.get("method") == "full":
+                recipe["base_model"] = store.models.get(start)["artifact_path"]
+            cfg = TrainConfig(task=task, seed=config.seed, **recipe)
             t0 = time.perf_counter()
             model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
                                        dataset_version_id=dataset_version)
@@ -125,7 +148,7 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
         c1_score = score(c1)
         checkpoints = [Checkpoint("C1", None, {arm: c1_score for arm in ("agent", *config.arms)}, c1)]
         models = {arm: c1 for arm in config.arms}
-        pools: dict[str, list[tuple[dict[str, Any], Any]]] = {arm: list(clean_pairs) for arm in config.arms}
+        pools = {arm: list(clean_pairs) for arm in config.arms if arm in bl.CUMULATIVE}
         agent, side, naive_kinds = c1, [], Counter()
         for k, stage in enumerate(bench.stages, start=1):
             name = f"C{k + 1}"
@@ -142,6 +165,7 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
             summary = improve(store, ProductionConfig(model=agent, task=task, seed=config.seed,
                                                       max_iterations=config.agent_iterations,
                                                       max_minutes=config.agent_minutes,
+                                                      regression_fraction=config.regression_fraction,
                                                       trainer_threads=config.threads),
                               reviewer=HeadlessReviewer("auto"))
             diagnosis = load_diagnosis(store, summary.run_id)
@@ -150,20 +174,27 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
             agent = promoted or agent
             log(f"  agent: {summary.outcome} ({summary.reason}); deployed {agent}")
             scores = {"agent": score(agent)}
-            # the baselines: retrain from the base on everything they have labelled so far
+            # the baselines: naive keeps training its checkpoint on this stage's labelled logs; the
+            # cumulative arms retrain from the base on the clean pool plus everything labelled so far
             for arm in config.arms:
-                if arm == "naive":
+                if arm.startswith("naive"):
                     labelled = bl.naive_labels(stage.train, predict(models[arm], stage.train), bench.labels,
-                                               seed=config.seed * 1000 + k)
-                    naive_kinds.update(kind for _, kind in labelled)
-                    pools[arm] += [(r, out) for r, (out, _) in zip(stage.train, labelled, strict=True)]
+                                               seed=config.seed * 1000 + k,
+                                               wrong="random" if arm == "naive_random" else "pushed")
+                    if arm == "naive":
+                        naive_kinds.update(kind for _, kind in labelled)
+                    new = [(r, out) for r, (out, _) in zip(stage.train, labelled, strict=True)]
                 elif arm == "oracle":
-                    pools[arm] += bl.oracle_rows(stage.train)
+                    new = bl.oracle_rows(stage.train)
                 elif arm == "clean_only":
-                    pools[arm] += bl.clean_rows(stage.train)
+                    new = bl.clean_rows(stage.train)
                 else:
-                    pools[arm] += bl.random_augmentation(bench.clean, len(stage.train), task, config.seed * 1000 + k)
-                models[arm] = train(f"adaptft-{arm}-{name}", pools[arm])
+                    new = bl.random_augmentation(bench.clean, len(stage.train), task, config.seed * 1000 + k)
+                if arm in bl.CUMULATIVE:
+                    pools[arm] += new
+                    models[arm] = train(f"adaptft-{arm}-{name}", pools[arm])
+                else:
+                    models[arm] = train(f"adaptft-{arm}-{name}", new, start=models[arm])
                 scores[arm] = score(models[arm])
             log(f"  scores: {json.dumps(scores)}")
             checkpoints.append(Checkpoint(name, stage.poison_rate, scores, agent, promoted is not None,
@@ -174,7 +205,8 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
 
 def _fates(traces: list[dict[str, Any]], truth: dict[str, dict[str, Any]], diagnosis: Any,
            stage: str) -> list[dict[str, Any]]:
-    """What the agent did with each log: passed, triaged fixable (training material) or poison."""
+    """What the agent did with each log: passed, triaged fixable or poison; `corrected`: whether the
+    judge gave it a correction (a fixable failure without one has nothing to train on)."""
     triage = diagnosis.triage if diagnosis is not None else {}
     passed = set(diagnosis.pass_ids) if diagnosis is not None else set()
     out = []
@@ -188,5 +220,6 @@ def _fates(traces: list[dict[str, Any]], truth: dict[str, dict[str, Any]], diagn
             action = "passed" if t["id"] in passed else "failed, not triaged"
         out.append({"id": t["id"], "stage": stage, "types": [p["type"] for p in perturbations],
                     "poisoned": is_poisoned({"metadata": {"perturbations": perturbations}}),
-                    "label_valid": hidden["label_valid"], "verdict": t["verdict"], "action": action})
+                    "label_valid": hidden["label_valid"], "verdict": t["verdict"], "action": action,
+                    "corrected": t["correction"] is not None})
     return out

@@ -154,6 +154,14 @@ _KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890")
 _VOWELS = set("aeiouy")
 
 
+def empty_reason(text: str) -> str | None:
+    """Why an input has nothing to learn from: empty, or fewer than two letters or digits ("?", "k", ":)")."""
+    if not text.strip():
+        return "the input is empty"
+    alnum = sum(c.isalnum() for c in text)
+    return f"only {alnum} letter or digit: nothing to answer" if alnum < 2 else None
+
+
 def gibberish_reason(text: str) -> str | None:
     """Why a non-empty input looks like noise, or None. Dictionary-free, so it works for any
     vocabulary; tuned to leave typo-laden real sentences alone."""
@@ -198,11 +206,21 @@ INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("prompt_leak", r"\b(reveal|show|print|repeat|output|leak|tell me)\b.{0,40}\b(system prompt|hidden prompt|"
                         r"initial prompt|your (instructions|prompt|rules)|the (instructions|text) above)\b"),
         ("safety_bypass", r"\b(override|bypass|disable|turn off|ignore)\b.{0,30}\b(safety|filters?|guardrails|"
-                          r"restrictions|content polic(y|ies)|moderation)\b"),
+                          r"restrictions|content polic(y|ies)|moderation)\b|\b(safety|filters?|guardrails|content "
+                          r"polic(y|ies)|moderation)\b.{0,15}\b(are|is) (now )?(disabled|off|lifted|removed)\b"),
         ("privileged_mode", r"\b(god|sudo|dan|jailbreak) mode\b|\bdeveloper mode\b.{0,40}\b(no|without|ignore|"
                             r"unrestricted|uncensored|unfiltered)\b"),
         ("chat_markup", r"<\|?(im_start|im_end|system|endoftext)\|?>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(system|instructions?)\b"),
-        ("new_instructions", r"\b(new|updated|real|actual) (system )?instructions?\s*:"),
+        ("new_instructions", r"\b(new|updated|real|actual) (system )?(instructions?|task)\s*:"),
+        ("ignore_above", r"\b(ignore|disregard|forget)\b.{0,20}\b(message|question|text|request|input|everything)\b"
+                         r".{0,12}\b(above|before this|earlier)\b"),
+        ("forced_answer", r"\bthe (correct|right|true|real) (label|answer|category|class|intent) is\b|"
+                          r"\b(classify|label|categori[sz]e) (this|it|the (message|text|input))\b.{0,20}\bas\b"),
+        ("system_override", r"\b(system|admin|developer) override\b|\[(admin|system|developer)\]|(^|[\s\]])system\s*:"),
+        ("no_limits_persona", r"\bfrom now on\b.{0,30}\byou (are|will be)\b|\bnever refuses?\b"),
+        ("fiction_frame", r"\b(for|in) (a|my) (novel|story|screenplay|book|script|play)\b.{0,80}\bhow to\b"),
+        ("pretend_frame", r"\bpretend (you are|you're|to be)\b.{0,80}\bhow to\b"),
+        ("compliance_claim", r"\bred[- ]team(ing)?\b.{0,40}\b(exercise|test)\b|\byou must comply\b"),
     )
 )
 
@@ -238,6 +256,7 @@ class OffDomainDetector:
         self.reference: np.ndarray | None = None
         self.threshold: float = math.inf
         self.nn_threshold: float = math.inf
+        self._in_domain: tuple[np.ndarray, np.ndarray] | None = None  # in-domain (centroid, nearest) distances
 
     def fit(self, vectors: np.ndarray, labels: Sequence[str] | None = None) -> OffDomainDetector:
         x = np.asarray(vectors, dtype=np.float32)
@@ -265,11 +284,16 @@ class OffDomainDetector:
             distances = 1.0 - (x @ _unit(self.centroids).T).max(axis=1)
         self.reference = x
         rows = np.random.default_rng(self.seed).permutation(len(x))[:self.sample]
-        nn = np.concatenate([self._nearest(x[rows[i:i + 512]], exclude=rows[i:i + 512])
-                             for i in range(0, len(rows), 512)])
-        self.threshold = float(np.percentile(distances, self.percentile))
-        self.nn_threshold = float(np.percentile(nn, self.percentile))
+        self._in_domain = (distances, np.concatenate([self._nearest(x[rows[i:i + 512]], exclude=rows[i:i + 512])
+                                                      for i in range(0, len(rows), 512)]))
+        self.threshold, self.nn_threshold = self.thresholds(self.percentile)
         return self
+
+    def thresholds(self, percentile: float) -> tuple[float, float]:
+        """(centroid, nearest-example) distance thresholds at `percentile` of the in-domain distances."""
+        if self._in_domain is None:
+            raise RuntimeError("OffDomainDetector is not fitted")
+        return tuple(float(np.percentile(d, percentile)) for d in self._in_domain)
 
     def _nearest(self, q: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         sims = q @ self.reference.T
@@ -290,8 +314,10 @@ class OffDomainDetector:
         q = np.asarray(vectors, dtype=np.float32)
         return np.concatenate([self._nearest(q[i:i + 512]) for i in range(0, len(q), 512)]) if len(q) else np.zeros(0)
 
-    def off_domain(self, vectors: np.ndarray) -> np.ndarray:
-        return (self.distance(vectors) > self.threshold) & (self.nn_distance(vectors) > self.nn_threshold)
+    def off_domain(self, vectors: np.ndarray, percentile: float | None = None) -> np.ndarray:
+        """Beyond both thresholds, at the detector's percentile or a stricter one."""
+        centroid, nearest = (self.threshold, self.nn_threshold) if percentile is None else self.thresholds(percentile)
+        return (self.distance(vectors) > centroid) & (self.nn_distance(vectors) > nearest)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -377,6 +403,9 @@ class TriageResult:
 @dataclass(frozen=True)
 class TriageConfig:
     off_domain_percentile: float | None = 99.0  # None: no off-domain rule (e.g. a known-narrow reference)
+    # a correction is evidence the input is in the task's space, so overriding it takes stronger evidence
+    # (CLINC150 stage logs: p99 flagged 15 of 160 corrected in-domain failures and no corrected poison)
+    corrected_off_domain_percentile: float = 99.9
     label_error_k: int = 10
     label_error_min_confidence: float = 0.7
     label_error_max_own_vote: float = 0.1
@@ -393,8 +422,8 @@ def triage(fail: Sequence[Trace], reference: Sequence[LabelledText], *, embedder
     config = config or TriageConfig()
     results: dict[str, TriageResult] = {}
     for t in fail:
-        if not t.input.strip():
-            results[t.id] = TriageResult(t.id, "poison", "empty", "the input is empty")
+        if (why := empty_reason(t.input)) is not None:
+            results[t.id] = TriageResult(t.id, "poison", "empty", why)
         elif (why := gibberish_reason(t.input)) is not None:
             results[t.id] = TriageResult(t.id, "poison", "gibberish", why)
         elif (pattern := injection_reason(t.input)) is not None:
@@ -409,14 +438,17 @@ def triage(fail: Sequence[Trace], reference: Sequence[LabelledText], *, embedder
         labels = [str(r.output) for r in reference] if classification else None
         if config.off_domain_percentile is not None:
             detector = OffDomainDetector(config.off_domain_percentile, config.seed).fit(ref_vecs, labels)
+            strict = max(config.off_domain_percentile, config.corrected_off_domain_percentile)
             distances, nearest = detector.distance(query), detector.nn_distance(query)
-            for t, d, nn, off in zip(pending, distances, nearest, detector.off_domain(query), strict=True):
-                if off:
+            flags = detector.off_domain(query), detector.off_domain(query, strict)
+            for t, d, nn, off, off_strict in zip(pending, distances, nearest, *flags, strict=True):
+                pct = strict if t.correction is not None else config.off_domain_percentile
+                if off_strict if t.correction is not None else off:
                     results[t.id] = TriageResult(
                         t.id, "poison", "off_domain",
                         f"cosine distance {d:.3f} to the nearest in-domain centroid and {nn:.3f} to the nearest "
-                        f"example, above the in-domain p{config.off_domain_percentile:g} "
-                        f"({detector.threshold:.3f}, {detector.nn_threshold:.3f})")
+                        f"example, above the in-domain p{pct:g} "
+                        f"({', '.join(f'{x:.3f}' for x in detector.thresholds(pct))})")
         judged = [(i, t) for i, t in enumerate(pending) if t.id not in results and t.correction is not None]
         if classification and judged:
             vectors = np.vstack([ref_vecs, query[[i for i, _ in judged]]])

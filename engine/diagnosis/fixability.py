@@ -413,6 +413,18 @@ class TriageConfig:
     seed: int = 0
 
 
+def input_poison(trace_id: str, text: str) -> TriageResult | None:
+    """The rules that read the input alone (empty, gibberish, injection), for any trace: a passing
+    trace they flag should not be replayed into training either."""
+    if (why := empty_reason(text)) is not None:
+        return TriageResult(trace_id, "poison", "empty", why)
+    if (why := gibberish_reason(text)) is not None:
+        return TriageResult(trace_id, "poison", "gibberish", why)
+    if (pattern := injection_reason(text)) is not None:
+        return TriageResult(trace_id, "poison", "injection", f"matches injection pattern {pattern}")
+    return None
+
+
 def triage(fail: Sequence[Trace], reference: Sequence[LabelledText], *, embedder: Embedder | None = None,
            config: TriageConfig | None = None) -> dict[str, TriageResult]:
     """Per-trace verdict, rules in order: empty, gibberish, injection, off-domain, label error.
@@ -422,12 +434,8 @@ def triage(fail: Sequence[Trace], reference: Sequence[LabelledText], *, embedder
     config = config or TriageConfig()
     results: dict[str, TriageResult] = {}
     for t in fail:
-        if (why := empty_reason(t.input)) is not None:
-            results[t.id] = TriageResult(t.id, "poison", "empty", why)
-        elif (why := gibberish_reason(t.input)) is not None:
-            results[t.id] = TriageResult(t.id, "poison", "gibberish", why)
-        elif (pattern := injection_reason(t.input)) is not None:
-            results[t.id] = TriageResult(t.id, "poison", "injection", f"matches injection pattern {pattern}")
+        if (verdict := input_poison(t.id, t.input)) is not None:
+            results[t.id] = verdict
     pending = [t for t in fail if t.id not in results]
     if pending and len(reference) >= 2:
         ref_texts = [r.input for r in reference]

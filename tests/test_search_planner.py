@@ -7,7 +7,7 @@ import pytest
 from engine.models.base import TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
-from engine.search.planner import ClusterInfo, FailureSummary, RulePlanner, SearchState
+from engine.search.planner import ClusterInfo, FailureSummary, RulePlanner, SearchState, changes_nothing
 from engine.search.policy import Action
 
 
@@ -208,19 +208,40 @@ def production_pipe(**hyper) -> Pipeline:
 
 
 def test_a_regression_gate_failure_forgets_less_instead_of_repeating_the_move():
-    p = production_pipe(method="linear_probe", epochs=30.0, learning_rate=1e-3, head_learning_rate=3e-3)
+    p = production_pipe(method="lora", epochs=5.0, learning_rate=1e-3, head_learning_rate=3e-3)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
     s = SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4)
     proposals = RulePlanner().expand(s)
     mods = [x.modification for x in proposals]
     assert mods[0] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
-    assert mods[1] == {"hyperparams.epochs": [30.0, 18.0]}
+    assert mods[1] == {"hyperparams.epochs": [5.0, 3.0]}
     assert mods[2]["data.replay_fraction"] == [0.15, 0.2]
     assert "hyperparams.learning_rate" in mods[3] and "data.replay_fraction" in mods[3]
     assert all("7 regression(s) (regression_set gate failed)" in x.rationale for x in proposals)
     assert not any("hyperparams.threshold" in m for m in mods)
     evolved = RulePlanner().evolve(SearchState(node=_gated(p, {"cross_checkpoint"}), action=action, operator="evolve"))
     assert "cross_checkpoint gate failed" in evolved.rationale
+
+
+def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores():
+    """A probe is fitted by L-BFGS on frozen features: learning rate, epochs and batch size change
+    nothing, so forgetting less means fine-tuning the encoder (its ignored fields reset) or more L2."""
+    p = production_pipe(method="linear_probe", epochs=30.0, learning_rate=1e-3, head_learning_rate=3e-3,
+                        batch_size=16)
+    action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
+    proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4))
+    first = proposals[0].pipeline.hyperparams
+    assert (first.method, first.epochs, first.learning_rate, first.head_learning_rate, first.batch_size) == \
+        ("lora", 3.0, 5e-4, None, 32)
+    assert "fine-tune the encoder" in proposals[0].rationale
+    assert proposals[1].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
+    for x in proposals:
+        assert not changes_nothing(p, x.pipeline)
+    tune = RulePlanner().expand(SearchState(node=_gated(p, set()), action=Action(
+        "tune_hyperparams", "score", "tune_hyperparams"), n_candidates=6))
+    assert tune and all(not changes_nothing(p, x.pipeline) for x in tune)
+    assert changes_nothing(p, p.modify({"hyperparams.epochs": 5.0, "hyperparams.learning_rate": 1e-2}))
+    assert not changes_nothing(p, p.modify({"hyperparams.weight_decay": 1e-2}))
 
 
 def test_no_forget_less_moves_while_the_failures_are_not_fixed():

@@ -9,8 +9,12 @@ RulePlanner encodes the paper's rules on top of the iteration policy's band:
 - surgical augmentation: 2-3 targeted examples per remaining failure pattern.
 - a node that fixed the failures (failure-set gate passed) but broke what worked (regression or
   cross-checkpoint gate failed) gets, before any band rule, moves that forget less: a lower
-  learning rate, fewer epochs, more replay of the parent data — never the same move again.
+  learning rate, fewer epochs, more replay of the parent data — never the same move again. A linear
+  probe has no learning rate to lower: its frozen features put the fixed failures and the broken
+  passes on one linear boundary, so it moves to fine-tuning the encoder (or a stronger L2).
 When the rules give fewer candidates than asked, seeded moves of the same band fill the list.
+A move that changes only hyperparameters the method never reads (`INERT`: a learning rate for a
+linear probe) would train the same model again, so it is never proposed.
 """
 
 from __future__ import annotations
@@ -21,13 +25,26 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from engine.models.base import ConfigError
+from engine.models.base import ConfigError, TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import BANDS, Pipeline
 from engine.search.policy import Action
 
 Operator = Literal["expand", "evolve", "fuse"]
 _COMPOSITION = ("data.gold_fraction", "data.hard_negative_fraction", "data.replay_fraction")
+# Hyperparameters a method's training never reads (a linear probe is fitted by L-BFGS on frozen features).
+INERT: dict[str, frozenset[str]] = {
+    "linear_probe": frozenset({"learning_rate", "head_learning_rate", "epochs", "batch_size", "warmup_ratio",
+                               "lora_rank", "lora_alpha", "lora_dropout"}),
+    "full": frozenset({"lora_rank", "lora_alpha", "lora_dropout"}),
+}
+
+
+def changes_nothing(base: Pipeline, pipeline: Pipeline) -> bool:
+    """True when `pipeline` differs from `base` only in hyperparameters its method ignores."""
+    inert = INERT.get(pipeline.hyperparams.method, frozenset())
+    diff = base.diff(pipeline)
+    return bool(diff) and all(k.startswith("hyperparams.") and k.split(".", 1)[1] in inert for k in diff)
 
 
 @dataclass(frozen=True)
@@ -322,7 +339,7 @@ class RulePlanner:
         if h.method in ("lora", "qlora"):
             return [({"hyperparams.method": "full"}, "plateau at the maximum rank: full fine-tuning")]
         if h.method == "linear_probe":
-            return [({"hyperparams.method": "lora"}, "plateau: a linear probe cannot learn more; LoRA")]
+            return [(_fine_tune(h), "plateau: a linear probe cannot learn more; LoRA")]
         return [({"hyperparams.method": "lora", "hyperparams.lora_rank": self.config.max_rank // 2,
                   "hyperparams.lora_alpha": self.config.max_rank},
                  "plateau with full fine-tuning: a high-rank LoRA regularises")]
@@ -345,6 +362,10 @@ class RulePlanner:
             return []
         h, p = node.pipeline.hyperparams, node.pipeline
         why = f"failures fixed but {node.regressions} regression(s) ({', '.join(sorted(broke))} gate failed)"
+        if h.method == "linear_probe":
+            return [(_fine_tune(h), f"{why}: frozen features hold the fixed failures and the broken passes on one "
+                                    "linear boundary; fine-tune the encoder (LoRA) from the probe's head"),
+                    ({"hyperparams.weight_decay": _stronger_l2(h)}, f"{why}: a stronger L2 on the probe")]
         lower = {"hyperparams.learning_rate": _round(h.learning_rate * 0.5)}
         if h.head_learning_rate is not None:
             lower["hyperparams.head_learning_rate"] = _round(h.head_learning_rate * 0.5)
@@ -359,6 +380,11 @@ class RulePlanner:
     # -- seeded fill-in moves ---------------------------------------------------------------
     def _tune_moves(self, p: Pipeline) -> list[Change]:
         h = p.hyperparams
+        if h.method == "linear_probe":  # L2 is the probe's one training knob
+            weaker = _round(h.weight_decay / 3) if h.weight_decay else 1e-4
+            return [({"hyperparams.weight_decay": _stronger_l2(h)}, "stronger L2 on the probe"),
+                    ({"hyperparams.weight_decay": weaker}, "weaker L2 on the probe"),
+                    *self._threshold_sweep(p)[:1]]
         moves = [({"hyperparams.learning_rate": _round(h.learning_rate * 2)}, "higher learning rate"),
                  ({"hyperparams.learning_rate": _round(h.learning_rate * 0.5)}, "lower learning rate"),
                  ({"hyperparams.epochs": _round(h.epochs + 1)}, "one more epoch")]
@@ -397,7 +423,7 @@ class RulePlanner:
                 pipeline = base.modify(delta)
             except ConfigError:
                 continue
-            if pipeline.hash in seen:
+            if pipeline.hash in seen or changes_nothing(base, pipeline):
                 continue
             seen.add(pipeline.hash)
             out.append(Proposal(pipeline, operator, base.diff(pipeline), prefix + why))
@@ -417,6 +443,22 @@ class RulePlanner:
 
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
+
+
+def _fine_tune(h: TrainConfig) -> dict[str, Any]:
+    """Leave a linear probe for LoRA: the fields the probe ignored say nothing about fine-tuning, so
+    they restart from TrainConfig's defaults (learning rate, epochs, batch size...)."""
+    defaults = TrainConfig(task=h.task)
+    changes: dict[str, Any] = {"hyperparams.method": "lora"}
+    for name in sorted(INERT["linear_probe"]):
+        if getattr(h, name) != getattr(defaults, name):
+            changes[f"hyperparams.{name}"] = getattr(defaults, name)
+    return changes
+
+
+def _stronger_l2(h: TrainConfig) -> float:
+    """Unset, the probe's L2 is 1/n (about 1e-3 or less here): 1e-2 is clearly stronger."""
+    return _round(h.weight_decay * 3) if h.weight_decay else 1e-2
 
 
 def _get(p: Pipeline, dotted: str) -> Any:

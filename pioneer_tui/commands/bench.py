@@ -42,11 +42,21 @@ def register(subparsers: Any) -> None:
                      help="training method of C1 and every retrain (default linear_probe: fast on CPU)")
     ada.add_argument("--base-model", default="minilm", help="encoder base model (default minilm)")
     ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
+    ada.add_argument("--arms", help="comma-separated baselines to run (default: naive, naive_cumulative, "
+                     "naive_random, oracle, clean_only, random_aug)")
     ada.add_argument("--out", type=Path, help="output folder (replaced if it exists)")
     ada.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.bench.adaptft import RunConfig, run_adaptft  # torch: loaded only when the bench runs
+
+    try:
+        config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
+                           agent_minutes=args.agent_minutes,
+                           **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
+    except ConfigError as exc:
+        raise UserError(f"--arms / --method: {exc}") from None
     base = StageConfig.quick(args.seed) if args.quick else StageConfig(seed=args.seed)
     try:
         stages = StageConfig(seed=args.seed, clean_size=args.clean_size or base.clean_size,
@@ -61,11 +71,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         shutil.rmtree(out / "workspace")
     started = time.strftime("%H:%M:%S")
     print(f"[{started}] AdaptFT-Bench {bench.dataset} ({task}): clean {len(bench.clean)}, stages "
-          f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; output {out}", flush=True)
-    from engine.bench.adaptft import RunConfig, run_adaptft  # torch: loaded only when the bench runs
-
-    config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
-                       agent_minutes=args.agent_minutes)
+          f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; arms {', '.join(config.arms)}; "
+          f"output {out}", flush=True)
     result = run_adaptft(out / "workspace", bench, config,
                          log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True))
     paths = write_report(result, out)

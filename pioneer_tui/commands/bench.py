@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
                      help="training method of C1 and every retrain (default linear_probe: fast on CPU)")
     ada.add_argument("--base-model", default="minilm", help="encoder base model (default minilm)")
     ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
+    ada.add_argument("--threads", type=int, default=1,
+                     help="torch threads (default 1: on a shared 2-core machine two threads oversubscribe)")
     ada.add_argument("--arms", help="comma-separated baselines to run (default: naive, naive_cumulative, "
                      "naive_random, oracle, clean_only, random_aug)")
     ada.add_argument("--out", type=Path, help="output folder (replaced if it exists)")
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     try:
         config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
-                           agent_minutes=args.agent_minutes,
+                           agent_minutes=args.agent_minutes, threads=args.threads,
                            **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
     except ConfigError as exc:
         raise UserError(f"--arms / --method: {exc}") from None

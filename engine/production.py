@@ -249,11 +249,12 @@ def parent_data(store: Store, model_id: str) -> tuple[str | None, list[dict[str,
 
 
 def previous_checkpoint_set(store: Store, model_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Every item the deployed model was evaluated on in earlier runs (failure, regression and
-    cross-checkpoint sets, so the set accumulates checkpoint after checkpoint), with its per-example
-    correctness: what it got right must stay right (cross-checkpoint gate). Items whose input the
-    model was trained on are left out: a trained-on item is memorised, not evidence, and protecting
-    it would take it out of the next curriculum's replay. The latest evaluation of an item wins."""
+    """Every item the deployed model got right when it was evaluated in earlier runs (failure,
+    regression and cross-checkpoint sets, so the set accumulates checkpoint after checkpoint): what it
+    got right must stay right (cross-checkpoint gate). Left out, because the set is also kept out of
+    training: items it got wrong (they cannot regress, and a kept model's old failures are in the new
+    run's failure set, to be learnt) and items whose input it was trained on (memorised, not evidence;
+    protecting them would drop them from the next curriculum's replay). The latest evaluation wins."""
     rows = store.conn.execute(
         "SELECT example_id, input, expected, correct FROM evaluations WHERE model_id = ? AND run_id IS NOT ? "
         "AND correct IS NOT NULL AND eval_set IN ('failure', 'regression', 'cross_checkpoint') ORDER BY id",
@@ -265,10 +266,8 @@ def previous_checkpoint_set(store: Store, model_id: str, run_id: str) -> list[di
         if model.get("dataset_version_id") else set()
     out: dict[str, dict[str, Any]] = {}
     for example_id, text, expected, correct in rows:
-        if input_hash(text) not in trained:
-            out[example_id] = {"id": example_id, "input": text, "expected": json.loads(expected),
-                               "correct": bool(correct)}
-    return list(out.values())
+        out[example_id] = {"id": example_id, "input": text, "expected": json.loads(expected), "correct": bool(correct)}
+    return [r for r in out.values() if r["correct"] and input_hash(r["input"]) not in trained]
 
 
 _MINILM: dict[str, CachedEmbedder] = {}

@@ -1,4 +1,4 @@
-"""The cross-checkpoint set: every earlier evaluation of the deployed model, minus what it was trained on."""
+"""The cross-checkpoint set: what the deployed model got right in earlier runs, minus what it was trained on."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def test_the_set_accumulates_over_earlier_runs_and_leaves_out_trained_on_inputs(
         _evaluate(store, run2, other, "regression", [("x", "someone else", True)])
 
         items = {r["id"]: r for r in previous_checkpoint_set(store, model, now)}
-        assert set(items) == {"r1", "f2", "r2"}
-        assert items["r1"]["correct"] is False  # the latest evaluation of an item wins
-        assert items["r2"] == {"id": "r2", "input": "another pass", "expected": "label", "correct": True}
+        # r1 was right, then wrong (the latest evaluation wins); f2 was never right; f1 was trained on
+        assert items == {"r2": {"id": "r2", "input": "another pass", "expected": "label", "correct": True}}
+        _evaluate(store, run2, model, "regression", [("r4", "right again", True)])
+        assert set(r["id"] for r in previous_checkpoint_set(store, model, now)) == {"r2", "r4"}
         assert previous_checkpoint_set(store, "never-evaluated", now) == []

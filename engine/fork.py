@@ -30,9 +30,9 @@ from engine.production import (
     Diagnosis,
     ProductionConfig,
     ProductionSummary,
-    _save,
     improve,
     load_diagnosis,
+    save_diagnosis,
 )
 from engine.search.loop import LoopConfig
 from engine.search.pipeline import Pipeline
@@ -97,7 +97,7 @@ def adopt_diagnosis(store: Store, bus: EventBus, run_config: dict[str, Any]) -> 
     events = store.runs.events(source)
     taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
     with store.transaction():
-        _save(store, bus.run_id, diagnosis)
+        save_diagnosis(store, bus.run_id, diagnosis)
         bus.emit("taxonomy_built", **taxonomy)
         bus.emit("curation_note", section="Fork", markdown=fork_note(store, source, run_config, diagnosis))
     return diagnosis

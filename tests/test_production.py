@@ -56,7 +56,8 @@ def config(**kw) -> ProductionConfig:
 def test_production_config_names_the_bad_field():
     for kw, field in [({"regression_fraction": 0.2}, "regression_fraction"), ({"embedder": "bert"}, "embedder"),
                       ({"hyperparams": {"task": "ner"}}, "hyperparams"), ({"tau": 1.5}, "tau"),
-                      ({"max_iterations": 0}, "max_iterations"), ({"full_replay_below": -1}, "full_replay_below")]:
+                      ({"max_iterations": 0}, "max_iterations"), ({"full_replay_below": -1}, "full_replay_below"),
+                      ({"probe_head": "yes"}, "probe_head")]:
         with pytest.raises(ConfigError, match=field):
             ProductionConfig(model="m", **kw)
     assert ProductionConfig.from_dict(config().to_dict()) == config()
@@ -126,7 +127,7 @@ def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path
         assert node["score"] >= 0.96 and node["regressions"] <= 2
         assert ("promotion", node["id"]) in reviewer.asked
         gates = [e.payload for e in events if e.type == "gate_checked" and e.payload["node_id"] == node["id"]]
-        assert {g["gate"] for g in gates} == {"failure_set", "regression_set", "monotone"}
+        assert {g["gate"] for g in gates} == {"failure_set", "regression_set", "traffic", "monotone"}
         assert all(g["passed"] for g in gates)
         assert store.models.deployed()["id"] == promoted["model_id"]
         old = store.models.get(template.model_id)
@@ -140,11 +141,18 @@ def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path
         regressed = [r for r in rows if r["eval_set"] == "regression" and r["correct"] == 0]
         assert len(regressed) == node["regressions"]
         assert len([r for r in rows if r["eval_set"] == "failure"]) == template.n_fail
+        # the traffic estimate: failures now right (poison included) plus passes at the regression set's rate
+        right = sum(r["correct"] == 1 for r in rows if r["eval_set"] == "failure")
+        kept = 1 - node["regressions"] / len(regression)
+        n = template.n_fail + template.n_pass
+        assert node["metrics"]["traffic.accuracy"] == pytest.approx((right + template.n_pass * kept) / n, abs=1e-6)
+        assert node["metrics"]["traffic.deployed"] == pytest.approx(template.n_pass / n, abs=1e-6)
 
         # the summary reports taxonomy, per-iteration verdicts and the decision
         assert [c["id"] for c in summary.clusters] == [c["id"] for c in taxonomy["clusters"]]
         assert summary.iterations[0].operator == "root" and summary.iterations[0].score == 0.0
-        assert summary.iterations[-1].gates == {"failure_set": True, "regression_set": True, "monotone": True}
+        assert summary.iterations[-1].gates == {"failure_set": True, "regression_set": True, "traffic": True,
+                                                "monotone": True}
         assert summary.outcome == f"promoted {promoted['model_id']}"
 
 
@@ -173,7 +181,8 @@ def test_a_regressing_candidate_is_rolled_back_after_the_reviewer_confirms(templ
         {"changes": {"hyperparams.epochs": 4.0}, "rationale": "fewer epochs"},
         {"changes": {"hyperparams.learning_rate": 1e-6}, "rationale": "a much lower learning rate"},
     ])
-    cfg = config(full_replay_below=0)  # a 10-20% replay sample, so the scripted moves do regress
+    # a 10-20% replay sample and a random head, so the scripted moves do regress
+    cfg = config(full_replay_below=0, probe_head=False)
     loop = LoopConfig(mcgs=MCGSConfig(horizon=3, candidates_per_expansion=1,
                                       schedule=ExplorationSchedule("constant", c0=3.0, c_min=0.0)),
                       gates=cfg.loop_config().gates)
@@ -218,11 +227,14 @@ def test_refused_promotion_keeps_the_deployed_model_and_the_next_run_checks_the_
         refusal = [d for d in store.runs.decisions(first.run_id) if d["kind"] == "promotion"]
         assert [d["action"] for d in refusal] == ["refuse"]
 
-        # run 2: the deployed model's evaluation in run 1 is its checkpoint set; candidates are gated on it
+        # run 2: what the deployed model got right in run 1 is its checkpoint set; candidates are gated on it
+        # (what it got wrong cannot regress: it is in run 2's failure set, to be learnt)
         second = improve(store, config(seed=1), reviewer=Gatekeeper(promote=True))
         diagnosis = load_diagnosis(store, second.run_id)
-        before = {r["example_id"]: r["correct"] for r in store.runs.evaluations(
+        evaluated = {r["example_id"]: r["correct"] for r in store.runs.evaluations(
             next(n["id"] for n in store.runs.nodes(first.run_id) if n["parent_id"] is None))}
+        before = {k: v for k, v in evaluated.items() if v == 1}
+        assert before and len(before) < len(evaluated)
         assert {r["id"] for r in diagnosis.cross} == set(before)
         events = store.runs.events(second.run_id)
         cross_gates = [e.payload for e in events if e.type == "gate_checked" and e.payload["gate"] == "cross_checkpoint"]
@@ -247,3 +259,45 @@ def test_headless_never_refuses_every_curriculum_and_keeps_the_deployed_model(te
         trained = [i for i in summary.iterations if i.operator != "root"]
         assert trained and all(i.status == "vetoed" for i in trained)
         assert not any(e.type == "train_started" for e in store.runs.events(summary.run_id))
+
+
+@pytest.mark.slow
+def test_a_node_that_changes_only_the_threshold_reuses_its_twins_weights(template, tmp_path, monkeypatch):
+    """The threshold is applied at inference: sweeping it costs an evaluation, not a training run;
+    a fine-tune starts from the probe's head (recorded in its manifest)."""
+    from dataclasses import replace as dc_replace
+
+    import engine.models.factory as factory
+    from engine.models.predictor import read_manifest
+    from engine.production import ProductionRunner
+    from engine.search.graph import Node
+
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        summary = improve(store, config(max_iterations=1, embedder="tfidf"), reviewer=HeadlessReviewer("auto"))
+        trained = next(n for n in store.runs.nodes(summary.run_id) if n["parent_id"] is not None and n["model_id"])
+        first = store.models.get(trained["model_id"])
+        assert read_manifest(first["artifact_path"])["head_init"] == "probe"  # the fixture's recipe is `full`
+        cfg = ProductionConfig.from_dict(store.runs.get(summary.run_id)["config"]["production"])
+        runner = ProductionRunner(store, summary.run_id, load_diagnosis(store, summary.run_id), cfg)
+        source = next(n for n in runner_nodes(store, summary.run_id) if n.id == trained["id"])
+        swept = Node("sweep", source.pipeline.modify({"hyperparams.threshold": 0.7}), source.id, "expand", 2)
+        swept = dc_replace(swept, dataset_version_id=runner.build_curriculum(swept))
+        monkeypatch.setattr(factory, "train_and_register", lambda *a, **k: pytest.fail("trained again"))
+        runner.train(swept, swept.dataset_version_id, "sweep.m1", lambda p: None, lambda: False)
+        reused = store.models.get("sweep.m1")
+        manifest = read_manifest(reused["artifact_path"])
+        assert manifest["weights_of"] == first["id"] and manifest["config"]["threshold"] == 0.7
+        assert reused["hyperparameters"]["threshold"] == 0.7 and reused["parent_id"] == template.model_id
+        evaluation = runner.evaluate(swept, "sweep.m1")
+        assert evaluation.metrics["threshold"] == 0.7
+        # a change of the training itself (another seed) is trained, not reused
+        other = Node("seed", source.pipeline.modify({"hyperparams.seed": 5}), source.id, "expand", 3)
+        other = dc_replace(other, dataset_version_id=runner.build_curriculum(other))
+        with pytest.raises(pytest.fail.Exception, match="trained again"):
+            runner.train(other, other.dataset_version_id, "seed.m1", lambda p: None, lambda: False)
+
+
+def runner_nodes(store: Store, run_id: str):
+    from engine.search.graph import SearchGraph
+
+    return list(SearchGraph.load(store, run_id).nodes.values())

@@ -69,6 +69,19 @@ def test_cross_checkpoint_gate_repeats_r_at_most_two_on_the_previous_eval_set(cr
     assert "cross_checkpoint" not in by_gate(first)  # no previous checkpoint yet
 
 
+@pytest.mark.parametrize(("estimate", "passed"), [(0.84, True), (0.836, True), (0.8356, False)])
+def test_traffic_gate_wants_the_estimated_traffic_accuracy_at_least_the_deployed_pass_rate(estimate, passed):
+    candidate = Candidate("n", "m", 1.0, failure_score=1.0, regressions=2, traffic_score=estimate,
+                          traffic_floor=0.836)
+    report = check(candidate, GateConfig())
+    gate = by_gate(report)["traffic"]
+    assert (gate.passed, gate.threshold, gate.rule) == (passed, 0.836, ">=")
+    assert report.failed == ([] if passed else ["traffic"])
+    assert "traffic" not in by_gate(check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0), GateConfig()))
+    with pytest.raises(ValueError, match="no floor"):
+        check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0, traffic_score=0.9), GateConfig())
+
+
 def test_cold_start_candidates_face_the_stop_gate_and_never_fall_below_the_deployed_score():
     report = check(Candidate("n", "m", 0.95), GateConfig(), deployed_score=0.93)
     assert by_gate(report)["stop"].passed is False and by_gate(report)["monotone"].passed is True

@@ -3,6 +3,11 @@
 - stop: f >= tau (0.96), lowered only through `lower_tau` with a recorded basis and reason;
 - production: a(pi) >= tau on the failure set AND r(pi) <= epsilon (2) on the regression set,
   and again r <= 2 on the previous checkpoint's evaluation set (cross-checkpoint);
+- traffic (production): the candidate's estimated accuracy on the run's traffic (failures it gets right
+  plus passes at the regression set's retention rate) is at least the deployed model's pass rate. Two
+  regressions allowed on a small regression set can cost more passes than the fixes gain when most
+  failures are unfixable (AdaptFT-Bench sms_spam: 10 of 58 failures fixable, 2 of 58 sampled passes
+  broken, est. 295.8 right of 354 against 296: promoted, held-out accuracy fell 1.2 points);
 - monotone: a candidate never scores below the deployed model, so deployed scores never decrease.
 `Deployment` promotes only a candidate whose GateReport passed, and rolls back to the model the
 deployed one replaced, with the dataset version it was trained on, through registry statuses.
@@ -107,7 +112,8 @@ def stop_gate(score: float, config: GateConfig) -> GateResult:
 @dataclass(frozen=True)
 class Candidate:
     """A trained model waiting for the gates. Production candidates carry a(pi) (`failure_score`) and
-    r(pi) (`regressions`); `cross_regressions` is None only when there is no previous checkpoint."""
+    r(pi) (`regressions`); `cross_regressions` is None only when there is no previous checkpoint;
+    `traffic_score` is the estimated traffic accuracy and `traffic_floor` the deployed model's."""
 
     node_id: str
     model_id: str
@@ -115,6 +121,8 @@ class Candidate:
     failure_score: float | None = None
     regressions: int | None = None
     cross_regressions: int | None = None
+    traffic_score: float | None = None
+    traffic_floor: float | None = None
 
 
 def check(candidate: Candidate, config: GateConfig, deployed_score: float | None = None) -> GateReport:
@@ -129,6 +137,10 @@ def check(candidate: Candidate, config: GateConfig, deployed_score: float | None
         results.append(stop_gate(c.score, config))
     if c.cross_regressions is not None:
         results.append(at_most("cross_checkpoint", c.cross_regressions, config.cross_epsilon))
+    if c.traffic_score is not None:
+        if c.traffic_floor is None:
+            raise ValueError(f"candidate {c.model_id} has a traffic estimate but no floor")
+        results.append(at_least("traffic", c.traffic_score, c.traffic_floor))
     if deployed_score is not None:
         results.append(at_least("monotone", c.score, deployed_score))
     return GateReport(c.node_id, tuple(results))

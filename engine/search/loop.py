@@ -74,7 +74,8 @@ class NodeEvaluation:
     """What evaluating one node's model produced.
 
     `score` is f (the node's reward); production also fills `failure_score` a(pi), `regressions`
-    r(pi) and `cross_regressions` (None without a previous checkpoint). `examples` are per-example
+    r(pi), `cross_regressions` (None without a previous checkpoint) and `traffic` (estimated traffic
+    accuracy of the candidate, the deployed model's; see gates). `examples` are per-example
     rows for store.runs.add_evaluations (eval_set, example_id, input, expected, prediction, correct,
     score, confidence). `patterns` maps each remaining failure pattern to its size. A baseline
     (the deployed model itself) is not `promotable`.
@@ -88,6 +89,7 @@ class NodeEvaluation:
     patterns: dict[str, int] = field(default_factory=dict)
     failure_score: float | None = None
     cross_regressions: int | None = None
+    traffic: tuple[float, float] | None = None
     promotable: bool = True
 
 
@@ -333,8 +335,8 @@ class AgentLoop:
 
     def _record(self, node: Node, model_id: str, ev: NodeEvaluation, *, charge: bool) -> None:
         """Per-example rows, the result (backpropagated), gate verdicts and the budget: one transaction."""
-        candidate = Candidate(node.id, model_id, ev.score, ev.failure_score, ev.regressions, ev.cross_regressions) \
-            if ev.promotable else None
+        candidate = Candidate(node.id, model_id, ev.score, ev.failure_score, ev.regressions, ev.cross_regressions,
+                              *(ev.traffic or (None, None))) if ev.promotable else None
         with self.store.transaction():
             if ev.examples:
                 self.store.runs.add_evaluations({**row, "run_id": self.run_id, "node_id": node.id, "model_id": model_id}

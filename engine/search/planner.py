@@ -357,7 +357,7 @@ class RulePlanner:
         the parent knew. Retraining from the base with a gentler recipe or more parent data keeps it."""
         results = (node.metrics.get("gates") or {}).get("results") or []
         failed = {r["gate"] for r in results if not r["passed"]}
-        broke = failed & {"regression_set", "cross_checkpoint"}
+        broke = failed & {"regression_set", "cross_checkpoint", "traffic"}
         if not broke or "failure_set" in failed:
             return []
         h, p = node.pipeline.hyperparams, node.pipeline

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from engine.data.datasets_io import DatasetError, bio_to_spans, parse_row, whitespace_tokens
+from engine.data.datasets_io import DatasetError, bio_to_spans, jsonl_rows, parse_row, whitespace_tokens
 from engine.models.base import Example, Span
 
 INPUT_FIELDS = ("input", "text", "sms", "message", "sentence", "utterance", "query", "question", "prompt",
@@ -226,17 +226,10 @@ def _with_id(example: Example, row_id: str) -> Example:
 def load_jsonl(path: Path, **_: Any) -> LoadedData:
     rows = _Rows()
     fields: dict[str, str] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    for number, row in jsonl_rows(path):
         if not fields and isinstance(row, dict):
             fields = {"input": _pick(row, INPUT_FIELDS) or "tokens", "output": _pick(row, OUTPUT_FIELDS) or "tags"}
-        rows.add(_object_row(row, where, "train", number))
+        rows.add(_object_row(row, f"{path}:{number}", "train", number))
     if not rows.examples:
         raise DatasetError(f"{path}: no rows: a JSONL dataset needs one JSON object per line")
     return _loaded(path, "jsonl", {"train": rows.examples}, fields, rows.rationales)

@@ -13,7 +13,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,25 +190,35 @@ def parse_row(row: Any, task: str, where: str) -> Example:
     return Example(text, output, row_id)
 
 
-def read_examples(path: str | Path, task: str) -> list[Example]:
-    """All rows of a JSONL file as Examples; DatasetError names file/line/field on the first bad row."""
+def jsonl_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSONL file. DatasetError
+    names the file (and line) of a missing file, non-UTF-8 bytes or invalid JSON; a BOM is accepted."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: is a folder; give a JSONL file") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    examples = []
-    for number, line in enumerate(lines, start=1):
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 ({exc.reason} at byte {exc.start}); re-save it as UTF-8") \
+            from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         try:
-            row = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        examples.append(parse_row(row, task, where))
+            raise DatasetError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno}); write one JSON "
+                               "object per line") from None
+
+
+def read_examples(path: str | Path, task: str) -> list[Example]:
+    """All rows of a JSONL file as Examples; DatasetError names file/line/field on the first bad row."""
+    examples = [parse_row(row, task, f"{path}:{number}") for number, row in jsonl_rows(path)]
     if not examples:
         raise DatasetError(f"{path}: no rows: a dataset needs at least one JSON line")
     return examples

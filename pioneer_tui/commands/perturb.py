@@ -7,11 +7,10 @@ Applies the AdaptFT-Bench perturbations (engine/data/perturb.py) and records in 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from engine.data.datasets_io import DatasetError, parse_row
+from engine.data.datasets_io import DatasetError, jsonl_rows, parse_row
 from engine.data.perturb import infer_task, load_rates, perturb_examples, summarize
 from engine.data.perturb_types import BY_NAME
 from engine.models.base import TASKS, ConfigError
@@ -66,31 +65,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def read_examples(path: Path, task: str | None) -> tuple[list[dict[str, Any]], str]:
     """Rows of a JSONL file validated for `task` (inferred when None); UserError names file/line/field."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file; give a JSONL file of {{\"input\", \"output\"}} rows") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; give a JSONL file") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{path}:{line}: not UTF-8 ({exc.reason} at byte {exc.start}); re-save the file as UTF-8") \
-            from None
     raw: list[tuple[str, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); write one JSON object "
-                            "per line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        raw.append((where, row))
+    try:
+        for number, row in jsonl_rows(path):
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            raw.append((f"{path}:{number}", row))
+    except DatasetError as exc:
+        raise UserError(str(exc)) from None
     if not raw:
         raise UserError(f"{path}: no examples (empty file or only blank lines)")
     if task is None:

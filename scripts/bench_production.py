@@ -32,8 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.data.perturb import TYPES, LogTiming, perturb_examples, to_trace_rows  # noqa: E402
-from engine.ingest import ingest_traces  # noqa: E402
+from _deployment import judged_traffic, reported_model, torch_threads  # noqa: E402
+
+from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
 from engine.models.base import Example, TrainConfig  # noqa: E402
 from engine.models.factory import train_and_register  # noqa: E402
 from engine.models.predictor import load_predictor  # noqa: E402
@@ -41,7 +42,6 @@ from engine.production import ProductionConfig, improve, load_diagnosis  # noqa:
 from engine.search.reviewer import HeadlessReviewer  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from store import Store  # noqa: E402
-from store.artifacts import atomic_write_jsonl  # noqa: E402
 
 INTENTS = (  # the paper's confusable intents first, then their neighbours in CLINC150
     "change_language", "translate", "rollover_401k", "transfer", "maybe", "fun_fact", "flight_status",
@@ -116,7 +116,10 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=25.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workspace", type=Path, help="keep the workspace here (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads of every training and inference (default: the cores)")
     args = parser.parse_args()
+    torch_threads(args.threads)
     load0 = os.getloadavg()
     data = load_clinc(args.data_dir)
     rng = random.Random(args.seed)
@@ -143,11 +146,8 @@ def main() -> None:
         deployed = store.models.get(MODEL_ID)
         predictor = load_predictor(deployed["artifact_path"])
         preds = [p.output for p in predictor.predict([r["input"] for r in prod])]
-        traces = to_trace_rows(prod, preds, model_id=MODEL_ID, stage="production", seed=args.seed,
-                               task="classification", timing=LogTiming(timeout_rate=0.0), source="clinc150")
-        trace_file = Path(tmp) / "traces.jsonl"
-        atomic_write_jsonl(trace_file, traces)
-        ingest_traces(store, trace_file)
+        traces = judged_traffic(store, Path(tmp), prod, preds, model_id=MODEL_ID, task="classification", source="clinc150",
+                                seed=args.seed)
         n_fail = sum(t["verdict"] == "fail" for t in traces)
         unseen_rows = [{"input": r["input"], "gold": r["output"]} for r in held_out]
         unseen_before = sum(p.output == r["gold"] for p, r in
@@ -160,7 +160,7 @@ def main() -> None:
         t1 = time.perf_counter()
         config = ProductionConfig(model=MODEL_ID, task="classification", seed=args.seed,
                                   max_iterations=args.max_iterations, max_minutes=args.max_minutes,
-                                  trainer_threads=os.cpu_count())
+                                  trainer_threads=args.threads)
         summary = improve(store, config, reviewer=HeadlessReviewer("auto"))
         pioneer_s = time.perf_counter() - t1
         d = load_diagnosis(store, summary.run_id)
@@ -169,11 +169,7 @@ def main() -> None:
         fail = [{"input": text[i], "gold": gold[i]} for i in d.fail_ids if gold.get(i)]
         reg = [{"input": i.input, "gold": i.expected} for i in d.regression.items]
         passes = [{"input": text[i], "gold": gold[i]} for i in d.pass_ids]
-        nodes = [it for it in summary.iterations if it.operator != "root" and it.score is not None]
-        chosen = summary.promoted_model
-        if chosen is None and nodes:  # nothing promoted: report the best candidate, marked as such
-            best = min(nodes, key=lambda it: (-(it.score or 0), it.regressions or 0))
-            chosen = {n["id"]: n["model_id"] for n in store.runs.nodes(summary.run_id)}[best.node_id]
+        chosen = reported_model(store, summary)
         model = store.models.get(chosen) if chosen else None
         pioneer = score(load_predictor(model["artifact_path"]).predict, fail, reg, passes, unseen_rows) if model else None
         threshold = (model or {}).get("hyperparameters", {}).get("threshold")
@@ -220,7 +216,7 @@ def main() -> None:
             print(f"  {c['id']:<6} {c.get('size'):>4}  {c.get('kind') or '':<18} {c.get('fixability') or '':<9} "
                   f"confirm={c.get('confirmation_rate')}  {c.get('name')}")
         print(f"\nload average: {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end "
-              f"({os.cpu_count()} cores, shared)")
+              f"({os.cpu_count()} cores, shared; {args.threads} torch threads)")
         print("WNUT-17 NER deployment: not done in this script.")
 
 

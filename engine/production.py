@@ -571,8 +571,9 @@ class ProductionRunner:
         regressions = compare(dict.fromkeys(reg_ok, True), reg_ok).count
         train_acc = _mean([right(r["output"], r["input"]) for r in train_rows]) if train_rows else None
         outputs = {i.id: predicted[i.input].output for i in failure}
+        broken = [(i.expected, predicted[i.input].output) for i in regression if not reg_ok[i.id]]
         return self._evaluation(fail_ok, outputs, reg_ok, regressions, cross, train_acc, tuple(rows),
-                                {"threshold": threshold})
+                                {"threshold": threshold}, broken)
 
     # -- internals ----------------------------------------------------------------------------
     def _trained_twin(self, config: TrainConfig, dataset_version_id: str) -> dict[str, Any] | None:
@@ -632,7 +633,8 @@ class ProductionRunner:
 
     def _evaluation(self, fail_ok: dict[str, bool | None], outputs: dict[str, Any], reg_ok: dict[str, bool],
                     regressions: int, cross: int | None, train_acc: float | None, rows: tuple[dict[str, Any], ...],
-                    extra: dict[str, Any]) -> NodeEvaluation:
+                    extra: dict[str, Any], broken: Sequence[tuple[Any, Any]] = ()) -> NodeEvaluation:
+        """`broken`: (expected, output) of each regression-set item the candidate got wrong."""
         fixable = {i.id: i for i in self.d.failure.items if i.fixable is not False and i.expected is not None}
         poison = [fail_ok[i.id] for i in self.d.failure.items if i.fixable is False and i.expected is not None]
         scored = [ok for ok in fail_ok.values() if ok is not None]
@@ -658,7 +660,7 @@ class ProductionRunner:
         metrics.update({"traffic.accuracy": round(traffic[0], 6), "traffic.deployed": round(traffic[1], 6)})
         return NodeEvaluation(
             score=a, regressions=regressions, metrics={k: v for k, v in metrics.items() if v is not None},
-            examples=rows, failures=self._failures(failing, outputs, fixable, train_acc, a),
+            examples=rows, failures=self._failures(failing, outputs, fixable, train_acc, a, broken),
             patterns=dict(sorted(patterns.items())), failure_score=a, cross_regressions=cross, traffic=traffic)
 
     def _traffic(self, fail_ok: dict[str, bool | None], reg_ok: dict[str, bool]) -> tuple[float, float]:
@@ -673,12 +675,17 @@ class ProductionRunner:
         return (sum(bool(ok) for ok in fail_ok.values()) + n_pass * kept) / total, n_pass / total
 
     def _failures(self, failing: list[str], outputs: dict[str, Any], fixable: dict[str, EvalItem],
-                  train_acc: float | None, a: float) -> FailureSummary:
+                  train_acc: float | None, a: float, broken: Sequence[tuple[Any, Any]] = ()) -> FailureSummary:
+        """Error counts over the failures still failing and the passes broken: a broken pass is an
+        error of the same kind (NER hallucinations on empty sentences are false positives, a
+        classification regression is a confusion pair), so the planner sees precision problems
+        that only the regression set shows."""
         pairs: Counter = Counter()
         fp = fn = 0
         negative = next((lab for lab in self.d.labels if lab.lower() in NEGATIVE_LABELS), None)
-        for tid in failing:
-            expected, output = fixable[tid].expected, outputs.get(tid)
+        errors = [(fixable[tid].expected, outputs.get(tid), tid) for tid in failing]
+        errors += [(expected, output, f"regression item {k}") for k, (expected, output) in enumerate(broken)]
+        for expected, output, where in errors:
             if self.task == "classification":
                 pairs[(str(expected), str(output))] += 1
                 if output is None or (negative is not None and output == negative != expected):
@@ -686,8 +693,9 @@ class ProductionRunner:
                 elif negative is not None and expected == negative:
                     fp += 1
             elif self.task == "ner":
-                pred = parse_output(output, "ner", f"prediction for {tid}") if not isinstance(output, tuple) else output
-                e = ner_errors(pred or (), parse_output(expected, "ner", f"expected for {tid}"))
+                pred = parse_output(output, "ner", f"prediction for {where}") if not isinstance(output, tuple) \
+                    else output
+                e = ner_errors(pred or (), parse_output(expected, "ner", f"expected for {where}"))
                 fp, fn = fp + e.fp, fn + e.fn
         ranked = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
         return FailureSummary(confusion_pairs=tuple((g, p, n) for (g, p), n in ranked[:10]), false_positives=fp,

@@ -4,8 +4,8 @@
                                            [--max-iterations N] [--max-minutes M] [--workspace DIR]
 
 DATA_DIR defaults to ../shared/data relative to the repository root (wnut17/*.conll). The deployed
-model is the embedded MiniLM token classifier (LoRA) trained on a small seeded slice of WNUT-17
-train, so it is weak but real. Production traffic is WNUT-17 dev plus the first part of test, a share
+model is the embedded MiniLM token classifier (full fine-tuning) trained on a small seeded slice of
+WNUT-17 train, so it is weak but real. Production traffic is WNUT-17 dev plus the first part of test, a share
 of it also perturbed (typos, casing, preambles...; spans shifted by engine.data.perturb), judged by
 exact span-set match against the gold spans. The rest of test, perturbed the same way, is unseen
 traffic: the honest measure of what a model learnt, since both retrained models see the traces.
@@ -54,7 +54,10 @@ FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "eme
 # realistic noise only; entity-preserving (engine.data.perturb shifts or drops spans it touches)
 NOISE = {"typos": 0.4, "casing_errors": 0.3, "preamble_injection": 0.25, "punctuation_abuse": 0.15,
          "abbreviations_slang": 0.1}
-RECIPE = {"task": "ner", "base_model": "minilm", "method": "lora", "epochs": 3.0, "learning_rate": 5e-4,
+# full fine-tuning: LoRA (lr 5e-4 to 2e-3, 3-12 epochs) and full at 5e-5 x 5 epochs all learnt to tag
+# nothing from 300 sentences (dev F1 0.000); this recipe reaches dev F1 0.384 (P 0.454, R 0.333), a
+# weak deployed model like the paper's CoNLL one (0.345)
+RECIPE = {"task": "ner", "base_model": "minilm", "method": "full", "epochs": 8.0, "learning_rate": 1.5e-4,
           "batch_size": 16, "max_length": 96, "seed": 0}
 MODEL_ID = "wnut17-v1"
 

@@ -3,6 +3,7 @@ model a run is reported by."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,16 @@ from engine.ingest import ingest_traces
 from engine.production import ProductionSummary
 from store import Store
 from store.artifacts import atomic_write_jsonl
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every production benchmark takes: the run's budget, seed, workspace and threads."""
+    parser.add_argument("--max-iterations", type=int, default=6)
+    parser.add_argument("--max-minutes", type=float, default=25.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workspace", type=Path, help="keep the workspace here (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads of every training and inference (default: the cores)")
 
 
 def torch_threads(n: int | None) -> None:

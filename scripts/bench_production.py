@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _deployment import judged_traffic, reported_model, torch_threads  # noqa: E402
+from _deployment import add_run_options, judged_traffic, reported_model, torch_threads  # noqa: E402
 
 from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
 from engine.models.base import Example, TrainConfig  # noqa: E402
@@ -112,12 +112,7 @@ def main() -> None:
     parser.add_argument("data_dir", nargs="?", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--quick", action="store_true", help="10 utterances per intent (smoke run)")
     parser.add_argument("--train-per-intent", type=int, default=6)
-    parser.add_argument("--max-iterations", type=int, default=6)
-    parser.add_argument("--max-minutes", type=float, default=25.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workspace", type=Path, help="keep the workspace here (default: a temp dir)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads of every training and inference (default: the cores)")
+    add_run_options(parser)
     args = parser.parse_args()
     torch_threads(args.threads)
     load0 = os.getloadavg()

@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _deployment import judged_traffic, reported_model, torch_threads  # noqa: E402
+from _deployment import add_run_options, judged_traffic, reported_model, torch_threads  # noqa: E402
 
 from engine.coldstart.registry import parse_conll  # noqa: E402
 from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
@@ -126,12 +126,7 @@ def main() -> None:
     parser.add_argument("--train-sentences", type=int, default=300, help="D_parent: WNUT-17 train sentences")
     parser.add_argument("--traffic", type=int, default=700, help="clean production sentences (dev, then test)")
     parser.add_argument("--noise-share", type=float, default=0.3, help="share of traffic also sent perturbed")
-    parser.add_argument("--max-iterations", type=int, default=6)
-    parser.add_argument("--max-minutes", type=float, default=25.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workspace", type=Path, help="keep the workspace here (default: a temp dir)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads of every training and inference (default: the cores)")
+    add_run_options(parser)
     args = parser.parse_args()
     torch_threads(args.threads)
     if args.quick:

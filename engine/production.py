@@ -67,6 +67,7 @@ from engine.models.base import (
     ConfigError,
     ProgressCallback,
     TrainConfig,
+    head_init,
 )
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
@@ -101,9 +102,8 @@ class ProductionConfig:
     MiniLM when its package is installed (TF-IDF flagged ~9% of perturbed in-domain failures as
     off-domain on the demo), else TF-IDF. `full_replay_below`: a D_parent of at most this many rows is
     replayed in full (see engine.data.curriculum); larger ones get the searchable 10-20% band.
-    `probe_head`: a fine-tuned encoder starts its head from the linear probe of the same rows (from a
-    random head the encoder is pulled around while the head catches up: on CLINC30, 4+ regressions on
-    the regression set against 2 with the probe's head, same LoRA recipe)."""
+    `probe_head`: a fine-tuned classifier starts its head from the linear probe of the same rows
+    (engine.models.base.head_init says when and why)."""
 
     model: str
     task: str | None = None
@@ -519,9 +519,8 @@ class ProductionRunner:
         examples = cur.to_examples(self.store.datasets.rows(dataset_version_id), self.task)
         options: dict[str, Any] = {}
         if self.task in ENCODER_TASKS:
-            probe = self.config.probe_head and config.method != "linear_probe"
             options = {"labels": tuple(self.d.labels), "num_threads": self.config.trainer_threads,
-                       "head_init": "probe" if probe else "random"}
+                       "head_init": head_init(self.task, config.method, self.config.probe_head)}
         trainer = trainer_for(self.task, config.base_model, **options)
         train_and_register(self.store, examples, config, parent_id=self.d.deployed_id,
                            dataset_version_id=dataset_version_id, progress=progress, should_stop=should_stop,

@@ -42,7 +42,7 @@ from engine.coldstart.registry import parse_conll  # noqa: E402
 from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
 from engine.diagnosis.traces import output_to_json, parse_output  # noqa: E402
 from engine.eval.metrics import entity_report  # noqa: E402
-from engine.models.base import Example, TrainConfig  # noqa: E402
+from engine.models.base import Example, TrainConfig, head_init  # noqa: E402
 from engine.models.factory import train_and_register, trainer_for  # noqa: E402
 from engine.models.predictor import load_predictor  # noqa: E402
 from engine.production import ProductionConfig, improve, load_diagnosis  # noqa: E402
@@ -190,7 +190,7 @@ def main() -> None:
         naive_id = train_and_register(store, naive_rows, naive_config, parent_id=MODEL_ID, name="naive-retrain",
                                       model_id="naive-retrain", trainer=trainer_for(
                                           "ner", "minilm", num_threads=args.threads, labels=tuple(d.labels),
-                                          head_init="random" if naive_config.method == "linear_probe" else "probe"),
+                                          head_init=head_init("ner", naive_config.method, True)),
                                       ).model_id
         naive = score(load_predictor(store.models.get(naive_id)["artifact_path"]).predict, threshold, sets)
         naive_s = time.perf_counter() - t2

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from engine.models.base import ConfigError, Example, Span, TrainConfig, TrainingError
+from engine.models.base import ConfigError, Example, Span, TrainConfig, TrainingError, head_init
 from engine.models.encoder import EncoderTrainer, decode_spans, encode, load_tokenizer
 from engine.models.factory import train_and_register
 from engine.models.predictor import CachedPredictor, artifact_content_id, load_predictor
@@ -139,6 +139,14 @@ def test_head_initialised_from_probe_starts_accurate(base, tmp_path):
     trainer().train(examples, cfg(base, **barely), tmp_path / "random_init")
     assert accuracy(load_predictor(tmp_path / "probe_init"), examples) == 1.0
     assert accuracy(load_predictor(tmp_path / "random_init"), examples) < 0.7
+
+
+@pytest.mark.parametrize(("task", "method", "probe_head", "expected"), [
+    ("classification", "full", True, "probe"), ("classification", "lora", True, "probe"),
+    ("classification", "linear_probe", True, "random"), ("classification", "full", False, "random"),
+    ("ner", "full", True, "random"), ("ner", "lora", True, "random")])
+def test_only_a_fine_tuned_classifier_starts_from_the_probe_head(task, method, probe_head, expected):
+    assert head_init(task, method, probe_head) == expected
 
 
 def test_progress_reports_steps_loss_and_eta(base, tmp_path):

@@ -28,7 +28,7 @@ from engine.data.curriculum import to_examples
 from engine.diagnosis.fixability import Embedder
 from engine.diagnosis.traces import output_to_json, parse_output
 from engine.eval.metrics import score as score_metric
-from engine.models.base import Example, ProgressCallback
+from engine.models.base import Example, ProgressCallback, head_init
 from engine.production import qc_checks
 from engine.search.graph import Node
 from engine.search.loop import NodeEvaluation, NodeFailed
@@ -113,7 +113,7 @@ class ColdStartRunner:
         if self.setup.family == "encoder":
             options = {"labels": tuple(self.analysis.labels) or None, "fallback_label": self.analysis.negative_label,
                        "num_threads": self.config.trainer_threads,
-                       "head_init": "probe" if self.config.probe_head and config.method != "linear_probe" else "random"}
+                       "head_init": head_init(self.setup.train_task, config.method, self.config.probe_head)}
         from engine.models.factory import train_and_register, trainer_for  # torch: only when training
 
         trainer = trainer_for(self.setup.train_task, config.base_model, **options)

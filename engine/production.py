@@ -68,6 +68,7 @@ from engine.models.base import (
     ProgressCallback,
     TrainConfig,
     head_init,
+    write_manifest,
 )
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
@@ -570,7 +571,7 @@ class ProductionRunner:
         regressions = compare(dict.fromkeys(reg_ok, True), reg_ok).count
         train_acc = _mean([right(r["output"], r["input"]) for r in train_rows]) if train_rows else None
         outputs = {i.id: predicted[i.input].output for i in failure}
-        broken = [(i.expected, predicted[i.input].output) for i in regression if not reg_ok[i.id]]
+        broken = [(i.id, i.expected, predicted[i.input].output) for i in regression if not reg_ok[i.id]]
         return self._evaluation(fail_ok, outputs, reg_ok, regressions, cross, train_acc, tuple(rows),
                                 {"threshold": threshold}, broken)
 
@@ -580,16 +581,14 @@ class ProductionRunner:
         at inference) and the fields its method ignores: training again would give the same weights,
         so a threshold sweep or an inert move costs an evaluation, not a training run."""
         digest = (self.store.datasets.get(dataset_version_id) or {}).get("content_hash")
-        want = _training_key(config)
+        want = _training_key(config.to_dict())
         for other in self.store.runs.nodes(self.run_id):
             model = self.store.models.get(other["model_id"]) if other.get("model_id") else None
             if model is None or model["id"] == self.d.deployed_id or not model.get("artifact_path") \
                     or not Path(model["artifact_path"]).exists() or not model.get("dataset_version_id"):
                 continue
             version = self.store.datasets.get(model["dataset_version_id"]) or {}
-            known = {f.name for f in fields(TrainConfig)}
-            hyper = TrainConfig(**{k: v for k, v in (model.get("hyperparameters") or {}).items() if k in known})
-            if version.get("content_hash") == digest and _training_key(hyper) == want:
+            if version.get("content_hash") == digest and _training_key(model.get("hyperparameters") or {}) == want:
                 return model
         return None
 
@@ -597,13 +596,11 @@ class ProductionRunner:
         """Register `model_id` as a copy of the twin's weights, its manifest saying so."""
         import shutil
 
-        from engine.models.encoder import MANIFEST
+        from engine.models.predictor import read_manifest
 
         def build(tmp: Path) -> None:
             shutil.copytree(twin["artifact_path"], tmp, dirs_exist_ok=True)
-            manifest = json.loads((tmp / MANIFEST).read_text(encoding="utf-8"))
-            manifest.update(config=config.to_dict(), weights_of=twin["id"])
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+            write_manifest(tmp, {**read_manifest(tmp), "config": config.to_dict(), "weights_of": twin["id"]})
 
         target = self.store.artifacts / "models" / model_id
         atomic_write_dir(target, build)
@@ -632,8 +629,8 @@ class ProductionRunner:
 
     def _evaluation(self, fail_ok: dict[str, bool | None], outputs: dict[str, Any], reg_ok: dict[str, bool],
                     regressions: int, cross: int | None, train_acc: float | None, rows: tuple[dict[str, Any], ...],
-                    extra: dict[str, Any], broken: Sequence[tuple[Any, Any]] = ()) -> NodeEvaluation:
-        """`broken`: (expected, output) of each regression-set item the candidate got wrong."""
+                    extra: dict[str, Any], broken: Sequence[tuple[str, Any, Any]] = ()) -> NodeEvaluation:
+        """`broken`: (id, expected, output) of each regression-set item the candidate got wrong."""
         fixable = {i.id: i for i in self.d.failure.items if i.fixable is not False and i.expected is not None}
         poison = [fail_ok[i.id] for i in self.d.failure.items if i.fixable is False and i.expected is not None]
         scored = [ok for ok in fail_ok.values() if ok is not None]
@@ -674,7 +671,7 @@ class ProductionRunner:
         return (sum(bool(ok) for ok in fail_ok.values()) + n_pass * kept) / total, n_pass / total
 
     def _failures(self, failing: list[str], outputs: dict[str, Any], fixable: dict[str, EvalItem],
-                  train_acc: float | None, a: float, broken: Sequence[tuple[Any, Any]] = ()) -> FailureSummary:
+                  train_acc: float | None, a: float, broken: Sequence[tuple[str, Any, Any]] = ()) -> FailureSummary:
         """Error counts over the failures still failing and the passes broken: a broken pass is an
         error of the same kind (NER hallucinations on empty sentences are false positives, a
         classification regression is a confusion pair), so the planner sees precision problems
@@ -682,9 +679,8 @@ class ProductionRunner:
         pairs: Counter = Counter()
         fp = fn = 0
         negative = next((lab for lab in self.d.labels if lab.lower() in NEGATIVE_LABELS), None)
-        errors = [(fixable[tid].expected, outputs.get(tid), tid) for tid in failing]
-        errors += [(expected, output, f"regression item {k}") for k, (expected, output) in enumerate(broken)]
-        for expected, output, where in errors:
+        errors = [*((tid, fixable[tid].expected, outputs.get(tid)) for tid in failing), *broken]
+        for where, expected, output in errors:
             if self.task == "classification":
                 pairs[(str(expected), str(output))] += 1
                 if output is None or (negative is not None and output == negative != expected):
@@ -781,10 +777,10 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
             "confidence": None if confidence is None else float(confidence)}
 
 
-def _training_key(config: TrainConfig) -> dict[str, Any]:
+def _training_key(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """What a training run reads from its hyperparameters (not the threshold, not the method's inert fields)."""
-    ignored = {"threshold", *INERT.get(config.method, ())}
-    return {k: v for k, v in config.to_dict().items() if k not in ignored}
+    ignored = {"threshold", *INERT.get(hyperparameters.get("method"), ())}
+    return {k: v for k, v in hyperparameters.items() if k not in ignored}
 
 
 def _band(center: float, width: float = 0.05) -> tuple[float, float]:

@@ -314,12 +314,12 @@ def test_broken_passes_count_as_errors_of_their_kind_for_the_planner():
     ner = SimpleNamespace(d=SimpleNamespace(labels=["person"]), task="ner", cluster_of={})
     span = [{"start": 0, "end": 4, "label": "person"}]
     fixable = {"f1": EvalItem("f1", "John left", span, "person", "exact")}
-    hallucinated = [([], [{"start": 0, "end": 2, "label": "person"}]) for _ in range(3)]
+    hallucinated = [(f"r{k}", [], [{"start": 0, "end": 2, "label": "person"}]) for k in range(3)]
     summary = ProductionRunner._failures(ner, ["f1"], {"f1": []}, fixable, None, 0.0, hallucinated)
     assert (summary.false_positives, summary.false_negatives) == (3, 1)
     assert ProductionRunner._failures(ner, ["f1"], {"f1": []}, fixable, None, 0.0).false_positives == 0
 
     clf = SimpleNamespace(d=SimpleNamespace(labels=["a", "b"]), task="classification", cluster_of={})
     fixable = {"f1": EvalItem("f1", "x", "a", "a", "exact")}
-    summary = ProductionRunner._failures(clf, ["f1"], {"f1": "b"}, fixable, None, 0.0, [("b", "a"), ("b", "a")])
+    summary = ProductionRunner._failures(clf, ["f1"], {"f1": "b"}, fixable, None, 0.0, [("r1", "b", "a"), ("r2", "b", "a")])
     assert summary.confusion_pairs == (("b", "a", 2), ("a", "b", 1))

@@ -197,7 +197,7 @@ def jsonl_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
+        raise DatasetError(f"{path}: file not found; give the path of a JSONL file") from None
     except IsADirectoryError:
         raise DatasetError(f"{path}: is a folder; give a JSONL file") from None
     try:

@@ -6,6 +6,7 @@ without touching them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -102,6 +103,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+MANIFEST = "pioneer.json"  # what every trained artifact says about itself (backend, task, config, labels)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
 
 def head_init(task: str, method: str, probe_head: bool) -> str:

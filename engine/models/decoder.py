@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.base import (
+    MANIFEST,
     ConfigError,
     Example,
     Prediction,
@@ -32,6 +33,7 @@ from engine.models.base import (
     TrainConfig,
     TrainingError,
     TrainResult,
+    write_manifest,
 )
 from engine.models.batching import length_grouped_batches, sorted_batches
 from engine.models.gguf_cache import INSTALL_HINT
@@ -42,7 +44,6 @@ from engine.seed import seed_everything
 from store.artifacts import atomic_write_dir
 
 IGNORE_INDEX = -100
-META_FILE = "pioneer.json"
 FORMAT_VERSION = 1
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 ROLES = ("system", "user", "assistant")
@@ -473,7 +474,7 @@ def save_artifact(model: Any, tokenizer: Any, fmt: ChatFormat, config: TrainConf
             model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (Path(tmp) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        write_manifest(Path(tmp), meta)
 
     atomic_write_dir(out_dir, build)
 
@@ -560,11 +561,11 @@ def load_decoder_predictor(artifact_dir: Path | str, *, device: str | None = Non
 
     artifact_dir = Path(artifact_dir)
     try:
-        meta = json.loads((artifact_dir / META_FILE).read_text())
+        meta = json.loads((artifact_dir / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{artifact_dir / META_FILE}: not a decoder artifact ({exc}); train one first") from exc
+        raise ConfigError(f"{artifact_dir / MANIFEST}: not a decoder artifact ({exc}); train one first") from exc
     if meta.get("task") != "generation":
-        raise ConfigError(f"{artifact_dir / META_FILE}: task is {meta.get('task')!r}, not 'generation'")
+        raise ConfigError(f"{artifact_dir / MANIFEST}: task is {meta.get('task')!r}, not 'generation'")
     device = device or default_device()
     tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
     if meta["weights"] == "full":

@@ -16,7 +16,6 @@ Artifacts are standard: transformers `save_pretrained` (full), a PEFT adapter (l
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -41,6 +40,7 @@ from engine.models.base import (
     TrainConfig,
     TrainingError,
     TrainResult,
+    write_manifest,
 )
 from engine.models.batching import length_grouped_batches, pad_batch, padding_fraction, sorted_batches
 from engine.models.resolve import resolve_model
@@ -48,7 +48,6 @@ from engine.models.runtime import is_oom, peak_memory_mb
 from engine.seed import seed_everything
 from store.artifacts import atomic_write_dir
 
-MANIFEST = "pioneer.json"
 PROBE_HEAD = "head.safetensors"
 FORMAT_VERSION = 1
 HEAD_NAMES = ("classifier", "score")
@@ -667,7 +666,7 @@ class EncoderTrainer:
                 "n_truncated": result.n_truncated, "steps": result.steps,
                 "wall_time_s": round(result.wall_time_s, 3), "load": how,
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+            write_manifest(tmp, manifest)
 
         atomic_write_dir(out, build)
 

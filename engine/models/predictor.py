@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from engine.models.base import ConfigError, Prediction, Predictor, Span
+from engine.models.base import MANIFEST, ConfigError, Prediction, Predictor, Span
 from engine.models.encoder import (
     HEAD_NAMES,
-    MANIFEST,
     PRECISIONS,
     PROBE_HEAD,
     LinearProbeModel,

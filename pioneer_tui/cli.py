@@ -2,7 +2,8 @@
 
 A command module exposes `register(subparsers) -> None`, which adds its parser and sets
 `handler=<fn(args, ctx) -> int>`. Errors surface as one line on stderr and a non-zero exit
-(exit 2 for bad input); the traceback only with --debug.
+(exit 2 for bad input, 75 when another process kept the workspace busy: retry later); the
+traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from store import Store, Workspace
+from store import Store, StoreBusy, Workspace
 
 # Order is the order in --help.
 COMMAND_MODULES = [
@@ -84,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(ctx)
         return int(handler(args, ctx) or 0)
-    except UserError as exc:
+    except (UserError, StoreBusy) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, UserError) else 75
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,9 @@
 """Atomic artifact writes: a temp file in the same folder, fsync, then rename.
 
 The database only ever records a path after its file is complete, so a crash mid-write leaves
-either the old file or nothing, never a half-written one.
+either the old file or nothing, never a half-written one. Temp names carry the writer's pid
+(`.NAME.PID-XXXXXXXX.tmp`), so `sweep_stale_tmp` can remove those a killed process left behind
+without touching a live writer's.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -22,7 +25,7 @@ def atomic_open(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]
     """Stream into a temp file that replaces `path` only when the block finishes without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -53,7 +56,7 @@ def atomic_write_dir(target: Path, build: Any) -> Path:
     """Build a directory via `build(tmp_dir)` then rename it into place (replacing any old one)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         build(tmp)
         if target.exists():
@@ -68,6 +71,43 @@ def atomic_write_dir(target: Path, build: Any) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+_TMP_NAME = re.compile(r"^\..+\.(\d+)-[a-z0-9_]+\.tmp$")
+_SWEEP_DEPTH = 3  # artifacts/runs/<run>/.file.tmp is the deepest place a temp is written
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
+def sweep_stale_tmp(root: Path) -> list[Path]:
+    """Remove temp files and folders under `root` whose writer process is gone; returns them."""
+    removed: list[Path] = []
+    root = Path(root)
+    for folder, dirs, files in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        for name in [*dirs, *files]:
+            match = _TMP_NAME.match(name)
+            if match and not _alive(int(match.group(1))):
+                stale = Path(folder, name)
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
+                removed.append(stale)
+        dirs[:] = [d for d in dirs if depth + 1 < _SWEEP_DEPTH and not _TMP_NAME.match(d)]
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def content_hash(data: bytes | str) -> str:

@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from store.redact import redact
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -17,7 +19,8 @@ def new_id(prefix: str) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    """JSON text for a column, secrets redacted (store/redact.py): nothing stored can carry a key."""
+    return json.dumps(redact(value), ensure_ascii=False, sort_keys=True, default=str)
 
 
 def decode(row: dict[str, Any] | None, *columns: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from store.jsoncols import decode, dumps, new_id, now
+from store.redact import redact
 
 if TYPE_CHECKING:
     from store.workspace import Store
@@ -47,9 +48,7 @@ class RunLog:
     def update(self, run_id: str, **fields: Any) -> None:
         if "status" in fields and fields["status"] not in RUN_STATUSES:
             raise ValueError(f"run status {fields['status']!r} is not one of {RUN_STATUSES}")
-        for key in ("config", "spent"):
-            if key in fields:
-                fields[key] = dumps(fields[key])
+        fields = {k: dumps(v) if k in ("config", "spent") else redact(v) for k, v in fields.items()}
         with self.store.transaction():
             self.store.db["runs"].update(run_id, fields)
 
@@ -62,14 +61,12 @@ class RunLog:
             self.store.db["search_nodes"].insert({
                 "id": node_id, "run_id": run_id, "parent_id": parent_id, "iteration": iteration,
                 "pipeline": dumps(pipeline), "pipeline_hash": pipeline_hash, "status": status,
-                "rationale": rationale, "metrics": "{}", "created_at": now(),
+                "rationale": redact(rationale), "metrics": "{}", "created_at": now(),
             })
         return node_id
 
     def update_node(self, node_id: str, **fields: Any) -> None:
-        for key in ("pipeline", "metrics"):
-            if key in fields:
-                fields[key] = dumps(fields[key])
+        fields = {k: dumps(v) if k in ("pipeline", "metrics") else redact(v) for k, v in fields.items()}
         with self.store.transaction():
             self.store.db["search_nodes"].update(node_id, fields)
 
@@ -80,11 +77,11 @@ class RunLog:
 
     def add_edge(self, run_id: str, src: str, dst: str, operator: str,
                  modification: dict[str, Any] | str | None = None, reason: str | None = None) -> None:
-        mod = modification if isinstance(modification, str) or modification is None else dumps(modification)
+        mod = redact(modification) if isinstance(modification, str) or modification is None else dumps(modification)
         with self.store.transaction():
             self.store.db["search_edges"].insert({"run_id": run_id, "src": src, "dst": dst,
                                                   "operator": operator, "modification": mod,
-                                                  "reason": reason}, replace=True)
+                                                  "reason": redact(reason)}, replace=True)
 
     def edges(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.store.db.query("SELECT * FROM search_edges WHERE run_id = ? ORDER BY rowid",
@@ -111,7 +108,7 @@ class RunLog:
         with self.store.transaction():
             table = self.store.db["decisions"].insert({
                 "run_id": run_id, "node_id": node_id, "kind": kind, "action": action, "who": who,
-                "reason": reason, "diff": dumps(diff or {}), "dataset_version_id": dataset_version_id,
+                "reason": redact(reason), "diff": dumps(diff or {}), "dataset_version_id": dataset_version_id,
                 "ts": now(),
             })
         return int(table.last_pk)

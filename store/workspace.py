@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.db import open_db
+from store.artifacts import sweep_stale_tmp
+from store.db import BusyReporter, begin_immediate, open_db
 
 DEFAULT_WORKSPACE = ".pioneer"
 WORKSPACE_ENV = "PIONEER_WORKSPACE"
@@ -41,21 +42,26 @@ class Workspace:
 class Store:
     """The workspace database plus typed accessors for each table group.
 
-    One Store per thread: SQLite connections are not shared across threads here.
+    One Store per thread: SQLite connections are not shared across threads here. Opening one removes
+    the temp files and folders that killed writers left in artifacts/. `on_busy` hears about waits
+    for another process's write lock (default: a line on stderr every few seconds).
     """
 
-    def __init__(self, workspace: Workspace | str | Path | None = None) -> None:
+    def __init__(self, workspace: Workspace | str | Path | None = None, *,
+                 on_busy: BusyReporter | None = None) -> None:
         from store.registry import DatasetVersions, ModelRegistry
         from store.runlog import RunLog
         from store.traces import PredictionCache, TraceTable
 
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace)
         self.workspace.create()
+        sweep_stale_tmp(self.workspace.artifacts)
+        self.on_busy = on_busy
         self.db = open_db(self.workspace.db_path)
         self.conn = self.db.conn
         self._lock = threading.RLock()
         self._depth = 0
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[], None]] = []  # hooks of the open transaction, in order
         self.traces = TraceTable(self)
         self.models = ModelRegistry(self)
         self.datasets = DatasetVersions(self)
@@ -68,20 +74,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All-or-nothing writes; nests through savepoints."""
+        """All-or-nothing writes; nests through savepoints. A rolled-back savepoint also drops the
+        after-commit hooks registered inside it (its events never happened)."""
         with self._lock:
             name = f"sp{self._depth}"
             if self._depth == 0:
-                self.conn.execute("BEGIN IMMEDIATE")
+                begin_immediate(self.conn, self.on_busy)
             else:
                 self.conn.execute(f"SAVEPOINT {name}")
+            hooks_before = len(self._after_commit)
             self._depth += 1
             try:
                 yield
             except BaseException:
                 self._depth -= 1
+                del self._after_commit[hooks_before:]
                 if self._depth == 0:
-                    self._after_commit.clear()
                     self.conn.execute("ROLLBACK")
                 else:
                     self.conn.execute(f"ROLLBACK TO {name}")

@@ -161,3 +161,178 @@ def test_events_publish_only_after_commit(tmp_path):
         bus.emit("run_finished", status="finished")
         assert seen == ["run_started", "run_finished"]
         assert [e.type for e in bus.history()] == ["run_started", "run_finished"]
+
+
+def test_a_rolled_back_savepoint_publishes_none_of_its_events(tmp_path):
+    from engine.events import EventBus
+
+    with Store(tmp_path) as store:
+        bus = EventBus(store, store.runs.create("production"))
+        seen: list[str] = []
+        bus.subscribe(lambda e: seen.append(e.type))
+        with store.transaction():
+            bus.emit("run_started", mode="production")
+            with pytest.raises(RuntimeError), store.transaction():
+                bus.emit("node_added", node_id="n1")
+                raise RuntimeError
+            bus.emit("budget", spent={})
+        assert seen == ["run_started", "budget"]
+        assert [e.type for e in bus.history()] == ["run_started", "budget"]
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+KEY = "sk-proj-" + "A1b2C3d4" * 4
+
+
+def _raw_text(store: Store) -> str:
+    """Every table's rows as text, as a person reading the database file would see them."""
+    tables = [r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return "\n".join(repr(store.conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
+
+
+def test_secrets_are_redacted_before_anything_is_stored(tmp_path):
+    config = {"cold_start": {"llm": "gpt-4o", "llm_options": {
+        "api_key": "plain-secret-value", "max_tokens": 256, "extra_headers": {"Authorization": "Bearer tok-123"},
+        "client_secret": "abc"}}, "hyperparams": {"pad_token": "[PAD]", "eos_token": "</s>"}}
+    with Store(tmp_path) as store:
+        run_id = store.runs.create("cold_start", config)
+        store.runs.append_event(run_id, "run_started", {"mode": "cold_start", "config": config})
+        store.runs.append_event(run_id, "curation_note", {"markdown": f"the planner said: key {KEY} failed"})
+        store.runs.record_decision(run_id, "curriculum", "veto", "bob", reason=f"leaked {KEY}")
+        store.runs.update(run_id, status="failed", stop_reason=f"AuthenticationError: Incorrect API key {KEY}")
+        text = _raw_text(store)
+        for secret in ("plain-secret-value", "tok-123", KEY, '"abc"'):
+            assert secret not in text
+        stored = store.runs.get(run_id)["config"]
+        options = stored["cold_start"]["llm_options"]
+        assert options == {"api_key": "[redacted]", "max_tokens": 256, "extra_headers": {"Authorization": "[redacted]"},
+                           "client_secret": "[redacted]"}
+        assert stored["hyperparams"] == {"pad_token": "[PAD]", "eos_token": "</s>"}  # look like keys, are not
+        assert config["cold_start"]["llm_options"]["api_key"] == "plain-secret-value"  # the caller's copy is intact
+        assert "[redacted]" in store.runs.get(run_id)["stop_reason"]
+
+
+def test_a_resumed_config_drops_redacted_values():
+    from store.redact import REDACTED, without_redacted
+
+    assert without_redacted({"llm_options": {"api_key": REDACTED, "temperature": 0}, "tags": ["a", REDACTED]}) == \
+        {"llm_options": {"temperature": 0}, "tags": ["a", REDACTED]}
+
+
+# --- a busy workspace --------------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Start another process that holds the workspace's write lock for `seconds`."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def hold(seconds: float) -> subprocess.Popen:
+        Store(tmp_path / "ws").close()
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "ws" / "pioneer.db"), str(seconds)],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_busy_database_waits_with_progress_then_names_the_holder(tmp_path, lock_holder, monkeypatch):
+    from store import StoreBusy
+    from store import db as store_db
+
+    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "1.5")
+    monkeypatch.setattr(store_db, "_REPORT_EVERY_S", 0.3)
+    holder = lock_holder(30)
+    reports: list[tuple[float, float, str]] = []
+    with Store(tmp_path / "ws", on_busy=lambda *r: reports.append(r)) as store:
+        with pytest.raises(StoreBusy) as info:
+            store.runs.create("production")
+        assert store.runs.list() == []
+    message = str(info.value)
+    assert "\n" not in message and f"process {holder.pid} (python" in message and "within 1.5 s" in message
+    assert reports and all(limit == 1.5 and f"process {holder.pid}" in who for _, limit, who in reports)
+
+
+def test_a_busy_database_is_written_once_the_holder_lets_go(tmp_path, lock_holder, monkeypatch):
+    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "20")
+    lock_holder(1.0)
+    with Store(tmp_path / "ws") as store:
+        run_id = store.runs.create("production")
+        assert store.runs.get(run_id)["status"] == "running"
+
+
+def test_cli_busy_database_is_one_line_naming_the_holder(tmp_path, lock_holder, monkeypatch, capsys):
+    from pioneer_tui.cli import main
+
+    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "1")
+    holder = lock_holder(30)
+    trace = '{"ts": "2026-01-01T00:00:00Z", "model_id": "m", "input": "x", "prediction": "y", "verdict": "pass"}\n'
+    (tmp_path / "t.jsonl").write_text(trace)
+    assert main(["--workspace", str(tmp_path / "ws"), "ingest", str(tmp_path / "t.jsonl")]) == 75
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"process {holder.pid}" in err and "Traceback" not in err
+
+
+# --- temp files of killed writers -------------------------------------------------------------------
+
+KILLED_WRITER = """
+import sys, time
+from store.artifacts import atomic_write_dir
+atomic_write_dir(sys.argv[1], lambda tmp: (print("building", flush=True), time.sleep(60)))
+"""
+
+
+def test_a_killed_writers_temp_folder_is_swept_when_the_workspace_opens(tmp_path):
+    import subprocess
+    import sys
+
+    models = tmp_path / "ws" / "artifacts" / "models"
+    models.mkdir(parents=True)
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(models / "m-1")], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).parent.parent)
+    assert writer.stdout.readline().strip() == "building"
+    writer.kill()
+    writer.wait()
+    (left,) = models.iterdir()
+    assert left.name.startswith(f".m-1.{writer.pid}-") and left.name.endswith(".tmp")
+    live = models / f".m-2.{os.getpid()}-abcd1234.tmp"  # a writer of this (live) process: kept
+    live.mkdir()
+    Store(tmp_path / "ws").close()
+    assert sorted(p.name for p in models.iterdir()) == [live.name]
+
+
+def test_a_cold_start_config_keeps_its_key_out_of_the_run_and_its_log(tmp_path):
+    from engine.coldstart.mode import cold_start
+    from engine.coldstart.registry import DataUnavailable
+    from engine.coldstart.setup import ColdStartConfig
+    from engine.curation_log import write_curation_log
+    from engine.search.reviewer import HeadlessReviewer
+
+    config = ColdStartConfig(description="detect spam", data=str(tmp_path / "missing.jsonl"),
+                             llm_options={"api_key": KEY, "temperature": 0})
+    with Store(tmp_path / "ws") as store:
+        with pytest.raises(DataUnavailable):
+            cold_start(store, config, reviewer=HeadlessReviewer("auto"))
+        (run,) = store.runs.list()
+        log = write_curation_log(store, run["id"]).read_text()
+        assert KEY not in _raw_text(store) and KEY not in log
+        resumed = ColdStartConfig.from_dict(run["config"]["cold_start"])
+    assert resumed.llm_options == {"temperature": 0}  # a resumed run takes the key from the environment

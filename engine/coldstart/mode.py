@@ -166,10 +166,10 @@ def cold_start(store: Store, config: ColdStartConfig, *, reviewer: Reviewer, pla
                run_id: str | None = None) -> ColdStartSummary:
     """Run cold-start mode end to end; the setup's LLM usage is charged to the run's budget."""
     limits = config.limits()
-    bus = open_run(store, MODE, {"cold_start": config.to_dict(), "budget": asdict(limits)}, run_id=run_id,
-                   subscribers=subscribers)
-    try:
-        parts = loop_parts(store, store.runs.get(bus.run_id), bus, planner)
+    run_config = {"cold_start": config.to_dict(), "budget": asdict(limits)}
+    bus = open_run(store, MODE, run_config, run_id=run_id, subscribers=subscribers)
+    try:  # the live config, not the stored one: the store redacts API keys
+        parts = loop_parts(store, {**store.runs.get(bus.run_id), "config": run_config}, bus, planner)
     except BaseException as exc:
         store.runs.update(bus.run_id, status="failed", stop_reason=f"setup failed: {type(exc).__name__}: {exc}")
         raise

@@ -35,6 +35,7 @@ from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.seed import seed_everything
 from store import Store, atomic_write_text
+from store.redact import without_redacted
 
 MODE = "cold_start"
 EMBEDDERS = ("base", "minilm", "tfidf")
@@ -122,8 +123,9 @@ class ColdStartConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ColdStartConfig:
+        """A stored config: its redacted keys are dropped, so litellm reads them from the environment."""
         try:
-            return cls(**raw)
+            return cls(**without_redacted(dict(raw)))
         except TypeError as exc:
             raise ConfigError(f"stored cold-start configuration is invalid: {exc}") from exc
 

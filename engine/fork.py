@@ -10,18 +10,22 @@ pipeline. The run config records `root`, `diagnosis_from` and `forked_from`, so 
 same loop (engine.production.loop_parts); the adopted diagnosis is snapshotted under the fork's own
 run with a copy of the source's taxonomy_built event and a "Fork" curation note, in one transaction.
 
+When the model the source run diagnosed is no longer deployed (its run, or a later one, promoted a
+successor), the old diagnosis cannot gate a candidate against the model now serving traffic. The fork
+then carries the node's recipe over: it diagnoses the deployed model's own traces afresh and its root
+pipeline is the node's, without the targeted examples (they name clusters of the old taxonomy).
+
 Refused, each with a one-line reason: cold-start runs (their search restarts from a portfolio of
 configurations and a plateau rule set up from the task description, so one node's pipeline is not
-the state the run had; start a new cold-start run instead), runs never diagnosed, and runs whose
-diagnosed model is no longer the deployed one (a fork would be gated and promoted against a model
-its diagnosis never saw).
+the state the run had; start a new cold-start run instead), runs never diagnosed, and a carried-over
+recipe whose deployed model has no traces yet to diagnose.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.events import EventBus, Subscriber
@@ -32,6 +36,8 @@ from engine.production import (
     ProductionSummary,
     improve,
     load_diagnosis,
+    model_traces,
+    parent_data,
     save_diagnosis,
 )
 from engine.search.loop import LoopConfig
@@ -43,13 +49,16 @@ from store import Store
 
 @dataclass(frozen=True)
 class ForkPlan:
-    """A checked fork: the source run and node, the node's pipeline, and the source's settings."""
+    """A checked fork: the source run and node, the node's pipeline, and the source's settings.
+    `diagnosis_from` is the source run when its diagnosis is adopted, None when the deployed model's
+    traces are diagnosed afresh (the diagnosed model was replaced since)."""
 
     source_run: str
     node_id: str
     root: Pipeline
     config: ProductionConfig
     loop: LoopConfig
+    diagnosis_from: str | None = None
 
 
 def plan_fork(store: Store, run_id: str, node_id: str) -> ForkPlan:
@@ -72,21 +81,28 @@ def plan_fork(store: Store, run_id: str, node_id: str) -> ForkPlan:
     if model is None:
         raise ConfigError(f"Fork: model {diagnosis.deployed_id}, which run {run_id} diagnosed, is no longer "
                           "in the registry")
-    current = store.models.deployed()
-    if current is not None and current["id"] != diagnosis.deployed_id:
-        raise ConfigError(f"Fork: run {run_id} diagnosed {diagnosis.deployed_id} but {current['id']} is deployed "
-                          f"now; fork a run of {current['id']} instead")
+    root = Pipeline.from_dict(node["pipeline"])
     loop = LoopConfig.from_dict(raw.get("loop") or config.loop_config().to_dict())
-    return ForkPlan(run_id, node_id, Pipeline.from_dict(node["pipeline"]), config, loop)
+    current = store.models.deployed()
+    if current is None or current["id"] == diagnosis.deployed_id:
+        return ForkPlan(run_id, node_id, root, config, loop, diagnosis_from=run_id)
+    if not model_traces(store, current, config.task):
+        raise ConfigError(f"Fork: run {run_id} diagnosed {diagnosis.deployed_id}, since replaced by {current['id']}, "
+                          f"which has no traces yet: ingest its traces first (`pioneer-tui ingest FILE`), then fork")
+    parent_version, _ = parent_data(store, current["id"])
+    carried = replace(root, data=replace(root.data, targeted=(),
+                                         source_versions=(parent_version,) if parent_version else ()))
+    return ForkPlan(run_id, node_id, carried, replace(config, model=current["id"]), loop)
 
 
 def fork_run(store: Store, plan: ForkPlan, *, reviewer: Reviewer, planner: Planner | None = None,
              subscribers: tuple[Subscriber, ...] = (), should_stop: Callable[[], bool] | None = None,
              run_id: str | None = None) -> ProductionSummary:
-    """Run the fork end to end (production mode from the node's pipeline on the source's diagnosis)."""
+    """Run the fork end to end: production mode from the node's pipeline, on the source's diagnosis or, when
+    its model was replaced since, on a fresh diagnosis of the deployed model's traces."""
     return improve(store, plan.config, reviewer=reviewer, planner=planner, subscribers=subscribers,
                    should_stop=should_stop, run_id=run_id, loop=plan.loop, root=plan.root,
-                   diagnosis_from=plan.source_run, forked_from=plan.node_id)
+                   diagnosis_from=plan.diagnosis_from, forked_from=plan.node_id)
 
 
 def adopt_diagnosis(store: Store, bus: EventBus, run_config: dict[str, Any]) -> Diagnosis:

@@ -7,6 +7,7 @@ UI through the EventBridge (events) and the TuiReviewer (human gates), nothing e
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,15 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message_pump import MessagePump
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.search.reviewer import Reviewer
+from pioneer_tui.next_step import next_step
 from pioneer_tui.screens.bench import BenchScreen
 from pioneer_tui.screens.help import HelpScreen
 from pioneer_tui.screens.new_run import NewRunScreen, RunRequest
+from pioneer_tui.screens.quit import QuitScreen
 from pioneer_tui.screens.run_screen import RunScreen
 from pioneer_tui.screens.runs import RunsScreen
 from pioneer_tui.screens.traces import QueryFailed, QueryFinished, QueryOutcome, TraceExplorerScreen
@@ -51,16 +55,34 @@ class EngineSession:
 StartRun = Callable[[EngineSession], None]
 
 
+def _improve(store: Store, config: Any, session: EngineSession) -> None:
+    from engine.production import improve
+
+    session.say("production mode started: review each curriculum when asked")
+    improve(store, config, reviewer=session.reviewer, subscribers=(session.on_event,),
+            should_stop=session.should_stop)
+
+
 def start_demo(session: EngineSession) -> None:
     """Production mode on demo_data/ with the embedded defaults (runs on the engine worker thread)."""
     from engine.demo import prepare_demo
-    from engine.production import improve
 
     with Store(session.workspace) as store:
-        config = prepare_demo(store, session.demo_dir, say=session.say)
-        session.say("production mode started: review each curriculum when asked")
-        improve(store, config, reviewer=session.reviewer, subscribers=(session.on_event,),
-                should_stop=session.should_stop)
+        _improve(store, prepare_demo(store, session.demo_dir, say=session.say), session)
+
+
+@dataclass(frozen=True)
+class NextWeekRun:
+    """The demo's next week: the deployed model answers it, the answers are judged and ingested as its
+    traces, and production mode runs on them."""
+
+    week: Any  # engine.demo.NextWeek
+
+    def __call__(self, session: EngineSession) -> None:
+        from engine.demo import serve_next_week
+
+        with Store(session.workspace) as store:
+            _improve(store, serve_next_week(store, self.week, session.demo_dir, say=session.say), session)
 
 
 @dataclass(frozen=True)
@@ -72,13 +94,11 @@ class ProductionRun:
 
     def __call__(self, session: EngineSession) -> None:
         from engine.ingest import ingest_traces
-        from engine.production import improve
 
         with Store(session.workspace) as store:
             if self.traces is not None:
                 session.say(ingest_traces(store, self.traces).summary())
-            improve(store, self.config, reviewer=session.reviewer, subscribers=(session.on_event,),
-                    should_stop=session.should_stop)
+            _improve(store, self.config, session)
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,7 @@ class PioneerApp(App[int]):
         self.demo_dir = demo_dir
         self.initial_theme = theme
         self.offer_demo = offer_demo
+        self.who = f"tui:{getpass.getuser()}"
         self.review_log: list[ReviewDecided] = []
         self.main_screen: RunScreen | None = None
 
@@ -160,27 +181,62 @@ class PioneerApp(App[int]):
         elif choice == "traces":
             self.action_traces()
 
+    @property
+    def run_in_progress(self) -> bool:
+        """An engine run is going in this process (its worker has not ended)."""
+        return any(w.group == "engine" and not w.is_finished for w in self.workers)
+
     # -- actions -------------------------------------------------------------------------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    async def action_quit(self) -> None:
+        """Quit at once when idle; while a run is going, ask first (quitting stops it)."""
+        if not self.run_in_progress:
+            self.exit()
+        elif not isinstance(self.screen, QuitScreen):
+            state = self.main_screen.state if self.main_screen is not None else None
+            doing = (state.activity or "running") if state is not None else "running"
+            self.push_screen(QuitScreen(doing, state.run_id if state is not None else None),
+                             lambda quit_now: self.exit() if quit_now else None)
+
     def action_toggle_theme(self) -> None:
         self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
 
+    def _show(self, kind: type[Screen], make: Callable[[], Screen]) -> None:
+        """Bring a main screen forward: back to it when it is already open underneath, else open it."""
+        if isinstance(self.screen, kind):
+            return
+        if any(isinstance(s, kind) for s in self.screen_stack):
+            while not isinstance(self.screen, kind):
+                self.pop_screen()
+            return
+        self.push_screen(make())
+
     def action_runs(self) -> None:
-        self.push_screen(RunsScreen(self.store))
+        self._show(RunsScreen, lambda: RunsScreen(self.store))
 
     def action_bench(self) -> None:
-        if not isinstance(self.screen, BenchScreen):
-            self.push_screen(BenchScreen(self.store.workspace.root))
+        self._show(BenchScreen, lambda: BenchScreen(self.store.workspace.root))
 
     def action_traces(self) -> None:
-        self.push_screen(TraceExplorerScreen(self.store.workspace.root / "exports"))
+        self._show(TraceExplorerScreen, lambda: TraceExplorerScreen(self.store, who=self.who))
 
-    def action_new_run(self) -> None:
+    def action_new_run(self, traces_for: str | None = None) -> None:
         if not isinstance(self.screen, NewRunScreen):
-            self.push_screen(NewRunScreen(self.store), self.start_request)
+            self.push_screen(NewRunScreen(self.store, traces_for=traces_for, demo_dir=self.demo_dir),
+                             self.start_request)
+
+    def action_next_step(self) -> None:
+        """`N`: the step after a finished run (engine.demo's next week, or a run of the deployed model)."""
+        step = next_step(self.store, self.demo_dir)
+        if step is None:
+            self.report_unavailable("No next step: nothing is deployed. Start a run with n.")
+        elif step.week is not None:
+            self.start_run(NextWeekRun(step.week))
+        else:
+            self.action_new_run(traces_for=step.model_id)
 
     def start_request(self, request: RunRequest | None) -> None:
         """A run asked for by the new-run or fork screen (None: cancelled)."""
@@ -202,10 +258,15 @@ class PioneerApp(App[int]):
         self.notify(message, title="Not available", severity="warning", timeout=12)
 
     # -- workers -------------------------------------------------------------------------------
-    def start_run(self, hook: StartRun) -> Worker:
-        """Run an engine loop on the worker thread; its events reach the main screen via the bridge."""
+    def start_run(self, hook: StartRun) -> Worker | None:
+        """Run an engine loop on the worker thread; its events reach the main screen via the bridge.
+        One run at a time: a second one is refused (starting it would cancel the first)."""
         assert self.main_screen is not None
-        reviewer = TuiReviewer(self, self.store)
+        if self.run_in_progress:
+            self.report_unavailable("A run is in progress: wait for it to finish (or quit) before starting another.")
+            return None
+        self.main_screen.set_note("")
+        reviewer = TuiReviewer(self, self.store, who=self.who)
         return self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
 
     @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
@@ -231,14 +292,19 @@ class PioneerApp(App[int]):
             elapsed_ms=result.elapsed_ms, truncated=result.truncated)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures surface."""
+        """The one place worker failures surface. An ended engine run also refreshes the main screen
+        from the run's row, which is where a failed or interrupted run records how it ended."""
         worker = event.worker
         if event.state == WorkerState.ERROR:
             error = worker.error
-            self.notify(f"{worker.name} failed: {type(error).__name__}: {error}", title="Error",
-                        severity="error", timeout=15)
+            message = f"{worker.name} failed: {type(error).__name__}: {error}"
+            self.notify(message, title="Error", severity="error", timeout=15)
+            if worker.group == "engine" and self.main_screen is not None:
+                self.main_screen.set_note(message)
         elif event.state == WorkerState.SUCCESS and worker.group == "engine":
             self.notify("The run finished.", title="Run")
+        if worker.group == "engine" and worker.is_finished and self.main_screen is not None:
+            self.main_screen.run_ended()
 
     def on_review_decided(self, message: ReviewDecided) -> None:
         self.review_log.append(message)

@@ -12,7 +12,8 @@ grow the queue while the UI is busy; merging at the source keeps the queue short
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from textual.message import Message
@@ -104,6 +105,13 @@ class RunState:
     limits: dict[str, float] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     last_seq: int = 0
+    activity: str = ""  # what the run is doing between train steps, e.g. "diagnosing the traces"
+    outcome: str = ""
+    promoted_model: str | None = None
+    last_at: datetime | None = None  # the newest event's time: "now" for a replay or a finished run
+    budget_at: datetime | None = None  # when `spent` was measured
+    train_at: datetime | None = None  # when the running train step started
+    rate_from: tuple[int, datetime] | None = None  # (step, time) of its first progress report
 
     def apply(self, event: Event) -> set[str]:
         """Fold one event; returns the names of the panes it changed. Old or foreign events are ignored."""
@@ -111,6 +119,7 @@ class RunState:
             return set()
         self.run_id = event.run_id
         self.last_seq = event.seq
+        self.last_at = event_time(event) or self.last_at
         self.events.append(event)
         handler = getattr(self, f"_on_{event.type}", None)
         changed = {"log"} if event.type != "train_progress" else set()
@@ -123,7 +132,9 @@ class RunState:
         return list(self.nodes.values())
 
     def score_points(self) -> list[ScorePoint]:
-        return [ScorePoint(n.score, n.status in RANKED_STATUSES)
+        """One bar per evaluated node, labelled with the node's number (n0003 -> 3)."""
+        return [ScorePoint(n.score, n.status in RANKED_STATUSES, n.name.lstrip("n").lstrip("0") or "0"
+                           if n.name[1:].isdigit() else n.name)
                 for n in self.nodes.values() if n.score is not None]
 
     @property
@@ -137,18 +148,43 @@ class RunState:
             level = [v for d in level for v in d.values() if isinstance(v, dict)]
         return None
 
-    def status(self, state: str | None = None, note: str = "") -> RunStatus:
+    def status(self, state: str | None = None, note: str = "", now: datetime | None = None) -> RunStatus:
+        """The status bar's view at `now` (a live run's wall clock; default: the newest event's time,
+        which is what a replay or a finished run shows). While the run is running its clock and the
+        train step's elapsed time keep counting from the last measurement instead of waiting for the
+        next budget event."""
         best = self.nodes.get(self.best_id or "")
+        now = now if now is not None and self.state == "running" else self.last_at
+        spent = dict(self.spent)
+        if self.state == "running" and now and self.budget_at and "seconds" in spent:
+            spent["seconds"] += max((now - self.budget_at).total_seconds(), 0.0)
+        progress = self.progress
+        if progress is not None and now and self.train_at:
+            progress = replace(progress, elapsed_s=max((now - self.train_at).total_seconds(), 0.0))
         return RunStatus(run_id=self.run_id, mode=self.mode, state=state or self.state, iteration=self.iteration,
                          best_score=best.score if best else None, regressions=best.regressions if best else None,
-                         spent=dict(self.spent), limits=dict(self.limits), progress=self.progress,
-                         note=note or self.stop_reason)
+                         spent=spent, limits=dict(self.limits), progress=progress,
+                         note=note or (self.activity if self.state == "running" else self.stop_reason))
+
+    def set_stored_status(self, run: dict[str, Any] | None) -> bool:
+        """Adopt the run row's status when it ended without a run_finished event (a run that failed or
+        was interrupted records that only in its row). True when the state changed."""
+        if run is None or run["id"] != self.run_id or run["status"] in ("running", self.state):
+            return False
+        if self.state not in ("waiting", "running"):
+            return False
+        self.state = str(run["status"])
+        self.stop_reason = str(run.get("stop_reason") or "")
+        self.progress = None
+        return True
 
     # -- handlers ------------------------------------------------------------------------------
     def _on_run_started(self, p: dict[str, Any]) -> set[str]:
         self.mode = str(p.get("mode") or "")
         self.config = dict(p.get("config") or {})
         self.state = "running"
+        self.activity = ("diagnosing the traces: triage, failure taxonomy, probes" if self.mode == "production"
+                         else "preparing the data and the held-out evaluation set")
         return {"status", "chart"}
 
     def _on_taxonomy_built(self, p: dict[str, Any]) -> set[str]:
@@ -163,7 +199,8 @@ class RunState:
                                        for e in c.get("examples") or ()))
             for i, c in enumerate(p.get("clusters") or [])
         ]
-        return {"clusters"}
+        self.activity = "scoring the deployed model on its failures"
+        return {"clusters", "status"}
 
     def _on_node_added(self, p: dict[str, Any]) -> set[str]:
         node_id = str(p["node_id"])
@@ -179,14 +216,20 @@ class RunState:
             modification=modification, rationale=str(p.get("rationale") or ""),
             pipeline=dict(p.get("pipeline") or {}))
         self.iteration = max(self.iteration, self.nodes[node_id].iteration)
+        self.activity = "building the next curriculum" if p.get("parent_id") else f"evaluating {self.nodes[node_id].name}"
         return {"graph", "status"}
 
     def _node(self, p: dict[str, Any]) -> GraphNode | None:
         return self.nodes.get(str(p.get("node_id")))
 
+    def _name(self, p: dict[str, Any]) -> str:
+        node = self._node(p)
+        return node.name if node else str(p.get("node_id")).removeprefix(f"{self.run_id}.")
+
     def _on_curriculum_proposed(self, p: dict[str, Any]) -> set[str]:
         self.curriculum = dict(p)
-        return {"curriculum"}
+        self.activity = f"waiting for a person to review {self._name(p)}'s curriculum"
+        return {"curriculum", "status"}
 
     def _on_decision_recorded(self, p: dict[str, Any]) -> set[str]:
         self.decisions.append(dict(p))
@@ -196,21 +239,35 @@ class RunState:
         if p.get("kind") == "curriculum" and p.get("action") == "edit" and self.curriculum is not None:
             self.curriculum = {**self.curriculum, "dataset_version_id": p.get("dataset_version_id"),
                                "edited_by": p.get("who"), "diff": p.get("diff") or {}}
-        return {"graph", "curriculum"}
+        if p.get("kind") == "curriculum":
+            self.activity = f"planning after the veto of {self._name(p)}" if p.get("action") == "veto" else \
+                f"training {self._name(p)}"
+        return {"graph", "curriculum", "status"}
 
     def _on_train_started(self, p: dict[str, Any]) -> set[str]:
+        """The step's length is unknown until the trainer's first report: the loop's estimate counts
+        other steps than some trainers do (a linear probe embeds first, then fits), so none is shown."""
         node = self._node(p)
         if node is not None:
             node.status = "training"
-        name = node.name if node else str(p.get("node_id"))
-        self.progress = StepProgress(f"train {name}", 0, int(p.get("total_steps") or 0))
+        self.progress = StepProgress(f"train {self._name(p)}", 0, 0)
+        self.train_at = self.last_at
+        self.rate_from = None
         return {"graph", "status"}
 
     def _on_train_progress(self, p: dict[str, Any]) -> set[str]:
-        node = self._node(p)
-        name = node.name if node else str(p.get("node_id"))
-        self.progress = StepProgress(f"train {name}", int(p.get("step") or 0), int(p.get("total_steps") or 0),
-                                     eta_s=p.get("eta_s"), loss=p.get("loss"))
+        """ETA from the measured rate between this report and the step's first one (the first report
+        follows setup such as tokenizing or embedding, so its own estimate says little)."""
+        step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
+        eta = None
+        if self.rate_from is None or step < self.rate_from[0]:
+            self.rate_from = (step, self.last_at) if self.last_at else None
+        elif step > self.rate_from[0] and self.last_at:
+            per_step = (self.last_at - self.rate_from[1]).total_seconds() / (step - self.rate_from[0])
+            eta = max(total - step, 0) * per_step
+        self.progress = StepProgress(f"train {self._name(p)}", step, total, eta_s=eta, loss=p.get("loss"))
+        if step >= total > 0:
+            self.activity = f"evaluating {self._name(p)}"
         return {"status"}
 
     def _on_node_evaluated(self, p: dict[str, Any]) -> set[str]:
@@ -222,6 +279,7 @@ class RunState:
         node.metrics = dict(p.get("metrics") or {})
         node.status = str(p.get("status") or "evaluated")
         self.progress = None
+        self.activity = f"checking {node.name} against the gates, then planning the next step"
         self._rank()
         return {"graph", "status", "chart"}
 
@@ -239,6 +297,9 @@ class RunState:
             else:
                 node.status = "evaluated"
             self._rank()
+        failed = [g["gate"] for g in node.gates if not g["passed"]]
+        self.activity = (f"{node.name} failed the {', '.join(failed)} gate; planning the next step" if failed else
+                         f"{node.name} passed every gate so far: a promotion needs a person's approval")
         return {"graph", "status", "chart"}
 
     def _on_rollback(self, p: dict[str, Any]) -> set[str]:
@@ -262,11 +323,14 @@ class RunState:
     def _on_budget(self, p: dict[str, Any]) -> set[str]:
         self.spent = {k: float(v) for k, v in (p.get("spent") or {}).items() if isinstance(v, int | float)}
         self.limits = {k: float(v) for k, v in (p.get("limits") or {}).items() if isinstance(v, int | float)}
+        self.budget_at = self.last_at
         return {"status"}
 
     def _on_run_finished(self, p: dict[str, Any]) -> set[str]:
         self.state = str(p.get("status") or "finished")
         self.stop_reason = str(p.get("reason") or "")
+        self.outcome = str(p.get("outcome") or "")
+        self.promoted_model = p.get("promoted_model") or None
         self.progress = None
         if p.get("best_node") in self.nodes:
             self.declared_best = str(p["best_node"])
@@ -280,3 +344,11 @@ class RunState:
             return
         ranked = [n for n in self.nodes.values() if n.score is not None and n.status in RANKED_STATUSES]
         self.best_id = max(ranked, key=lambda n: n.score).id if ranked else None
+
+
+def event_time(event: Event) -> datetime | None:
+    """An event's timestamp (ISO-8601, as the store writes it); None when it does not parse."""
+    try:
+        return datetime.fromisoformat(event.ts)
+    except (TypeError, ValueError):
+        return None

@@ -169,5 +169,20 @@ CREATE TABLE prediction_cache (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE]
+# Who relabelled a trace and when (a person's verdict or output is a decision like any other).
+V3_HUMAN_LABEL_PROVENANCE = """
+ALTER TABLE trace_records ADD COLUMN human_by TEXT;
+ALTER TABLE trace_records ADD COLUMN human_at TEXT;
+
+DROP VIEW traces;
+CREATE VIEW traces AS
+SELECT id, ts, model_id, task, input, prediction,
+       COALESCE(human_output, correction) AS correction,
+       COALESCE(human_verdict, auto_verdict) AS verdict,
+       auto_verdict, human_verdict, human_output, correction AS judge_correction,
+       reasoning, metadata, latency_ms, stage, source, human_by, human_at
+FROM trace_records;
+"""
+
+MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE, V3_HUMAN_LABEL_PROVENANCE]
 LATEST = len(MIGRATIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,16 +37,26 @@ class TraceTable:
             return self.store.conn.execute("SELECT COUNT(*) FROM traces WHERE verdict = ?", (verdict,)).fetchone()[0]
         return self.store.conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
 
-    def set_human(self, trace_id: str, verdict: str | None, output: str | None) -> None:
-        """A person's verdict / output supersede the judge's wherever pass/fail is computed."""
+    def set_human(self, trace_id: str, verdict: str | None, output: str | None, *, who: str | None = None,
+                  at: str | None = None) -> None:
+        """A person's verdict / output supersede the judge's wherever pass/fail is computed; `who` and
+        `at` (default: now, UTC) record the relabel, and clearing both labels clears them too."""
         if verdict not in (None, "pass", "fail"):
             raise ValueError(f"human verdict {verdict!r} must be pass, fail or empty")
+        labelled = verdict is not None or output is not None
+        when = (at or datetime.now(UTC).isoformat(timespec="seconds")) if labelled else None
         with self.store.transaction():
             cur = self.store.conn.execute(
-                "UPDATE trace_records SET human_verdict = ?, human_output = ? WHERE id = ?",
-                (verdict, output, trace_id))
+                "UPDATE trace_records SET human_verdict = ?, human_output = ?, human_by = ?, human_at = ? WHERE id = ?",
+                (verdict, output, who if labelled else None, when, trace_id))
             if cur.rowcount == 0:
                 raise KeyError(f"trace {trace_id} not found")
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        """One trace as the `traces` view shows it (effective verdict and correction), or None."""
+        cur = self.store.conn.execute("SELECT * FROM traces WHERE id = ?", (trace_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
 
 
 class PredictionCache:

@@ -1,9 +1,11 @@
 """Fork from a node (engine.fork): a new production run whose root pipeline is exactly the historical
 node's and which works on the source run's diagnosis, recorded in its config and curation log,
-resumable like any run; and the forks it refuses, each with a one-line reason."""
+resumable like any run; after the diagnosed model was replaced, the node's recipe carried over to the
+deployed model's own traces; and the forks it refuses, each with a one-line reason."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -11,6 +13,7 @@ from fixtures.fork_source import LLM_CHANGES, build_source
 
 from engine.curation_log import render_curation_log
 from engine.fork import fork_run, plan_fork
+from engine.ingest import ingest_traces
 from engine.models.base import ConfigError
 from engine.production import load_diagnosis
 from engine.search.loop import resume_run
@@ -115,12 +118,46 @@ def test_forks_that_are_refused_say_why(workspace):
     with pytest.raises(ConfigError, match="run-undiagnosed was never diagnosed"):
         plan_fork(store, "run-undiagnosed", "run-undiagnosed.n0")
 
-    newer = store.models.register(base_model="minilm", artifact_path=None, task="classification", name="intent-v2")
+    newer = store.models.register(base_model="minilm", artifact_path=None, task="classification", name="intent-v2",
+                                  parent_id=source.model_id)
     store.models.set_status(source.model_id, "retired")
     store.models.set_status(newer, "deployed")
-    with pytest.raises(ConfigError, match=f"diagnosed {source.model_id} but {newer} is deployed now"):
+    with pytest.raises(ConfigError, match=f"diagnosed {source.model_id}, since replaced by {newer}, which has no "
+                                          r"traces yet: ingest its traces first \(`pioneer-tui ingest FILE`\)"):
         plan_fork(store, source.run_id, source.node_id)
     assert [r["id"] for r in store.runs.list()].count(source.run_id) == 1 and len(store.runs.list()) == 3
+
+
+def test_a_node_of_a_run_whose_model_was_replaced_forks_onto_the_deployed_model(workspace, tmp_path):
+    """After a promotion the old diagnosis cannot gate against the new model: the fork carries the node's
+    recipe over to the deployed model and diagnoses its own traces (targeted examples named old clusters)."""
+    store, source = workspace
+    newer = store.models.register(base_model="minilm", artifact_path=None, task="classification", name="intent-v2",
+                                  parent_id=source.model_id, dataset_version_id=store.models.get(source.model_id)[
+                                      "dataset_version_id"])
+    store.models.set_status(source.model_id, "retired")
+    store.models.set_status(newer, "deployed")
+    traffic = tmp_path / "v2.jsonl"
+    traffic.write_text("".join(json.dumps({"id": f"v2-{i}", "ts": f"2026-11-08T10:0{i}:00Z", "model_id": newer,
+                                           "task": "classification", "input": text, "prediction": "music",
+                                           "verdict": "pass" if gold == "music" else "fail",
+                                           **({} if gold == "music" else {"correction": gold})}) + "\n"
+                               for i, (text, gold) in enumerate([("play a song tomorrow", "music"),
+                                                                 ("the weather today", "weather"),
+                                                                 ("rain tomorrow please", "weather")])))
+    ingest_traces(store, traffic)
+
+    plan = plan_fork(store, source.run_id, source.node_id)
+    node = Pipeline.from_dict(node_row(store, source.run_id, source.node_id)["pipeline"])
+    assert plan.diagnosis_from is None and plan.config.model == newer
+    assert plan.root.data.targeted == () and node.data.targeted
+    assert plan.root.data.focus_pairs == node.data.focus_pairs and plan.root.hyperparams == node.hyperparams
+
+    fork = fork_run(store, plan, reviewer=HeadlessReviewer("never"))
+    diagnosis = load_diagnosis(store, fork.run_id)
+    assert diagnosis.deployed_id == newer and sorted(diagnosis.fail_ids) == ["v2-1", "v2-2"]
+    config = store.runs.get(fork.run_id)["config"]
+    assert config["forked_from"] == source.node_id and "diagnosis_from" not in config
 
 
 class KeepDeployed:

@@ -89,7 +89,8 @@ async def test_runs_list_opens_a_replay_that_plays_steps_and_jumps(tmp_path):
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
-        assert app.screen.query_one(DataTable).get_row_at(0)[:4] == ["run-fixture", "production", "finished", "0.968"]
+        assert [str(c) for c in app.screen.query_one(DataTable).get_row_at(0)[:4]] == \
+            ["run-fixture", "production", "finished", "0.968"]
         await pilot.press("enter")
         await pilot.pause()
         replay = app.screen
@@ -193,7 +194,9 @@ async def test_a_run_written_by_another_process_is_followed(tmp_path):
         writer.emit("node_added", node_id="run-live.n0000", parent_id=None, operator="root", iteration=0,
                     pipeline={}, rationale="")
         writer.emit("train_started", node_id="run-live.n0000", total_steps=40)
-        await settle(pilot, lambda: main.state.progress is not None)
+        writer.emit("train_progress", node_id="run-live.n0000", step=4, total_steps=40)
+        await settle(pilot, lambda: main.state.progress is not None and main.state.progress.step == 4)
+        await pilot.pause(0.1)
         assert main.query_one(StatusBar).status.progress.total == 40
         writer.emit("run_finished", status="finished", reason="budget spent", best_node=None, best_score=None)
         await settle(pilot, lambda: main.state.state == "finished")

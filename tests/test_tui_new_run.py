@@ -103,35 +103,47 @@ async def test_new_production_run_from_the_runs_list(tmp_path):
     store.close()
 
 
-async def test_new_production_run_refuses_a_model_that_is_not_deployed(tmp_path):
+async def test_new_production_run_offers_the_deployed_model_and_asks_for_its_traces(tmp_path):
+    """Issue 13, item 4: after a promotion the form offers the promoted model alone (a retired one cannot be
+    improved), named once, and says in its own words that a model without traces needs a traces file."""
     store = Store(tmp_path / "ws")
-    other = store.models.register(base_model="minilm", artifact_path=None, name="older")
-    deployed = deploy(store)
+    old = deploy(store, "older")
+    promoted = store.models.register(base_model="minilm", artifact_path=None, task="classification", parent_id=old,
+                                     model_id="run-1.n0001.m1", name="run-1.n0001.m1")
+    store.models.set_status(old, "retired")
+    store.models.set_status(promoted, "deployed")
     app = create_app(store, offer_demo=False)
     started = capture_starts(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("n")
         await pilot.pause()
         screen = app.screen
-        screen.query_one("#prod-model", Select).value = other
-        screen.query_one("#prod-traces", Input).value = str(tmp_path / "missing.jsonl")
+        select = screen.query_one("#prod-model", Select)
+        assert [(str(label), value) for label, value in select._options if value is not Select.BLANK] == \
+            [("run-1.n0001.m1 · deployed", promoted)]
+        assert select.value == promoted
         await pilot.press("ctrl+s")
         await pilot.pause()
         error = str(screen.query_one("#new-run-error", Static).render())
-        assert f"is not the deployed model ({deployed} is)" in error
-        screen.query_one("#prod-model", Select).value = deployed
+        assert error == ("Traces file: run-1.n0001.m1 has no traces yet; give a JSONL file of its judged traffic")
+        screen.query_one("#prod-traces", Input).value = str(tmp_path / "missing.jsonl")
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert "Traces file:" in str(screen.query_one("#new-run-error", Static).render())
         screen.query_one("#prod-iterations", Input).value = "many"
-        screen.query_one("#prod-traces", Input).value = ""
+        traces = tmp_path / "traces.jsonl"
+        traces.write_text('{"input": "hi", "output": "greet", "verdict": "pass"}\n')
+        screen.query_one("#prod-traces", Input).value = str(traces)
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert "Max iterations: 'many' is not a number" in str(screen.query_one("#new-run-error", Static).render())
         assert isinstance(app.screen, NewRunScreen) and not started
-        await pilot.press("escape")
+        screen.query_one("#prod-iterations", Input).value = "2"
+        await pilot.press("ctrl+s")
         await pilot.pause()
-        assert app.screen is app.main_screen and not started
+        assert app.screen is app.main_screen
+    [hook] = started
+    assert hook == ProductionRun(ProductionConfig(model=promoted, max_iterations=2, max_minutes=30.0), traces)
     store.close()
 
 

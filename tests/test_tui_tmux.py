@@ -93,7 +93,7 @@ def test_real_app_in_tmux_shows_the_run_and_answers_keys(tmp_path, tmux_app):
     screen = tmux.wait_for("best 0.968")
     assert "◆ n0005 0.968 r1 deployed ★best" in screen
     tmux.send("2")
-    assert "change_language ↔ translate" in tmux.wait_for("probe conf.")
+    assert "c1  change_language ↔ translate" in tmux.wait_for("fixability  probe")
     tmux.send("?")
     tmux.wait_for("Pioneer TUI — keys")
     tmux.send("Escape")  # alone: an escape followed at once by a key would read as alt+key
@@ -117,5 +117,6 @@ def test_empty_workspace_offers_the_demo(tmp_path, tmux_app):
     assert "Dismiss (esc)" in tmux.wait_for("Run the demo (d)")  # the buttons render after the title
     tmux.send("Escape")
     tmux.wait_gone("No runs yet")
-    tmux.wait_for("no run · no run")
+    screen = tmux.wait_for("No run on screen")  # the demo stays on offer after the welcome is dismissed
+    assert "d runs the demo project" in screen and "d Demo" in screen
     tmux.send("q")

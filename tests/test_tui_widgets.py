@@ -7,7 +7,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from pioneer_tui.screens.review import parse_ratios, resample_to_ratios
-from widgets.cluster_pane import characteristic_text
+from widgets.formatting import value_text
 from widgets.score_chart import ScorePoint, chart_rows
 from widgets.search_graph import GraphNode, SearchGraph
 from widgets.status_bar import RunStatus, StepProgress, progress_bar, status_lines
@@ -137,11 +137,17 @@ def test_status_lines_show_budget_progress_and_eta():
                        limits={"seconds": 1800.0},
                        progress=StepProgress("train n0003", 45, 120, eta_s=32.0, loss=0.4123))
     first, second = status_lines(status)
-    assert first == "production · running · iter 3 · best 0.941 (regr 1) · 2:05/30:00 12.4k tok $0.03"
+    assert first == "production · running · iter 3 · best 0.941 (1 regression) · 2:05/30:00 12.4k tok $0.03"
     assert second.startswith("train n0003 ") and "45/120  37%" in second and second.endswith("ETA 0:32")
     assert "loss 0.412" in second
     assert progress_bar(0, 10, 10) == "─" * 10 and progress_bar(10, 10, 10) == "━" * 10
-    assert status_lines(RunStatus())[1] == "idle"
+    preparing = StepProgress("train n0001", 0, 0, elapsed_s=12.4)
+    assert status_lines(RunStatus(run_id="r", progress=preparing))[1] == \
+        "train n0001 · preparing (loading, tokenizing or embedding) 0:12"
+    done = StepProgress("train n0001", 211, 211, eta_s=0.0)
+    assert status_lines(RunStatus(run_id="r", progress=done))[1].endswith("211/211 100% · evaluating")
+    assert status_lines(RunStatus()) == ("No run on screen",
+                                         "d runs the demo project · n starts a new run · r lists runs")
 
 
 def test_resample_to_ratios_only_drops_rows():
@@ -177,6 +183,6 @@ async def test_clicking_a_node_selects_it():
 
 
 def test_cluster_characteristics_read_as_one_line_each():
-    assert characteristic_text({"music->weather": 2, "weather->music": 6}) == "music->weather 2, weather->music 6"
-    assert characteristic_text(["50% question", "100% lowercase"]) == "50% question; 100% lowercase"
-    assert characteristic_text({"mean": 3.5123, "p90": 4.0}) == "mean 3.51, p90 4"
+    assert value_text({"music->weather": 2, "weather->music": 6}) == "music->weather 2, weather->music 6"
+    assert value_text(["50% question", "100% lowercase"]) == "50% question; 100% lowercase"
+    assert value_text({"mean": 3.5123, "p90": 4.0}) == "mean 3.51, p90 4"

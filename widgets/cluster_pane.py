@@ -1,4 +1,6 @@
-"""Failure clusters: a table (size, fixability, probe confirmation) and the highlighted cluster's examples."""
+"""Failure clusters: a one-line count of what is fixable, a table (id, size, fixability, probe confirmation)
+and the highlighted cluster's kind, characteristics and examples. The ids (C4, ...) are the ones the
+curriculum's quality report, the node metrics and the curation log use."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
+
+from widgets.formatting import number, percent, plural, value_text
 
 
 @dataclass(frozen=True)
@@ -34,24 +38,27 @@ class ClusterView:
     examples: tuple[ClusterExample, ...] = ()
 
 
-def characteristic_text(value: Any) -> str:
-    """One characteristic on one line: dicts as `key value` pairs, lists joined, floats short."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {characteristic_text(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "; ".join(characteristic_text(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+def cluster_summary(clusters: Sequence[ClusterView]) -> str:
+    """The counts every other pane uses: fixable failures are trained on and scored (a(pi)); external
+    ones are not, split into those without a correction and poison."""
+    if not clusters:
+        return "Failure clusters · no failure taxonomy yet"
+    total = sum(c.size for c in clusters)
+    fixable = sum(c.size for c in clusters if c.fixability == "fixable")
+    uncorrected = sum(c.size for c in clusters if c.fixability != "fixable" and c.kind == "uncorrected")
+    poison = total - fixable - uncorrected
+    return (f"Failure clusters · {plural(total, 'failure')} in {plural(len(clusters), 'cluster')}: {fixable} fixable "
+            f"(trained on, scored), {total - fixable} external ({uncorrected} without a correction, {poison} poison)")
 
 
 def render_examples(cluster: ClusterView | None) -> RenderableType:
     if cluster is None:
         return Text("No failure taxonomy yet.", style="italic")
     parts: list[RenderableType] = [Text.assemble(
-        (cluster.name, "bold"), f"  ({cluster.kind}, {cluster.size} failures, {cluster.fixability})")]
+        (f"{cluster.id} {cluster.name}", "bold"),
+        f"  ({cluster.kind.replace('_', ' ')}, {plural(cluster.size, 'failure')}, {cluster.fixability})")]
     for key, value in cluster.characteristics.items():
-        parts.append(Text.assemble((f"{key}: ", "bold"), characteristic_text(value)))
+        parts.append(Text.assemble((f"{key}: ", "bold"), value_text(value)))
     if not cluster.examples:
         parts.append(Text("no representative examples recorded"))
     for ex in cluster.examples:
@@ -70,14 +77,18 @@ class ClusterPane(Vertical):
     ClusterPane > DataTable { height: 1fr; min-height: 4; }
     ClusterPane > VerticalScroll { height: 1fr; border-top: solid $primary; padding: 0 1; }
     """
+    NAME_WIDTH = 40
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._clusters: list[ClusterView] = []
 
     def compose(self) -> ComposeResult:
+        yield Static(cluster_summary([]), id="cluster-summary", classes="pane-title")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="cluster-table")
-        table.add_columns("cluster", "kind", "size", "fixability", "probe conf.")
+        table.add_column("id")
+        table.add_column("cluster", width=self.NAME_WIDTH)
+        table.add_columns("size", "fixability", "probe")
         yield table
         with VerticalScroll(id="cluster-examples"):
             yield Static(render_examples(None), id="cluster-examples-body")
@@ -90,11 +101,13 @@ class ClusterPane(Vertical):
         if list(clusters) == self._clusters:
             return
         self._clusters = list(clusters)
+        self.query_one("#cluster-summary", Static).update(Text(cluster_summary(self._clusters)))
         table = self.query_one(DataTable)
         table.clear()
         for c in self._clusters:
-            rate = "—" if c.confirmation_rate is None else f"{c.confirmation_rate:.0%}"
-            table.add_row(c.name, c.kind, str(c.size), c.fixability, rate, key=c.id)
+            name = c.name if len(c.name) <= self.NAME_WIDTH else c.name[: self.NAME_WIDTH - 1] + "…"
+            table.add_row(Text(c.id), Text(name), Text(number(c.size), justify="right"), Text(c.fixability),
+                          Text(percent(c.confirmation_rate, digits=0), justify="right"), key=c.id)
         self._show(0 if self._clusters else None)
 
     def _show(self, index: int | None) -> None:

@@ -10,7 +10,10 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets.formatting import comparison, number, score
 from widgets.search_graph import GraphNode
+
+AT_MOST_GATES = frozenset({"regression_set", "cross_checkpoint"})  # counts of regressions; the rest are floors
 
 PIPELINE_PARTS = (
     ("D dataset", ("D", "data", "dataset")),
@@ -30,13 +33,11 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
     if isinstance(value, list | tuple):
         if not value:
             return "[]"
         return ", ".join(_fmt(v) for v in value) if len(value) <= 6 else f"[{len(value)} items]"
-    return str(value)
+    return number(value)
 
 
 def _pipeline_sections(pipeline: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -71,12 +72,10 @@ def render_node(node: GraphNode | None, *, best: bool = False, deployed: bool = 
         head.append("  ★ best")
     if deployed:
         head.append("  ◆ deployed")
-    score = "—" if node.score is None else f"{node.score:.4f}"
-    regressions = "—" if node.regressions is None else str(node.regressions)
     parts: list[RenderableType] = [
         head,
         Text(node.id, style="dim"),
-        Text(f"score {score}   regressions {regressions}   operator {node.operator or '—'}"),
+        Text(f"score {score(node.score)}   regressions {number(node.regressions)}   operator {node.operator or '—'}"),
     ]
     if node.modification:
         parts.append(Text(f"change: {node.modification}", style="italic"))
@@ -88,10 +87,11 @@ def render_node(node: GraphNode | None, *, best: bool = False, deployed: bool = 
     if node.gates:
         parts.append(Text("\nGates", style="bold underline"))
         for gate in node.gates:
+            rule = "<=" if gate.get("gate") in AT_MOST_GATES else ">="
             verdict = ("✓ pass", "green") if gate.get("passed") else ("✗ fail", "red")
             parts.append(Text.assemble(
                 (f"{verdict[0]} ", verdict[1]),
-                f"{gate.get('gate')}: {_fmt(gate.get('value'))} vs {_fmt(gate.get('threshold'))}"))
+                f"{gate.get('gate')}: {comparison(gate.get('value'), rule, gate.get('threshold'))}"))
     if node.metrics:
         parts += [Text("\nMetrics", style="bold underline"), _metrics_table(node.metrics)]
     return Group(*parts)

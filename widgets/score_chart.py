@@ -1,4 +1,5 @@
-"""Score trajectory: one bar per evaluated node (newest on the right), with the threshold tau marked."""
+"""Score trajectory: one bar per evaluated node (newest on the right), with the threshold tau marked and
+each bar's node number under it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ AXIS_WIDTH = 6
 class ScorePoint:
     score: float
     accepted: bool
+    label: str = ""  # the node's number, shown under its bar
+
+
+def _layout(points: Sequence[ScorePoint], width: int) -> tuple[list[ScorePoint], int, int]:
+    """The points that fit (the newest), each bar's width in columns, and the plot's width."""
+    cols = max(width - AXIS_WIDTH, 1)
+    shown = list(points)[-cols:]
+    return shown, max(1, min(3, cols // max(len(shown), 1))), cols
+
+
+def x_axis(points: Sequence[ScorePoint], width: int) -> str:
+    """The labels under the bars, each starting at its bar; one that would touch its left neighbour is left out."""
+    shown, bar, cols = _layout(points, width)
+    cells = [" "] * cols
+    free = 0
+    for i, p in enumerate(shown):
+        start = i * bar
+        if p.label and start >= free and start + len(p.label) <= cols:
+            cells[start:start + len(p.label)] = p.label
+            free = start + len(p.label) + 1
+    return " node " + "".join(cells)
 
 
 def chart_rows(points: Sequence[ScorePoint], width: int, height: int,
@@ -25,9 +47,7 @@ def chart_rows(points: Sequence[ScorePoint], width: int, height: int,
 
     The y range starts at the lowest score rounded down to 0.05 so small gains stay visible.
     """
-    cols = max(width - AXIS_WIDTH, 1)
-    shown = list(points)[-cols:]
-    bar = max(1, min(3, cols // max(len(shown), 1)))  # few points: wider bars, one column apart
+    shown, bar, cols = _layout(points, width)  # few points: wider bars, one column apart
     values = [p.score for p in shown] + ([threshold] if threshold is not None else [])
     lo = math.floor(min(values, default=0.0) * 20) / 20 if values else 0.0
     hi = max(1.0, max(values, default=1.0))
@@ -81,6 +101,7 @@ class ScoreChart(Widget):
 
     def set_points(self, points: Sequence[ScorePoint], threshold: float | None = None) -> None:
         self._points, self._threshold = list(points), threshold
+        self.border_title = "score per evaluated node" + ("" if threshold is None else f" · ┈ τ {threshold:g}")
         self.refresh()
 
     def render(self) -> Text:
@@ -92,10 +113,10 @@ class ScoreChart(Widget):
                   "tau": self.get_component_rich_style("score-chart--tau")}
         axis = self.get_component_rich_style("score-chart--axis")
         text = Text(no_wrap=True, overflow="crop")
-        for i, (label, cells) in enumerate(chart_rows(self._points, width, height, self._threshold)):
-            if i:
-                text.append("\n")
+        for label, cells in chart_rows(self._points, width, max(height - 1, 1), self._threshold):
             text.append(label, axis)
             for cell, kind in cells:
                 text.append(cell, styles[kind])
+            text.append("\n")
+        text.append(x_axis(self._points, width), axis)
         return text

@@ -88,10 +88,10 @@ class SearchGraph(ScrollView, can_focus=True):
         Binding("home", "jump_line(0)", "Top", show=False),
         Binding("end", "jump_line(-1)", "Bottom", show=False),
         Binding("enter", "select", "Details", show=False),
-        Binding("f", "toggle_fold", "Fold"),
+        Binding("f", "toggle_fold", "Fold", show=False),
         Binding("b", "jump_best", "Best"),
         Binding("d", "jump_deployed", "Deployed", show=False),
-        Binding("p", "toggle_pruned", "Pruned"),
+        Binding("p", "toggle_pruned", "Pruned", show=False),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "search-graph--cursor", "search-graph--guide", "search-graph--id", "search-graph--dim",
@@ -155,6 +155,10 @@ class SearchGraph(ScrollView, can_focus=True):
         self.best_id: str | None = None
         self.deployed_id: str | None = None
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """An empty graph lets its keys through (`d` on the main screen of a new workspace is the demo)."""
+        return bool(self._lines) or action not in ("jump_deployed", "jump_best", "toggle_fold", "toggle_pruned")
+
     # -- data --------------------------------------------------------------------------------
     def set_graph(self, nodes: Sequence[GraphNode], *, best_id: str | None = None,
                   deployed_id: str | None = None) -> None:
@@ -163,12 +167,15 @@ class SearchGraph(ScrollView, can_focus=True):
         self._graph_nodes = list(nodes)
         self._by_id = {n.id: n for n in self._graph_nodes}
         self.best_id, self.deployed_id = best_id, deployed_id
+        had_lines = bool(self._lines)
         self._kids = {}
         for node in self._graph_nodes:
             parent = node.parent_id if node.parent_id in self._by_id else None
             self._kids.setdefault(parent, []).append(node)
         self._pruned_roots = self._find_pruned_roots()
         self._relayout(keep=current)
+        if had_lines != bool(self._lines):
+            self.refresh_bindings()
 
     @property
     def line_count(self) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.widget import Widget
 
+from widgets.formatting import budget_text, duration, number, plural, score
+
 BAR_WIDTH = 24
 
 
@@ -14,9 +16,10 @@ BAR_WIDTH = 24
 class StepProgress:
     label: str
     step: int
-    total: int
+    total: int  # 0 until the trainer's first report says how many steps it counts
     eta_s: float | None = None
     loss: float | None = None
+    elapsed_s: float | None = None  # since the step started
 
 
 @dataclass(frozen=True)
@@ -33,17 +36,6 @@ class RunStatus:
     note: str = ""
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def format_tokens(tokens: float) -> str:
-    return f"{tokens / 1000:.1f}k" if tokens >= 1000 else f"{int(tokens)}"
-
-
 def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
     frac = 0.0 if total <= 0 else min(max(step / total, 0.0), 1.0)
     filled = frac * width
@@ -55,34 +47,30 @@ def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
     return bar
 
 
-def budget_text(spent: dict[str, float], limits: dict[str, float]) -> str:
-    parts = []
-    if "seconds" in spent:
-        limit = limits.get("seconds")
-        parts.append(format_duration(spent["seconds"]) + (f"/{format_duration(limit)}" if limit else ""))
-    if spent.get("tokens"):
-        parts.append(f"{format_tokens(spent['tokens'])} tok")
-    if "dollars" in spent:
-        limit = limits.get("dollars")
-        parts.append(f"${spent['dollars']:.2f}" + (f"/${limit:.2f}" if limit else ""))
-    return " ".join(parts) if parts else "—"
+def progress_text(p: StepProgress) -> str:
+    """"train n0003 ━━━╸── 45/120  37% loss 0.412 ETA 0:32"; before the trainer's first report the step
+    says it is preparing and for how long, after its last one that it is evaluating."""
+    if p.total <= 0:
+        waited = "" if p.elapsed_s is None else f" {duration(p.elapsed_s)}"
+        return f"{p.label} · preparing (loading, tokenizing or embedding){waited}"
+    pct = int(100 * min(p.step, p.total) / p.total)
+    text = f"{p.label} {progress_bar(p.step, p.total)} {number(p.step)}/{number(p.total)} {pct:3d}%"
+    if p.loss is not None:
+        text += f" loss {p.loss:.3f}"
+    if p.step >= p.total:
+        return text + " · evaluating"
+    if p.eta_s is not None:
+        text += f" ETA {duration(p.eta_s)}"
+    return text
 
 
 def status_lines(status: RunStatus) -> tuple[str, str]:
-    best = "—" if status.best_score is None else f"{status.best_score:.3f}"
-    regressions = "—" if status.regressions is None else str(status.regressions)
-    first = (f"{status.mode or 'no run'} · {status.state} · iter {status.iteration} · best {best} "
-             f"(regr {regressions}) · {budget_text(status.spent, status.limits)}")
-    p = status.progress
-    if p is None:
-        second = status.note or "idle"
-    else:
-        pct = 0 if p.total <= 0 else int(100 * p.step / p.total)
-        second = f"{p.label} {progress_bar(p.step, p.total)} {p.step}/{p.total} {pct:3d}%"
-        if p.loss is not None:
-            second += f" loss {p.loss:.3f}"
-        if p.eta_s is not None:
-            second += f" ETA {format_duration(p.eta_s)}"
+    if not status.run_id:
+        return "No run on screen", status.note or "d runs the demo project · n starts a new run · r lists runs"
+    regressions = "" if status.regressions is None else f" ({plural(status.regressions, 'regression')})"
+    first = (f"{status.mode or 'run'} · {status.state} · iter {status.iteration} · best "
+             f"{score(status.best_score)}{regressions} · {budget_text(status.spent, status.limits)}")
+    second = progress_text(status.progress) if status.progress is not None else status.note or status.state
     return first, second
 
 

@@ -1,4 +1,5 @@
-"""`pioneer-tui runs [--json]`: every run with its status, best score and the budget it spent."""
+"""`pioneer-tui runs [--json]`: every run with its status, best score and the budget it spent (the same
+rows and cells as the workbench's runs list, from pioneer_tui.run_list)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any
 
 from pioneer_tui.cli import Context
+from pioneer_tui.run_list import COLUMNS, run_rows
 
 
 def register(subparsers: Any) -> None:
@@ -16,33 +18,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run_rows(ctx: Context) -> list[dict[str, Any]]:
-    rows = []
-    for r in ctx.store.runs.list():
-        budget = r.get("spent") or {}
-        rows.append({"id": r["id"], "mode": r["mode"], "status": r["status"], "best_score": r["best_score"],
-                     "spent": budget.get("spent") or {}, "limits": budget.get("limits") or {},
-                     "stop_reason": r["stop_reason"], "started_at": r["started_at"], "finished_at": r["finished_at"]})
-    return rows
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    rows = run_rows(ctx)
+    rows = run_rows(ctx.store)
     if args.json:
-        ctx.emit_json(rows)
+        ctx.emit_json([r.to_dict() for r in rows])
         return 0
     if not rows:
         print("no runs yet: start one with `pioneer-tui improve --model MODEL`")
         return 0
-    header = f"{'run':<18} {'mode':<11} {'status':<12} {'best':>7} {'iters':>7} {'minutes':>8} {'tokens':>7} {'$':>7}  started"
-    print(header)
-    for r in rows:
-        spent, limits = r["spent"], r["limits"]
-        iters = f"{spent.get('iterations', 0)}" + (f"/{limits['iterations']}" if limits.get("iterations") else "")
-        best = "—" if r["best_score"] is None else f"{r['best_score']:.4f}"
-        print(f"{r['id']:<18} {r['mode']:<11} {r['status']:<12} {best:>7} {iters:>7} "
-              f"{spent.get('seconds', 0.0) / 60:>8.1f} {spent.get('tokens', 0):>7} {spent.get('dollars', 0.0):>7.3f}  "
-              f"{r['started_at']}")
-        if r["stop_reason"]:
-            print(f"{'':<18} {r['stop_reason']}")
+    table = [COLUMNS, *(r.cells() for r in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    for i, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i and rows[i - 1].stop_reason:
+            print(" " * (widths[0] + 2) + str(rows[i - 1].stop_reason))
     return 0

@@ -21,6 +21,7 @@ from pioneer_tui.bench_results import (
     load_result,
     resolve,
 )
+from pioneer_tui.keys import navigation
 from pioneer_tui.screens.review import TextPromptScreen
 from widgets.trajectory_chart import Series, TrajectoryChart
 
@@ -66,9 +67,10 @@ class BenchScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("o", "open", "Open path"),
         Binding("f5", "reload", "Reload"),
+        *navigation(),
     ]
     DEFAULT_CSS = """
-    BenchScreen #bench-title { height: 1; padding: 0 1; background: $panel; }
+    BenchScreen #bench-title { height: auto; max-height: 4; padding: 0 1; background: $panel; }
     BenchScreen #bench-results { height: auto; max-height: 5; }
     BenchScreen #bench-summary { height: auto; max-height: 3; padding: 0 1; background: $panel; }
     BenchScreen #bench-checkpoints { height: auto; max-height: 7; }

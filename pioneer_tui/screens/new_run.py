@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -16,9 +17,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
 from engine.coldstart.mode import ColdStartConfig
+from engine.demo import DEMO_DIR, next_week
 from engine.fork import plan_fork
 from engine.models.base import ConfigError
-from engine.production import ProductionConfig, deployed_model
+from engine.production import ProductionConfig
 from store import Store
 
 
@@ -33,11 +35,17 @@ class RunRequest:
 
 
 def model_options(store: Store) -> tuple[list[tuple[str, str]], str | None]:
-    """Registry models as (label, id), the deployed one first and preselected."""
-    models = sorted(store.models.list(), key=lambda m: (m["status"] != "deployed", m["created_at"], m["id"]))
-    options = [(f"{m['id']} · {m.get('name') or '—'} · {m['status']}", m["id"]) for m in models]
-    deployed = next((m["id"] for m in models if m["status"] == "deployed"), None)
-    return options, deployed
+    """The models production mode can improve, as (label, id): only the deployed one when there is one
+    (the gates compare candidates with it, so no other model can be improved), else every model."""
+    deployed = store.models.deployed()
+    models = [deployed] if deployed is not None else sorted(store.models.list(), key=lambda m: (m["created_at"], m["id"]))
+    options = [(" · ".join(dict.fromkeys([m["id"], m.get("name") or m["id"], m["status"]])), m["id"]) for m in models]
+    return options, deployed["id"] if deployed is not None else None
+
+
+def traces_count(store: Store, model: dict[str, Any]) -> int:
+    return store.conn.execute("SELECT COUNT(*) FROM traces WHERE model_id IN (?, ?)",
+                              (model["id"], model.get("name") or model["id"])).fetchone()[0]
 
 
 def fork_request(store: Store, run_id: str | None, node_id: str | None) -> RunRequest:
@@ -85,21 +93,26 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
     NewRunScreen Button { margin-right: 2; }
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, traces_for: str | None = None, demo_dir: Path = DEMO_DIR) -> None:
         super().__init__()
         self.store = store
+        self.traces_for = traces_for  # a model whose traces are asked for (the next step after a promotion)
+        self.demo_dir = demo_dir
 
     def compose(self) -> ComposeResult:
         options, deployed = model_options(self.store)
         with Vertical():
             yield Static("[b]New run[/b] — ctrl+s starts it, escape cancels.")
+            if self.traces_for:
+                yield Static(Text(f"{self.traces_for} has no traces yet: give a JSONL file of its judged traffic "
+                                  "(the trace format in the README)."), id="new-run-hint")
             with TabbedContent(initial="production", id="new-run-kind"):
                 with TabPane("Production", id="production"):
                     with Horizontal():
                         yield Label("Deployed model")
                         yield Select(options, value=deployed if deployed else Select.NULL,
                                      prompt="no models in the registry" if not options else "pick a model",
-                                     id="prod-model")
+                                     allow_blank=deployed is None, id="prod-model")
                     with Horizontal():
                         yield Label("Traces file")
                         yield Input(placeholder="optional: JSONL of judged traces to ingest first", id="prod-traces")
@@ -128,6 +141,10 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
                 yield Button("Start (ctrl+s)", id="start", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        if self.traces_for:
+            self.query_one("#prod-traces", Input).focus()
+
     def _value(self, widget_id: str) -> str:
         return self.query_one(f"#{widget_id}", Input).value
 
@@ -144,12 +161,18 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
                 max_minutes=_number(self._value("cold-minutes"), "Max minutes", float)))
         model = self.query_one("#prod-model", Select).value
         if model is Select.NULL or model is Select.BLANK:
-            raise ConfigError("Deployed model: pick the deployed model (register one with `pioneer-tui models`)")
-        deployed_model(self.store, str(model))
+            raise ConfigError("Deployed model: pick the model to improve (register one with `pioneer-tui train`)")
+        row = self.store.models.get(str(model))
+        if row is None:
+            raise ConfigError(f"Deployed model: {model} is no longer in the registry; pick another")
         traces_text = self._value("prod-traces").strip()
         traces = Path(traces_text).expanduser() if traces_text else None
         if traces is not None and not traces.is_file():
             raise ConfigError(f"Traces file: {traces} does not exist; give a JSONL file of judged traces or leave it blank")
+        if traces is None and not traces_count(self.store, row):
+            demo = " (or press N on the main screen for the demo's next week)" if next_week(self.store, self.demo_dir) \
+                else ""
+            raise ConfigError(f"Traces file: {model} has no traces yet; give a JSONL file of its judged traffic{demo}")
         config = ProductionConfig(model=str(model),
                                   max_iterations=_number(self._value("prod-iterations"), "Max iterations", int),
                                   max_minutes=_number(self._value("prod-minutes"), "Max minutes", float))
@@ -159,7 +182,7 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
         try:
             request = self.request()
         except ConfigError as exc:
-            self.query_one("#new-run-error", Static).update(str(exc))
+            self.query_one("#new-run-error", Static).update(Text(str(exc)))
             return
         self.dismiss(request)
 

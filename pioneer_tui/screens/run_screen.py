@@ -4,8 +4,10 @@ another process runs it) and replay (play / pause / step / jump) share this scre
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,13 +16,16 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from engine.curation_log import composition_text, diff_text, qc_lines, render_curation_log
+from engine.curation_log import composition_text, diff_text, render_curation_log
 from pioneer_tui.bridge import EventBridge, RunEvent, RunState
+from pioneer_tui.keys import navigation
+from pioneer_tui.next_step import NextStep, next_step
 from pioneer_tui.screens.new_run import fork_request
 from store import Event, Store
 from widgets.cluster_pane import ClusterPane
 from widgets.curation_log_view import CurationLogView
 from widgets.curriculum_table import CurriculumRow, CurriculumTable
+from widgets.formatting import qc_lines
 from widgets.node_details import NodeDetails
 from widgets.score_chart import ScoreChart
 from widgets.search_graph import SearchGraph
@@ -30,6 +35,9 @@ TAB_FOCUS = {"graph": "#search-graph", "clusters": "#cluster-table", "log": "#cu
              "curriculum": "#curriculum-table"}
 REPLAY_SPEEDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 TAIL_INTERVAL_S = 1.0
+CLOCK_INTERVAL_S = 1.0
+GRAPH_LEGEND = "Search graph · ● evaluated ✗ rejected ⊘ vetoed ↺ rolled back ◆ deployed ★ best · enter: details"
+LOG_TITLE = "data-curation.md · regenerated from the run's events; it follows new entries while you are at its end"
 
 
 def curriculum_rows(rows: list[dict[str, Any]]) -> list[CurriculumRow]:
@@ -47,11 +55,10 @@ class RunScreen(Screen):
         Binding("2", "tab('clusters')", "Clusters", show=False),
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('curriculum')", "Data", show=False),
-        Binding("r", "app.runs", "Runs"),
-        Binding("t", "app.traces", "SQL"),
-        Binding("n", "app.new_run", "New run", show=False),  # shown in the runs list (space at 80 columns)
+        *navigation("r", "t"),
         Binding("F", "fork", "Fork"),
-        Binding("B", "app.bench", "Bench"),
+        Binding("N", "next_step", "Next step"),
+        Binding("d", "demo", "Demo"),
     ]
 
     def __init__(self, store: Store, run_id: str | None = None, *, follow_new_runs: bool = False,
@@ -69,12 +76,14 @@ class RunScreen(Screen):
         self._log_stale = False
         self._tail_timer: Timer | None = None
         self._note = ""
+        self.next: NextStep | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         with TabbedContent(initial="graph", id="tabs"):
             with TabPane("1 Graph", id="graph"):
                 with Vertical():
+                    yield Static(GRAPH_LEGEND, id="graph-legend", classes="pane-title")
                     with Horizontal(id="graph-row"):
                         yield SearchGraph(id="search-graph")
                         yield NodeDetails(id="node-details")
@@ -82,11 +91,14 @@ class RunScreen(Screen):
             with TabPane("2 Clusters", id="clusters"):
                 yield ClusterPane(id="cluster-pane")
             with TabPane("3 Log", id="log"):
-                yield CurationLogView(id="curation-log")
+                with Vertical():
+                    yield Static(LOG_TITLE, id="log-title", classes="pane-title")
+                    yield CurationLogView(id="curation-log")
             with TabPane("4 Data", id="curriculum"):
                 with Vertical():
-                    yield Static("No curriculum proposed yet.", id="curriculum-summary")
+                    yield Static("Curriculum · none proposed yet", id="curriculum-summary")
                     yield CurriculumTable(id="curriculum-table")
+        yield Static("", id="next-step")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -95,6 +107,31 @@ class RunScreen(Screen):
         else:
             self._mark({"status"})
         self.query_one(SearchGraph).focus()
+        self.set_interval(CLOCK_INTERVAL_S, self._tick)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`N` only when a next step is offered; `d` only on a workspace without runs."""
+        if action == "next_step":
+            return self.next is not None
+        if action == "demo":
+            return self.follow_new_runs and not self.state.run_id and not self.app.run_in_progress  # type: ignore[attr-defined]
+        return True
+
+    def action_next_step(self) -> None:
+        self.app.action_next_step()  # type: ignore[attr-defined]
+
+    def action_demo(self) -> None:
+        self.app.action_demo()  # type: ignore[attr-defined]
+
+    @property
+    def live(self) -> bool:
+        """The run on screen is going now (in this process, or followed in the store), so its clock runs."""
+        return self.state.state == "running" and (self._tail_timer is not None or (
+            self.follow_new_runs and self.app.run_in_progress))  # type: ignore[attr-defined]
+
+    def _tick(self) -> None:
+        if self.live:
+            self._mark({"status"})
 
     # -- loading and following -----------------------------------------------------------------
     def load_run(self, run_id: str, *, tail: bool = True) -> None:
@@ -102,11 +139,18 @@ class RunScreen(Screen):
         self.run_id = run_id
         self._rebuild(self.store.runs.events(run_id), run_id)
         run = self.store.runs.get(run_id)
+        self.state.set_stored_status(run)
         if self._tail_timer is not None:
             self._tail_timer.stop()
             self._tail_timer = None
         if tail and run is not None and run["status"] == "running":
             self._tail_timer = self.set_interval(TAIL_INTERVAL_S, self._tail)
+
+    def run_ended(self) -> None:
+        """The engine worker ended: a run that failed or was stopped says so only in its row."""
+        if self.state.set_stored_status(self.store.runs.get(self.state.run_id)):
+            self._note = ""
+        self._mark({"status"})
 
     def _rebuild(self, events: list[Event], run_id: str | None) -> None:
         self.state = RunState(run_id=run_id or "")
@@ -118,6 +162,11 @@ class RunScreen(Screen):
     def _tail(self) -> None:
         for event in self.store.runs.events(self.state.run_id, after_seq=self.state.last_seq):
             self.bridge.publish(event)
+        run = self.store.runs.get(self.state.run_id)
+        if run is not None and run["status"] != "running" and self._tail_timer is not None:
+            self._tail_timer.stop()  # ended in the other process; its last events are queued above
+            self._tail_timer = None
+            self.call_later(self.run_ended)
 
     def on_run_event(self, message: RunEvent) -> None:
         event = self.bridge.received(message)
@@ -150,7 +199,9 @@ class RunScreen(Screen):
             graph.set_graph(state.graph_nodes(), best_id=state.best_id, deployed_id=state.deployed_id)
             self._show_details(graph.highlighted_id)
         if "status" in dirty:
-            self.query_one(StatusBar).set_status(state.status(self._state_label(), note=self._note))
+            now = datetime.now(UTC) if self.live else None
+            self.query_one(StatusBar).set_status(state.status(self._state_label(), note=self._note, now=now))
+            self._show_next_step()
         if "chart" in dirty:
             self.query_one(ScoreChart).set_points(state.score_points(), state.threshold)
         if "clusters" in dirty:
@@ -177,7 +228,18 @@ class RunScreen(Screen):
         return self._log_cache[1]
 
     def _state_label(self) -> str:
-        return self.state.state if self.state.run_id else "no run"
+        return self.state.state
+
+    def _show_next_step(self) -> None:
+        """The main screen offers what to do once its run has ended (a replay only looks back)."""
+        ended = self.follow_new_runs and self.state.run_id and self.state.state not in ("waiting", "running")
+        step = next_step(self.store, self.app.demo_dir) if ended else None  # type: ignore[attr-defined]
+        if step != self.next:
+            self.next = step
+            bar = self.query_one("#next-step", Static)
+            bar.update(Text(step.text) if step else "")
+            bar.display = step is not None
+            self.refresh_bindings()
 
     def _show_details(self, node_id: str | None) -> None:
         node = self.state.nodes.get(node_id or "")
@@ -189,17 +251,17 @@ class RunScreen(Screen):
         summary = self.query_one("#curriculum-summary", Static)
         table = self.query_one(CurriculumTable)
         if cur is None:
-            summary.update("No curriculum proposed yet.")
+            summary.update("Curriculum · none proposed yet")
             table.set_rows([])
             self._curriculum_version = None
             return
         node = self.state.nodes.get(str(cur.get("node_id")))
-        lines = [f"node {node.name if node else cur.get('node_id')} · dataset {cur.get('dataset_version_id')} · "
-                 f"{composition_text(cur.get('composition') or {})}"]
+        lines = [f"Curriculum of {node.name if node else cur.get('node_id')} (the latest proposed) · dataset "
+                 f"{cur.get('dataset_version_id')} · {composition_text(cur.get('composition') or {})}"]
         if cur.get("edited_by"):
             lines.append(f"edited by {cur['edited_by']}: {diff_text(cur.get('diff') or {})}")
         lines += qc_lines(cur.get("qc"))
-        summary.update("\n".join(lines))
+        summary.update(Text("\n".join(lines)))
         version = cur.get("dataset_version_id")
         if version == self._curriculum_version:
             return
@@ -209,7 +271,7 @@ class RunScreen(Screen):
             try:
                 rows = curriculum_rows(self.store.datasets.rows(str(version)))
             except (KeyError, OSError) as exc:
-                summary.update("\n".join([*lines, f"rows unavailable: {exc}"]))
+                summary.update(Text("\n".join([*lines, f"rows unavailable: {exc}"])))
         table.set_rows(rows)
 
     # -- events from widgets -------------------------------------------------------------------
@@ -247,10 +309,11 @@ class ReplayScreen(RunScreen):
     """A past run, driven event by event through the same bridge and fold as a live run."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "play", "Play/pause"),
+        *navigation(),  # still there; the footer has no room for them at 80 columns
+        Binding("space", "play", "Play"),
         Binding("full_stop", "step(1)", "Step"),
         Binding("comma", "step(-1)", "Back"),
-        Binding("right_square_bracket", "iteration(1)", "Next iter"),
+        Binding("right_square_bracket", "iteration(1)", "Iter"),
         Binding("left_square_bracket", "iteration(-1)", "Prev iter", show=False),
         Binding("less_than_sign", "jump(0)", "Start", show=False),
         Binding("greater_than_sign", "jump(-1)", "End", show=False),

@@ -1,24 +1,19 @@
-"""The runs list: every run in the workspace; enter opens its replay."""
+"""The runs list: every run in the workspace (the rows `pioneer-tui runs` prints); enter opens its replay."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from pioneer_tui.keys import navigation
+from pioneer_tui.run_list import COLUMNS, run_rows
 from pioneer_tui.screens.run_screen import ReplayScreen
 from store import Store
-from widgets.status_bar import budget_text
-
-
-def run_row(run: dict[str, Any]) -> tuple[str, ...]:
-    best = "—" if run.get("best_score") is None else f"{run['best_score']:.3f}"
-    spent = run.get("spent") or {}
-    return (run["id"], run["mode"], run["status"], best, str(int(spent.get("iterations", 0))),
-            budget_text(spent, {}), str(run["started_at"])[:19].replace("T", " "))
 
 
 class RunsScreen(Screen):
@@ -26,7 +21,7 @@ class RunsScreen(Screen):
         Binding("enter", "open", "Replay"),
         Binding("escape", "app.pop_screen", "Back"),
         Binding("f5", "reload", "Reload"),
-        Binding("n", "app.new_run", "New run"),
+        *navigation("t", "n"),
     ]
     DEFAULT_CSS = """
     RunsScreen > Static { height: auto; padding: 0 1; background: $panel; }
@@ -40,7 +35,7 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("Runs in this workspace — enter replays the highlighted run, n starts a new one.", id="runs-title")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
-        table.add_columns("run", "mode", "status", "best", "iter", "spent", "started (UTC)")
+        table.add_columns(*COLUMNS)
         yield table
         yield Footer()
 
@@ -51,9 +46,9 @@ class RunsScreen(Screen):
     def action_reload(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        runs = list(reversed(self.store.runs.list()))
+        runs = list(reversed(run_rows(self.store)))
         for run in runs:
-            table.add_row(*run_row(run), key=run["id"])
+            table.add_row(*(Text(cell) for cell in run.cells()), key=run.id)
         if not runs:
             self.query_one("#runs-title", Static).update("No runs yet in this workspace.")
 

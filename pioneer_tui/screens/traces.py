@@ -1,5 +1,7 @@
 """Trace explorer: one read-only SQL statement over the workspace (engine.query.query_traces), the
-result in a DataTable, and CSV export. The query runs in the app's thread worker, never on the UI."""
+result in a DataTable, and CSV export. The query runs in the app's thread worker, never on the UI.
+Enter on a result row opens it in full; a trace (a row whose `id` is a trace id) can be relabelled
+there, and the label is written with who and when."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -15,7 +18,9 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from store import atomic_write_text
+from pioneer_tui.screens.trace_view import Relabel, RowScreen, TraceScreen
+from store import Store, atomic_write_text
+from widgets.formatting import plural
 
 DEFAULT_SQL = ("SELECT id, model_id, verdict, input, prediction, correction FROM traces "
                "WHERE verdict = 'fail' ORDER BY ts LIMIT 200")
@@ -49,9 +54,10 @@ class QueryFailed(Message):
         super().__init__()
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    """A result cell as plain Text (trace text is data, never markup), one line, cut at CELL_CHARS."""
     text = "NULL" if value is None else str(value).replace("\n", " ⏎ ")
-    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+    return Text(text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…", no_wrap=True)
 
 
 class ExportScreen(ModalScreen[Path | None]):
@@ -84,6 +90,9 @@ class TraceExplorerScreen(Screen):
         Binding("ctrl+s", "export", "Save CSV"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
+    HINT = ("Read-only SQL over the workspace (tables: traces, runs, search_nodes, evaluations, decisions, events, "
+            "models, dataset_versions). enter runs it; tab moves to the result, where enter opens a row in full "
+            "(a trace can be relabelled there).")
     DEFAULT_CSS = """
     TraceExplorerScreen #sql-row { height: 3; }
     TraceExplorerScreen #sql { width: 1fr; }
@@ -91,19 +100,20 @@ class TraceExplorerScreen(Screen):
     TraceExplorerScreen DataTable { height: 1fr; }
     """
 
-    def __init__(self, exports_dir: Path, sql: str = DEFAULT_SQL) -> None:
+    def __init__(self, store: Store, sql: str = DEFAULT_SQL, *, who: str = "tui") -> None:
         super().__init__()
-        self.exports_dir = exports_dir
+        self.store = store
+        self.exports_dir = store.workspace.root / "exports"
         self.initial_sql = sql
+        self.who = who
         self.outcome: QueryOutcome | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="sql-row"):
             yield Input(self.initial_sql, placeholder="SELECT ... FROM traces", id="sql")
             yield Button("Run", id="run", variant="primary")
-        yield Static("Read-only SQL over the workspace (tables: traces, runs, search_nodes, evaluations, "
-                     "decisions, events, models, dataset_versions). enter runs it.", id="query-status")
-        yield DataTable(zebra_stripes=True, id="query-result")
+        yield Static(self.HINT, id="query-status")
+        yield DataTable(zebra_stripes=True, cursor_type="row", id="query-result")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -111,7 +121,7 @@ class TraceExplorerScreen(Screen):
 
     def run_sql(self) -> None:
         sql = self.query_one("#sql", Input).value
-        self.query_one("#query-status", Static).update(f"running: {sql}")
+        self.query_one("#query-status", Static).update(Text(f"running: {sql}"))
         self.app.run_query(sql, self)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -131,12 +141,35 @@ class TraceExplorerScreen(Screen):
             table.add_row(*(_cell(v) for v in row))
         shown = f" (showing the first {MAX_SHOWN_ROWS})" if len(out.rows) > MAX_SHOWN_ROWS else ""
         cut = " — row limit reached, result cut off" if out.truncated else ""
-        self.query_one("#query-status", Static).update(
-            f"{len(out.rows)} rows × {len(out.columns)} columns in {out.elapsed_ms:.0f} ms{shown}{cut}. "
-            f"Full result in {out.path}; ctrl+s saves a copy as CSV.")
+        self.query_one("#query-status", Static).update(Text(
+            f"{plural(len(out.rows), 'row')} × {plural(len(out.columns), 'column')} in {out.elapsed_ms:.0f} ms"
+            f"{shown}{cut}. Enter on a row opens it in full; ctrl+s saves the result as CSV (full result in "
+            f"{out.path})."))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: a trace opens where it can be relabelled, any other row opens in full."""
+        event.stop()
+        out = self.outcome
+        if out is None or event.cursor_row >= len(out.rows):
+            return
+        row = out.rows[event.cursor_row]
+        trace = self.store.traces.get(str(row[out.columns.index("id")])) if "id" in out.columns else None
+        if trace is None:
+            self.app.push_screen(RowScreen(out.columns, row))
+        else:
+            self.app.push_screen(TraceScreen(trace), self._relabelled)
+
+    def _relabelled(self, relabel: Relabel | None) -> None:
+        if relabel is None:
+            return
+        self.store.traces.set_human(relabel.trace_id, relabel.verdict, relabel.output, who=self.who)
+        what = "cleared: the judge's label counts again" if relabel.verdict is None and relabel.output is None \
+            else f"verdict {relabel.verdict or 'as judged'}, output {relabel.output or 'as judged'}"
+        self.notify(f"trace {relabel.trace_id} relabelled by {self.who}: {what}", title="Relabel")
+        self.run_sql()  # the table shows the new effective verdict
 
     def on_query_failed(self, message: QueryFailed) -> None:
-        self.query_one("#query-status", Static).update(f"[b red]error:[/] {message.error}")
+        self.query_one("#query-status", Static).update(Text.assemble(("error: ", "bold red"), message.error))
 
     def action_export(self) -> None:
         if self.outcome is None:
@@ -153,5 +186,5 @@ class TraceExplorerScreen(Screen):
         except OSError as exc:
             self.notify(f"could not write {path}: {exc.strerror or exc}", severity="error")
             return
-        self.query_one("#query-status", Static).update(f"Exported {len(self.outcome.rows)} rows to {path}")
+        self.query_one("#query-status", Static).update(Text(f"Exported {len(self.outcome.rows)} rows to {path}"))
         self.notify(f"exported {path}")

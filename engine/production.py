@@ -391,17 +391,25 @@ def _probe(store: Store, deployed: dict[str, Any], taxonomy: Taxonomy, fail: lis
 
 def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]],
                      full_replay_below: int) -> list[tuple[str, str]]:
-    counts = summarize(d.triage)
+    # One split of the failures, the same the taxonomy's fixable / external clusters and the Clusters pane
+    # show: fixable with a correction (what the search targets), fixable without one, poison.
+    failure = d.failure
+    assert failure is not None
+    corrected = sum(1 for i in failure.items if i.fixable is not False and i.expected is not None)
+    uncorrected = sum(1 for i in failure.items if i.fixable is not False and i.expected is None)
+    poison = {k: v for k, v in summarize(d.triage).items() if k != "fixable"}
     flagged = [r for r in d.triage.values() if r.reason == "label_error"]
-    triage_md = ", ".join(f"{k} {v}" for k, v in counts.items())
+    triage_md = (f"{len(failure)} failures: {corrected + uncorrected} in-domain ({corrected} with a correction, "
+                 f"{uncorrected} without one), {sum(poison.values())} poison ("
+                 + ", ".join(f"{k} {v}" for k, v in poison.items()) + ")")
     if flagged:
         triage_md += "\n\nLikely upstream label errors (flagged, excluded from training and from a(pi)):\n" + \
             "\n".join(f"- `{r.trace_id}`: {r.detail}" for r in flagged[:20])
-    failure, regression = d.failure, d.regression
-    assert failure is not None and regression is not None
-    sets_md = (f"- failure set: {len(failure)} traces ({failure.metadata['fixable']} fixable, "
-               f"{failure.metadata['poison']} poison reported separately, {failure.metadata['uncorrected']} "
-               f"without a correction); judged by {json.dumps(failure.metadata['judges'])}\n"
+    regression = d.regression
+    assert regression is not None
+    sets_md = (f"- failure set: {len(failure)} traces: {corrected} fixable with a correction (the search's targets), "
+               f"{uncorrected} fixable without a correction, {len(failure) - corrected - uncorrected} poison "
+               f"(reported separately); judged by {json.dumps(failure.metadata['judges'])}\n"
                f"- regression set: {len(regression)} passing traces ({regression.metadata['fraction']:.0%} of "
                f"|T_fail|, stratified: {json.dumps(regression.metadata['strata'])})\n"
                f"- previous checkpoint's set: {len(d.cross) or 'none (first evaluated checkpoint)'}")

@@ -39,8 +39,8 @@ class ClusterView:
 
 
 def cluster_summary(clusters: Sequence[ClusterView]) -> str:
-    """The counts every other pane uses: fixable failures are trained on and scored (a(pi)); external
-    ones are not, split into those without a correction and poison."""
+    """The split every other pane uses: fixable failures (with a correction) are what the search targets;
+    external ones are not trained on: those without a correction, and poison."""
     if not clusters:
         return "Failure clusters · no failure taxonomy yet"
     total = sum(c.size for c in clusters)
@@ -48,7 +48,7 @@ def cluster_summary(clusters: Sequence[ClusterView]) -> str:
     uncorrected = sum(c.size for c in clusters if c.fixability != "fixable" and c.kind == "uncorrected")
     poison = total - fixable - uncorrected
     return (f"Failure clusters · {plural(total, 'failure')} in {plural(len(clusters), 'cluster')}: {fixable} fixable "
-            f"(trained on, scored), {total - fixable} external ({uncorrected} without a correction, {poison} poison)")
+            f"(what the search targets), {total - fixable} external ({uncorrected} without a correction, {poison} poison)")
 
 
 def render_examples(cluster: ClusterView | None) -> RenderableType:

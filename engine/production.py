@@ -20,6 +20,7 @@ hyperparameter. The loop's gates decide; only the Reviewer promotes.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -30,7 +31,7 @@ import numpy as np
 
 from engine.data import curriculum as cur
 from engine.data.quality import QCConfig, QCReport, input_hash, run_quality_controls
-from engine.diagnosis.eval_sets import EvalItem, EvalSet, failure_set, regression_set
+from engine.diagnosis.eval_sets import EvalItem, EvalSet, failure_set, fix_holdout, regression_set
 from engine.diagnosis.fixability import (
     CachedEmbedder,
     Embedder,
@@ -39,6 +40,7 @@ from engine.diagnosis.fixability import (
     TriageResult,
     apply_judgment,
     fitted_tfidf,
+    label_error_flags,
     poison_map,
     summarize,
     triage,
@@ -65,13 +67,14 @@ from engine.models.base import (
     NEGATIVE_LABELS,
     TASKS,
     ConfigError,
+    Example,
     ProgressCallback,
     TrainConfig,
     head_init,
     write_manifest,
 )
 from engine.search.budget import BudgetLimits
-from engine.search.gates import GateConfig
+from engine.search.gates import GateConfig, TrafficEvidence
 from engine.search.graph import Node
 from engine.search.loop import (
     LoopConfig,
@@ -92,6 +95,9 @@ from store import Store, atomic_write_text
 from store.artifacts import atomic_write_dir
 
 EMBEDDERS = ("auto", "tfidf", "minilm")
+# The traffic rule's regression set grows with T_pass up to this many items: beyond it the break-rate
+# bound is already within half a point and every candidate pays the evaluation.
+MAX_REGRESSION_ITEMS = 5000
 DEFAULT_METRIC = {"classification": "accuracy", "ner": "accuracy", "generation": "exact_match_normalized"}
 
 
@@ -104,7 +110,12 @@ class ProductionConfig:
     off-domain on the demo), else TF-IDF. `full_replay_below`: a D_parent of at most this many rows is
     replayed in full (see engine.data.curriculum); larger ones get the searchable 10-20% band.
     `probe_head`: a fine-tuned classifier starts its head from the linear probe of the same rows
-    (engine.models.base.head_init says when and why)."""
+    (engine.models.base.head_init says when and why). `gate`: the promotion rule (engine.search.gates:
+    "traffic", the default, or the paper's "strict"), with the traffic rule's regression budget
+    (`max_regressions`, `max_regression_rate`); `fix_holdout`: the share of fixable failures kept out of
+    training to measure the fix rate (default 0.2 under the traffic rule, 0 under strict: the paper
+    trains on every failure); `regression_pass_share`: the traffic rule's regression set as a share of
+    T_pass (strict sizes it as `regression_fraction` of |T_fail|)."""
 
     model: str
     task: str | None = None
@@ -123,6 +134,11 @@ class ProductionConfig:
     candidates_per_expansion: int = 1
     trainer_threads: int | None = None
     probe_head: bool = True
+    gate: str = "traffic"
+    max_regressions: int | None = None
+    max_regression_rate: float | None = 0.02
+    fix_holdout: float | None = None
+    regression_pass_share: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "composition", tuple(float(x) for x in self.composition))
@@ -141,11 +157,14 @@ class ProductionConfig:
             (isinstance(self.probe_head, bool), "probe_head", "true or false"),
             (isinstance(self.full_replay_below, int) and self.full_replay_below >= 0, "full_replay_below",
              "a row count >= 0 (0: always sample 10-20% of D_parent)"),
+            (self.fix_holdout is None or 0.0 <= self.fix_holdout <= 0.5, "fix_holdout",
+             "a share of the fixable failures in [0, 0.5] or unset"),
+            (0.05 <= self.regression_pass_share <= 0.9, "regression_pass_share", "a share of T_pass in [0.05, 0.9]"),
         ]
         for ok, name, expected in checks:
             if not ok:
                 raise ConfigError(f"ProductionConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
-        GateConfig(self.tau, self.epsilon, self.cross_epsilon)  # validates tau / epsilon
+        self.gates()  # validates the gate settings
         allowed = {f.name for f in fields(TrainConfig)} - {"task"}
         unknown = sorted(set(self.hyperparams) - allowed)
         if unknown:
@@ -156,10 +175,20 @@ class ProductionConfig:
         return BudgetLimits(iterations=self.max_iterations,
                             seconds=None if self.max_minutes is None else self.max_minutes * 60.0)
 
+    def gates(self) -> GateConfig:
+        return GateConfig(self.tau, self.epsilon, self.cross_epsilon, rule=self.gate,
+                          max_regressions=self.max_regressions, max_regression_rate=self.max_regression_rate)
+
+    @property
+    def holdout_share(self) -> float:
+        if self.fix_holdout is not None:
+            return self.fix_holdout
+        return 0.2 if self.gate == "traffic" else 0.0
+
     def loop_config(self) -> LoopConfig:
         return LoopConfig(mcgs=MCGSConfig(horizon=self.max_iterations or 20, seed=self.seed,
                                           candidates_per_expansion=self.candidates_per_expansion),
-                          gates=GateConfig(self.tau, self.epsilon, self.cross_epsilon))
+                          gates=self.gates())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +222,7 @@ class Diagnosis:
     fail_ids: list[str]
     pass_ids: list[str]
     parent_version: str | None
+    holdout_ids: list[str] = field(default_factory=list)  # fixable failures never trained on
 
     @property
     def n_fixable(self) -> int:
@@ -207,7 +237,7 @@ class Diagnosis:
                 "triage": {k: [r.status, r.reason, r.detail] for k, r in self.triage.items()},
                 "failure": eval_set(self.failure), "regression": eval_set(self.regression), "cross": self.cross,
                 "probes": self.probes, "probe_rows": self.probe_rows, "fail_ids": self.fail_ids,
-                "pass_ids": self.pass_ids, "parent_version": self.parent_version}
+                "pass_ids": self.pass_ids, "parent_version": self.parent_version, "holdout_ids": self.holdout_ids}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Diagnosis:
@@ -222,7 +252,7 @@ class Diagnosis:
         return cls(raw["task"], raw["deployed_id"], raw["labels"], taxonomy,
                    {k: TriageResult(k, *v) for k, v in raw["triage"].items()}, eval_set(raw["failure"]),
                    eval_set(raw["regression"]), raw["cross"], raw["probes"], raw["probe_rows"], raw["fail_ids"],
-                   raw["pass_ids"], raw["parent_version"])
+                   raw["pass_ids"], raw["parent_version"], raw.get("holdout_ids") or [])
 
 
 def deployed_model(store: Store, model: str) -> dict[str, Any]:
@@ -341,13 +371,19 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
         taxonomy = apply_judgment(taxonomy, judge)
     reports = _probe(store, deployed, taxonomy, parts.fail, reference, task, embedder, config)
     taxonomy = taxonomy.with_confirmation({r.cluster_id: r.failure_rate for r in reports})
+    failure = failure_set(parts.fail, verdicts)
+    holdout = set(fix_holdout(failure.items, config.holdout_share, seed=config.seed))
+    # a failing probe made from a held-out failure would teach it: only probes of trained failures are gold
+    probe_rows = [row for r in reports if r.confirmed for row in r.candidates()
+                  if str(row.get("source", "")).rsplit(":", 1)[-1] not in holdout]
+    size = None if config.gate == "strict" else min(math.ceil(config.regression_pass_share * len(parts.pass_)),
+                                                     MAX_REGRESSION_ITEMS)
     diagnosis = Diagnosis(
         **{**base, "cross": previous_checkpoint_set(store, deployed["id"], bus.run_id),
-           "probes": [r.to_dict() for r in reports],
-           "probe_rows": [row for r in reports if r.confirmed for row in r.candidates()]},
-        taxonomy=taxonomy, triage=verdicts, failure=failure_set(parts.fail, verdicts),
+           "probes": [r.to_dict() for r in reports], "probe_rows": probe_rows, "holdout_ids": sorted(holdout)},
+        taxonomy=taxonomy, triage=verdicts, failure=failure,
         regression=regression_set(parts.pass_, len(parts.fail), fraction=config.regression_fraction,
-                                  seed=config.seed))
+                                  seed=config.seed, size=size))
     with store.transaction():
         save_diagnosis(store, bus.run_id, diagnosis)
         bus.emit("taxonomy_built", **taxonomy.to_dict(), triage=summarize(verdicts))
@@ -389,6 +425,13 @@ def _probe(store: Store, deployed: dict[str, Any], taxonomy: Taxonomy, fail: lis
     return reports
 
 
+def replay_pool(store: Store, d: Diagnosis) -> int:
+    """Rows a curriculum may replay: D_parent and the verified passes outside the protected sets."""
+    parent = (store.datasets.get(d.parent_version) or {}).get("n_rows") or 0 if d.parent_version else 0
+    protected = len(d.regression or ()) + len(d.cross)
+    return int(parent) + max(0, len(d.pass_ids) - protected)
+
+
 def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]],
                      full_replay_below: int) -> list[tuple[str, str]]:
     # One split of the failures, the same the taxonomy's fixable / external clusters and the Clusters pane
@@ -410,20 +453,31 @@ def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]],
     sets_md = (f"- failure set: {len(failure)} traces: {corrected} fixable with a correction (the search's targets), "
                f"{uncorrected} fixable without a correction, {len(failure) - corrected - uncorrected} poison "
                f"(reported separately); judged by {json.dumps(failure.metadata['judges'])}\n"
-               f"- regression set: {len(regression)} passing traces ({regression.metadata['fraction']:.0%} of "
-               f"|T_fail|, stratified: {json.dumps(regression.metadata['strata'])})\n"
+               f"- regression set: {len(regression)} passing traces never trained on ({_share(regression, d.pass_ids)} "
+               f"of T_pass, stratified: {json.dumps(regression.metadata['strata'])})\n"
+               f"- fix holdout: {len(d.holdout_ids)} fixable failures never trained on"
+               f"{' (the fix rate is measured on them)' if d.holdout_ids else ''}\n"
                f"- previous checkpoint's set: {len(d.cross) or 'none (first evaluated checkpoint)'}")
     probes_md = "\n".join(f"- {p['cluster_id']}: {p['n_failed']}/{p['n_probes']} probes failed "
                           f"({p['failure_rate']:.0%}) -> {'confirmed' if p['confirmed'] else 'not confirmed'}"
                           for p in d.probes) or "- no probes (the deployed model has no artifact)"
-    full = 0 < len(parent_rows) <= full_replay_below
-    parent_md = (f"D_parent: dataset version `{d.parent_version}` ({len(parent_rows)} rows); "
-                 + ("replayed in full (small enough that a 10-20% sample would forget what it taught)." if full
-                    else "replay 10-20% of it (the pipeline's replay fraction).")
-                 if d.parent_version else "No D_parent in the lineage: curricula have no replay slice.")
+    passes = max(0, len(d.pass_ids) - len(regression) - len(d.cross))
+    pool = len(parent_rows) + passes
+    full = 0 < pool <= full_replay_below
+    parent_md = (f"D_parent: dataset version `{d.parent_version}` ({len(parent_rows)} rows)."
+                 if d.parent_version else "No D_parent in the lineage.")
+    parent_md += (f" Replay pool: D_parent and {passes} verified passes outside the protected sets, {pool} rows; "
+                  + ("the root replays all of it (small enough that a 10-20% sample would forget what the "
+                     "deployed model knew)." if full else "the root replays 10-20% of it (the pipeline's replay "
+                     "fraction; a `replay_scope: all` move replays everything).")
+                  if pool else " Nothing to replay: curricula have no replay slice.")
     return [("Triage", triage_md), ("Evaluation sets", sets_md),
             ("Probing", probes_md + f"\n\n{len(d.probe_rows)} failing probes become gold candidates."),
             ("Parent data", parent_md)]
+
+
+def _share(part: EvalSet, whole: Sequence[str]) -> str:
+    return f"{len(part) / len(whole):.0%}" if whole else "—"
 
 
 def _snapshot_path(store: Store, run_id: str) -> Path:
@@ -465,12 +519,14 @@ class ProductionRunner:
         traces = {t.id: t for t in model_traces(store, deployed, self.task) if t.id in wanted}
         self.traces = traces
         self.fail = [traces[i] for i in diagnosis.fail_ids if i in traces]
+        self.holdout = set(diagnosis.holdout_ids)
         self.pass_pool = pool_from_traces(traces[i] for i in diagnosis.pass_ids if i in traces)
         self.parent_pool = pool_from_rows(store.datasets.rows(diagnosis.parent_version), self.task, "parent") \
             if diagnosis.parent_version else []
+        held_out = [{"input": t.input} for t in self.fail if t.id in self.holdout]
         self.protected = {name: [r["input"] for r in rows] for name, rows in
-                          (("regression", diagnosis.regression.to_rows()), ("cross_checkpoint", diagnosis.cross))
-                          if rows}
+                          (("regression", diagnosis.regression.to_rows()), ("cross_checkpoint", diagnosis.cross),
+                           ("fix_holdout", held_out)) if rows}
         self.targets = [i.input for i in diagnosis.failure.items if i.fixable is not False and i.expected is not None]
         texts = [*(p.input for p in self.pass_pool), *(p.input for p in self.parent_pool),
                  *(t.input for t in self.fail), *(r["input"] for r in diagnosis.probe_rows)]
@@ -481,22 +537,28 @@ class ProductionRunner:
     def baseline(self) -> str:
         return self.d.deployed_id
 
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.d.labels)
+
     def build_curriculum(self, node: Node) -> str:
         spec = node.pipeline.data
         # the pipeline's replay fraction is the searchable floor of the |D_parent| replay band
         config = cur.CurriculumConfig(mode="production", gold_band=_band(spec.gold_fraction),
                                       hard_band=_band(spec.hard_negative_fraction), replay_share=spec.replay_fraction,
                                       replay_band=(spec.replay_fraction, max(spec.replay_fraction, 0.20)),
-                                      full_replay_below=self.config.full_replay_below, seed=self.config.seed)
+                                      replay_all=spec.replay_scope == "all", seed=self.config.seed)
         taxonomy = self._focused(spec.focus_pairs)
         excluded = [x for inputs in self.protected.values() for x in inputs]
         # replay keeps the parent's competence: D_parent plus the deployed model's verified passes (T_pass
         # outside the protected sets, which build_curriculum never draws from)
-        built = cur.build_curriculum(taxonomy, self.fail, pool=self.pass_pool,
+        trainable = [t for t in self.fail if t.id not in self.holdout]
+        built = cur.build_curriculum(taxonomy, trainable, pool=self.pass_pool,
                                      parent=[*self.parent_pool, *self.pass_pool],
                                      embedder=self.embedder, config=config, extra_gold=self.d.probe_rows,
                                      exclude_inputs=excluded)
         rows = built.rows + self._targeted(taxonomy, spec.targeted, built.rows, excluded)
+        contradicted = self._contradicted_gold(rows) if spec.gold_filter == "neighbours" else set()
+        rows = [r for i, r in enumerate(rows) if i not in contradicted]
         c = spec.constraints
         qc_config = QCConfig(max_label_ratio=c.max_label_ratio, max_surface_repeats=c.max_surface_repeats,
                              patterns_per_label=(c.min_patterns_per_label, c.max_patterns_per_label),
@@ -511,6 +573,8 @@ class ProductionRunner:
         qc["bands"] = {k: {"value": v["value"], "band": v["band"], "ok": v["ok"]} for k, v in built.bands().items()}
         qc["per_cluster"] = {cid: {k: info[k] for k in ("gold", "hard_negative", "shortfall")}
                              for cid, info in built.per_cluster.items()}
+        if spec.gold_filter != "none":
+            qc["gold_filter"] = {"filter": spec.gold_filter, "dropped": len(contradicted)}
         return self.store.datasets.create(
             kept, name=f"{node.id} curriculum", task=self.task, parent_id=self.d.parent_version, run_id=self.run_id,
             composition={s: composition.get(s, 0) for s in cur.SLICES}, qc_report=qc,
@@ -521,15 +585,19 @@ class ProductionRunner:
         from engine.models.factory import train_and_register, trainer_for
 
         config = node.pipeline.hyperparams
-        twin = self._trained_twin(config, dataset_version_id)
+        twin = self._trained_twin(node, dataset_version_id)
         if twin is not None:
             self._reuse(twin, config, model_id, dataset_version_id)
             return
         examples = cur.to_examples(self.store.datasets.rows(dataset_version_id), self.task)
+        strategy = node.pipeline.strategy
+        if strategy.distillation == "focal":
+            examples = self._with_teacher(examples)
         options: dict[str, Any] = {}
         if self.task in ENCODER_TASKS:
             options = {"labels": tuple(self.d.labels), "num_threads": self.config.trainer_threads,
-                       "head_init": head_init(self.task, config.method, self.config.probe_head)}
+                       "head_init": head_init(self.task, config.method, self.config.probe_head),
+                       "distill_weight": strategy.distill_weight}
         trainer = trainer_for(self.task, config.base_model, **options)
         train_and_register(self.store, examples, config, parent_id=self.d.deployed_id,
                            dataset_version_id=dataset_version_id, progress=progress, should_stop=should_stop,
@@ -580,17 +648,55 @@ class ProductionRunner:
         train_acc = _mean([right(r["output"], r["input"]) for r in train_rows]) if train_rows else None
         outputs = {i.id: predicted[i.input].output for i in failure}
         broken = [(i.id, i.expected, predicted[i.input].output) for i in regression if not reg_ok[i.id]]
-        return self._evaluation(fail_ok, outputs, reg_ok, regressions, cross, train_acc, tuple(rows),
-                                {"threshold": threshold}, broken)
+        ev = self._evaluation(fail_ok, outputs, reg_ok, regressions, cross, train_acc, tuple(rows),
+                              {"threshold": threshold}, broken)
+        return replace(ev, evidence=self._evidence(fail_ok, regressions), cross_size=len(self.d.cross) or None)
 
     # -- internals ----------------------------------------------------------------------------
-    def _trained_twin(self, config: TrainConfig, dataset_version_id: str) -> dict[str, Any] | None:
+    def _contradicted_gold(self, rows: list[dict[str, Any]]) -> set[int]:
+        """Indices of gold rows whose correction the nearest verified rows (passes, D_parent) and the other
+        corrections contradict: a looser label-error check than triage's, for a person who says the
+        corrections are bad. Classification only (a span set has no neighbour vote)."""
+        if self.task != "classification":
+            return set()
+        gold = [i for i, r in enumerate(rows) if r["slice"] == "gold"]
+        reference = [*self.pass_pool, *self.parent_pool]
+        if not gold or not reference:
+            return set()
+        vectors = np.vstack([self.embedder.embed([p.input for p in reference]),
+                             self.embedder.embed([rows[i]["input"] for i in gold])])
+        labels = [str(p.output) for p in reference] + [str(rows[i]["output"]) for i in gold]
+        flags = label_error_flags(vectors, labels, range(len(reference), len(vectors)), min_confidence=0.5,
+                                  max_own_vote=0.25)
+        return {gold[j - len(reference)] for j in flags}
+
+    def _with_teacher(self, examples: list[Example]) -> list[Example]:
+        """Focal distillation: the deployed model's label probabilities on each row it gets right
+        (in this run's label order), so the new model keeps those answers; other rows learn the label."""
+        path = self.deployed.get("artifact_path")
+        if not path or not Path(path).exists():
+            raise NodeFailed(f"focal distillation needs the deployed model's weights; {self.d.deployed_id} has none")
+        from engine.models.predictor import load_predictor
+
+        teacher = load_predictor(path)
+        texts = list(dict.fromkeys(ex.input for ex in examples))
+        probs = teacher.probabilities(texts)
+        table = np.array([probs.get(label, [0.0] * len(texts)) for label in self.d.labels]).T
+        row = {text: table[i] for i, text in enumerate(texts)}
+        index = {label: k for k, label in enumerate(self.d.labels)}
+        return [replace(ex, teacher=tuple(float(p) for p in row[ex.input]))
+                if int(row[ex.input].argmax()) == index.get(ex.output, -1) else ex for ex in examples]
+
+    def _trained_twin(self, node: Node, dataset_version_id: str) -> dict[str, Any] | None:
         """A model of this run trained on the same rows with the same recipe up to the threshold (applied
-        at inference) and the fields its method ignores: training again would give the same weights,
-        so a threshold sweep or an inert move costs an evaluation, not a training run."""
+        at inference) and the fields its method ignores, and the same distillation: training again would
+        give the same weights, so a threshold sweep or an inert move costs an evaluation, not a training run."""
         digest = (self.store.datasets.get(dataset_version_id) or {}).get("content_hash")
-        want = _training_key(config.to_dict())
+        want = _training_key(node.pipeline.hyperparams.to_dict())
+        teach = _distillation(node.pipeline.to_dict())
         for other in self.store.runs.nodes(self.run_id):
+            if _distillation(other["pipeline"]) != teach:
+                continue
             model = self.store.models.get(other["model_id"]) if other.get("model_id") else None
             if model is None or model["id"] == self.d.deployed_id or not model.get("artifact_path") \
                     or not Path(model["artifact_path"]).exists() or not model.get("dataset_version_id"):
@@ -659,24 +765,22 @@ class ProductionRunner:
                 patterns[cid] += 1
         for cid, oks in sorted(per_cluster.items()):
             metrics[f"cluster.{cid}"] = round(_mean(oks), 4)
+        held = [bool(fail_ok[i]) for i in fixable if i in self.holdout]
+        if held:
+            metrics.update({"fix_holdout.accuracy": round(_mean(held), 6), "fix_holdout.fixed": sum(held),
+                            "fix_holdout.size": len(held)})
         failing = [i for i in fixable if not fail_ok[i]]
-        traffic = self._traffic(fail_ok, reg_ok)
-        metrics.update({"traffic.accuracy": round(traffic[0], 6), "traffic.deployed": round(traffic[1], 6)})
         return NodeEvaluation(
             score=a, regressions=regressions, metrics={k: v for k, v in metrics.items() if v is not None},
             examples=rows, failures=self._failures(failing, outputs, fixable, train_acc, a, broken),
-            patterns=dict(sorted(patterns.items())), failure_score=a, cross_regressions=cross, traffic=traffic)
+            patterns=dict(sorted(patterns.items())), failure_score=a, cross_regressions=cross)
 
-    def _traffic(self, fail_ok: dict[str, bool | None], reg_ok: dict[str, bool]) -> tuple[float, float]:
-        """(estimated accuracy on this run's traces, the deployed model's pass rate): failures count
-        where they are now right (judged failures without a correction stay wrong), passes at the rate
-        the regression set kept them. The traffic gate wants the first at least the second."""
-        n_fail, n_pass = max(len(self.d.fail_ids), len(fail_ok)), len(self.d.pass_ids)
-        total = n_fail + n_pass
-        if not total:
-            return 0.0, 0.0
-        kept = _mean(list(reg_ok.values())) if reg_ok else 1.0
-        return (sum(bool(ok) for ok in fail_ok.values()) + n_pass * kept) / total, n_pass / total
+    def _evidence(self, fail_ok: dict[str, bool | None], broken: int) -> TrafficEvidence:
+        """The traffic rule's counts: the run's traffic by stratum, the fix holdout and the regression set."""
+        held = [bool(fail_ok[i]) for i in self.holdout if fail_ok.get(i) is not None]
+        return TrafficEvidence(n_traffic=len(self.d.fail_ids) + len(self.d.pass_ids), n_fixable=self.d.n_fixable,
+                               n_pass=len(self.d.pass_ids), holdout=len(held), holdout_fixed=sum(held),
+                               regression=len(self.d.regression), broken=broken)
 
     def _failures(self, failing: list[str], outputs: dict[str, Any], fixable: dict[str, EvalItem],
                   train_acc: float | None, a: float, broken: Sequence[tuple[str, Any, Any]] = ()) -> FailureSummary:
@@ -785,6 +889,11 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
             "confidence": None if confidence is None else float(confidence)}
 
 
+def _distillation(pipeline: dict[str, Any]) -> tuple[str, float]:
+    strategy = pipeline.get("strategy") or {}
+    return strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0)
+
+
 def _training_key(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """What a training run reads from its hyperparameters (not the threshold, not the method's inert fields)."""
     ignored = {"threshold", *INERT.get(hyperparameters.get("method"), ())}
@@ -804,8 +913,9 @@ def _mean(values: Sequence[bool | float]) -> float:
 # --------------------------------------------------------------------------------------------
 
 def root_pipeline(deployed: dict[str, Any], config: ProductionConfig, task: str,
-                  parent_version: str | None) -> Pipeline:
-    """The deployed model's own recipe (overridden by config.hyperparams), on a production curriculum."""
+                  parent_version: str | None, replay_pool: int = 0) -> Pipeline:
+    """The deployed model's own recipe (overridden by config.hyperparams), on a production curriculum
+    that replays the whole pool when it has at most `full_replay_below` rows."""
     known = {f.name for f in fields(TrainConfig)}
     hyper = {k: v for k, v in (deployed.get("hyperparameters") or {}).items() if k in known}
     hyper.setdefault("base_model", deployed.get("base_model") or "minilm")
@@ -814,8 +924,10 @@ def root_pipeline(deployed: dict[str, Any], config: ProductionConfig, task: str,
     hyper.update(config.hyperparams)
     hyper.update(task=task, seed=config.seed)
     gold, hard, replay = config.composition
+    scope = "all" if 0 < replay_pool <= config.full_replay_below else "share"
     return Pipeline(DatasetSpec(mode="production", source_versions=(parent_version,) if parent_version else (),
-                                gold_fraction=gold, hard_negative_fraction=hard, replay_fraction=replay),
+                                gold_fraction=gold, hard_negative_fraction=hard, replay_fraction=replay,
+                                replay_scope=scope),
                     TrainConfig(**hyper), Strategy(eval_method=DEFAULT_METRIC[task]))
 
 
@@ -835,7 +947,7 @@ def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planne
     diagnosis = diagnosis or diagnose(store, bus, config, planner)
     deployed = store.models.get(diagnosis.deployed_id) or {}
     root = Pipeline.from_dict(raw["root"]) if raw.get("root") else \
-        root_pipeline(deployed, config, diagnosis.task, diagnosis.parent_version)
+        root_pipeline(deployed, config, diagnosis.task, diagnosis.parent_version, replay_pool(store, diagnosis))
     loop = LoopConfig.from_dict(raw.get("loop") or config.loop_config().to_dict())
     finish = None
     if diagnosis.failure is None:
@@ -854,6 +966,9 @@ class _NoRunner:
 
     def baseline(self) -> str | None:
         return None
+
+    def labels(self) -> tuple[str, ...]:
+        return ()
 
     def build_curriculum(self, node: Node) -> str:
         raise NodeFailed("nothing to search")

@@ -20,7 +20,7 @@ from store import Store, StoreBusy, Workspace
 
 # Order is the order in --help.
 COMMAND_MODULES = [
-    "ingest", "query", "models", "train", "predict", "improve", "cold_start", "runs", "resume", "report",
+    "ingest", "query", "models", "train", "predict", "improve", "promote", "cold_start", "runs", "resume", "report",
     "perturb", "bench",
 ]
 

@@ -118,23 +118,27 @@ def test_hard_quotas_shrink_when_a_small_parent_caps_replay(scenario):
     assert bands["hard_negative"]["value"] <= 0.35 and all(b["ok"] for b in bands.values())
 
 
-def test_a_small_parent_is_replayed_in_full(scenario):
+def test_replay_all_replays_the_whole_pool(scenario):
     fail, _, pool, parent, tax = scenario
     regression = [parent[0].input]
-    cfg = CurriculumConfig(full_replay_below=len(parent))
+    cfg = CurriculumConfig(replay_all=True)
     cur = build_curriculum(tax, fail, pool=pool, parent=parent, config=cfg, exclude_inputs=regression)
     replay, hard = by_slice(cur, "replay"), by_slice(cur, "hard_negative")
     used = {r["input"] for r in replay + hard}
     # every parent row is in D_post, except the protected one (replay or already a hard negative)
     assert {p.input for p in parent} - used == {parent[0].input}
-    assert len(replay) > math.floor(0.20 * len(parent)) and cur.bands()["replay"]["ok"]
+    assert len(replay) > math.floor(0.20 * len(parent))
     assert cur.replay["bounds"] == [len(parent), len(parent)]
-    # a parent above the limit keeps the 10-20% band
-    big = build_curriculum(tax, fail, pool=pool, parent=parent,
-                           config=CurriculumConfig(full_replay_below=len(parent) - 1))
-    assert len(by_slice(big, "replay")) <= math.floor(0.20 * len(parent))
-    with pytest.raises(ConfigError, match="full_replay_below"):
-        CurriculumConfig(full_replay_below=-1)
+    bands = cur.bands()
+    # every pool row that is not protected is trained on, as replay or as a hard negative
+    assert bands["replay"] == {"value": 1.0, "band": [1.0, 1.0], "of": "replay pool", "ok": True}
+    # gold and hard negatives are shares of the new data, against bands scaled to it
+    new = len(by_slice(cur, "gold")) + len(hard)
+    assert bands["gold"]["of"] == "new data" and bands["gold"]["value"] == round(len(by_slice(cur, "gold")) / new, 4)
+    # the replay share (the pipeline's replay fraction) keeps the 10-20% band
+    shared = build_curriculum(tax, fail, pool=pool, parent=parent, config=CurriculumConfig())
+    assert len(by_slice(shared, "replay")) <= math.floor(0.20 * len(parent))
+    assert shared.bands()["gold"]["of"] == "D_post"
 
 
 def test_curriculum_is_deterministic_for_a_seed(scenario):

@@ -1,6 +1,7 @@
-"""Gates and deployment on a real store: the epsilon boundary, the cross-checkpoint gate, tau lowering
-with a record, promotion only through passing reports, exact rollback, and the property that
-deployed scores never decrease under the gates."""
+"""Gates and deployment on a real store: the paper's rule (epsilon boundary, cross-checkpoint gate),
+the traffic rule (gain bound, regression budget, close calls), tau lowering with a record, promotion
+only through passing reports or a person's override of a close call, exact rollback, and the property
+that deployed scores never decrease under the gates."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from engine.search.gates import (
     Deployment,
     GateConfig,
     GateError,
+    TrafficEvidence,
     check,
     lower_tau,
+    rate_bounds,
     stop_gate,
 )
 from store import Store
@@ -30,9 +33,12 @@ def store(tmp_path):
         yield s
 
 
-def deployment(store: Store) -> Deployment:
+STRICT = GateConfig(rule="strict")
+
+
+def deployment(store: Store, config: GateConfig = STRICT) -> Deployment:
     run = store.runs.create("production")
-    return Deployment(store, EventBus(store, run))
+    return Deployment(store, EventBus(store, run), config)
 
 
 def register(store: Store, parent: str | None = None, dataset: str | None = None) -> str:
@@ -46,7 +52,7 @@ def by_gate(report):
 
 @pytest.mark.parametrize(("regressions", "passed"), [(0, True), (2, True), (3, False), (7, False)])
 def test_epsilon_boundary_two_regressions_pass_three_fail(regressions, passed):
-    report = check(Candidate("n", "m", 0.99, failure_score=0.97, regressions=regressions), GateConfig())
+    report = check(Candidate("n", "m", 0.99, failure_score=0.97, regressions=regressions), STRICT)
     gate = by_gate(report)["regression_set"]
     assert (gate.passed, gate.value, gate.threshold, gate.rule) == (passed, regressions, 2, "<=")
     assert report.passed is passed
@@ -54,32 +60,77 @@ def test_epsilon_boundary_two_regressions_pass_three_fail(regressions, passed):
 
 @pytest.mark.parametrize(("a", "passed"), [(0.96, True), (0.9599, False), (1.0, True)])
 def test_failure_set_gate_is_a_at_least_tau(a, passed):
-    report = check(Candidate("n", "m", 0.99, failure_score=a, regressions=0), GateConfig())
+    report = check(Candidate("n", "m", 0.99, failure_score=a, regressions=0), STRICT)
     assert by_gate(report)["failure_set"].passed is passed
     assert report.failed == ([] if passed else ["failure_set"])
 
 
 @pytest.mark.parametrize(("cross", "passed"), [(2, True), (3, False)])
 def test_cross_checkpoint_gate_repeats_r_at_most_two_on_the_previous_eval_set(cross, passed):
-    report = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=0, cross_regressions=cross),
-                   GateConfig())
+    report = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=0, cross_regressions=cross), STRICT)
     assert by_gate(report)["cross_checkpoint"].passed is passed
     assert report.passed is passed
-    first = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=0), GateConfig())
+    first = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=0), STRICT)
     assert "cross_checkpoint" not in by_gate(first)  # no previous checkpoint yet
 
 
-@pytest.mark.parametrize(("estimate", "passed"), [(0.84, True), (0.836, True), (0.8356, False)])
-def test_traffic_gate_wants_the_estimated_traffic_accuracy_at_least_the_deployed_pass_rate(estimate, passed):
-    candidate = Candidate("n", "m", 1.0, failure_score=1.0, regressions=2, traffic_score=estimate,
-                          traffic_floor=0.836)
-    report = check(candidate, GateConfig())
-    gate = by_gate(report)["traffic"]
-    assert (gate.passed, gate.threshold, gate.rule) == (passed, 0.836, ">=")
-    assert report.failed == ([] if passed else ["traffic"])
-    assert "traffic" not in by_gate(check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0), GateConfig()))
-    with pytest.raises(ValueError, match="no floor"):
-        check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0, traffic_score=0.9), GateConfig())
+def test_rate_bounds_are_exact_clopper_pearson():
+    low, high = rate_bounds(0, 100, 0.025)
+    assert low == 0.0 and high == pytest.approx(0.036217, abs=1e-5)  # the "rule of 3.7" at 97.5%
+    low, high = rate_bounds(41, 50, 0.025)
+    assert (low, high) == (pytest.approx(0.6856, abs=1e-3), pytest.approx(0.9142, abs=1e-3))
+    assert rate_bounds(5, 5, 0.025)[1] == 1.0 and rate_bounds(0, 0, 0.025) == (0.0, 1.0)
+
+
+# a weak deployed model (41% of 504 right): every candidate fixed most held-out failures but broke
+# 10 of 104 held-out passes; the paper's rule refuses it, the traffic rule weighs it
+WEAK = TrafficEvidence(n_traffic=504, n_fixable=250, n_pass=207, holdout=50, holdout_fixed=41, regression=104,
+                       broken=10)
+
+
+def test_traffic_rule_promotes_a_clearly_better_candidate_that_strict_refuses():
+    candidate = Candidate("n", "m", 0.97, failure_score=0.97, regressions=10, evidence=WEAK)
+    assert WEAK.gain() == pytest.approx((250 * 0.82 - 207 * 10 / 104) / 504)
+    assert check(candidate, STRICT).failed == ["regression_set"]
+    lenient = GateConfig(max_regression_rate=0.10)
+    report = check(candidate, lenient)
+    assert report.passed and report.rule == "traffic"
+    gain = {r.gate: r for r in report.results}["gain"]
+    assert gain.rule == ">" and gain.value == pytest.approx(WEAK.gain_bound(0.95), abs=1e-6) and gain.value > 0.2
+
+
+def test_traffic_rule_never_promotes_a_candidate_not_significantly_better():
+    # as many held-out passes broken as held-out failures fixed, at traffic proportions: no gain
+    even = TrafficEvidence(n_traffic=1000, n_fixable=100, n_pass=900, holdout=40, holdout_fixed=36, regression=400,
+                           broken=40)
+    assert even.gain() == pytest.approx(0.0)
+    report = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=40, evidence=even),
+                   GateConfig(max_regression_rate=None))
+    assert report.failed == ["gain"] and not report.close_call
+    # a real but small gain on thin evidence is not significant either: 3 of 3 held-out fixes
+    thin = TrafficEvidence(n_traffic=300, n_fixable=15, n_pass=285, holdout=3, holdout_fixed=3, regression=60,
+                           broken=0)
+    assert thin.gain() > 0 and thin.gain_bound(0.95) < 0
+    assert check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0, evidence=thin), GateConfig()).failed \
+        == ["gain"]
+    with pytest.raises(ValueError, match="no traffic evidence"):
+        check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0), GateConfig())
+
+
+@pytest.mark.parametrize(("budget", "failed"), [
+    ({"max_regression_rate": 0.02}, ["regression_rate"]),
+    ({"max_regression_rate": None, "max_regressions": 9}, ["regression_budget"]),
+    ({"max_regression_rate": 0.10, "max_regressions": 10}, []),
+])
+def test_the_regression_budget_is_the_users_and_failing_only_it_is_a_close_call(budget, failed):
+    report = check(Candidate("n", "m", 0.97, failure_score=0.97, regressions=10, evidence=WEAK), GateConfig(**budget))
+    assert report.failed == failed
+    assert report.close_call is bool(failed)
+    cross = check(Candidate("n", "m", 0.97, failure_score=0.97, regressions=10, evidence=WEAK,
+                            cross_regressions=3, cross_size=50), GateConfig(max_regression_rate=0.10))
+    assert {r.gate: r.passed for r in cross.results}["cross_budget"] is True  # 6% of the previous set
+    with pytest.raises(ConfigError, match="rule"):
+        GateConfig(rule="lenient")
 
 
 def test_cold_start_candidates_face_the_stop_gate_and_never_fall_below_the_deployed_score():
@@ -124,7 +175,8 @@ def test_promotion_retires_the_previous_model_and_emits_events(store):
                       ("gate_checked", "regression_set"), ("gate_checked", "cross_checkpoint"),
                       ("gate_checked", "monotone"), ("promoted", None)]
     gate = dep.bus.history()[2].payload
-    assert gate == {"node_id": "n2", "gate": "failure_set", "passed": True, "value": 0.99, "threshold": 0.96}
+    assert gate == {"node_id": "n2", "gate": "failure_set", "passed": True, "value": 0.99, "threshold": 0.96,
+                    "rule": ">=", "gate_rule": "strict"}
 
 
 def test_a_candidate_failing_any_gate_is_never_promoted(store):
@@ -134,14 +186,31 @@ def test_a_candidate_failing_any_gate_is_never_promoted(store):
     second = register(store, parent=first)
     bad = Candidate("n2", second, 0.99, failure_score=0.99, regressions=3)
     report = dep.check(bad)
-    with pytest.raises(GateError, match="regression_set.*never promoted"):
-        dep.promote(bad, report)
+    with pytest.raises(GateError, match="regression_set.*only a candidate that failed nothing but"):
+        dep.promote(bad, report, override="a person wants it")
     good_report = dep.check(Candidate("n3", second, 0.99, failure_score=0.99, regressions=0))
-    with pytest.raises(GateError, match="another node"):
+    with pytest.raises(GateError, match="report is for n3"):
         dep.promote(bad, good_report)
     assert store.models.get(first)["status"] == "deployed"
     assert store.models.get(second)["status"] == "candidate"
     assert [e.type for e in dep.bus.history()].count("promoted") == 1  # only the first model
+
+
+def test_a_person_may_promote_a_close_call_only_with_a_reason(store):
+    dep = deployment(store, GateConfig(max_regression_rate=0.05))
+    first = register(store)
+    dep.promote(Candidate("n1", first, 0.97), dep.check(Candidate("n1", first, 0.97)))
+    second = register(store, parent=first)
+    close = Candidate("n2", second, 0.97, failure_score=0.97, regressions=10, evidence=WEAK)
+    report = dep.check(close)
+    assert report.close_call and report.failed == ["regression_rate"]
+    for missing in (None, "   "):
+        with pytest.raises(GateError, match="a reason is required"):
+            dep.promote(close, report, override=missing)
+    dep.promote(close, report, override="  the gain is worth 10 broken greetings ")
+    assert store.models.get(second)["status"] == "deployed"
+    promoted = dep.bus.history()[-1]
+    assert promoted.type == "promoted" and promoted.payload["override"] == "the gain is worth 10 broken greetings"
 
 
 def test_promotion_requires_the_lineage_to_follow_the_deployed_model(store):

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from engine.models.base import TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
-from engine.search.planner import ClusterInfo, FailureSummary, RulePlanner, SearchState, changes_nothing
+from engine.search.planner import (
+    ClusterInfo,
+    FailureSummary,
+    MoveOutcome,
+    RulePlanner,
+    SearchState,
+    VetoFeedback,
+    changes_nothing,
+    move_signature,
+)
 from engine.search.policy import Action
 
 
@@ -196,8 +207,9 @@ def test_steps_are_logged_for_the_curation_log():
 
 
 def _gated(p: Pipeline, failed: set[str], regressions: int = 7) -> Node:
+    gates = ("failure_set", "regression_set", "cross_checkpoint")
     results = [{"gate": g, "passed": g not in failed, "value": 0.0, "threshold": 0.0, "rule": ""}
-               for g in ("failure_set", "regression_set", "cross_checkpoint")]
+               for g in (*gates, *sorted(set(failed) - set(gates)))]
     return Node(id="n2", pipeline=p, parent_id="n1", operator="expand", iteration=1, status="evaluated", score=1.0,
                 regressions=regressions, metrics={"gates": {"passed": not failed, "results": results}})
 
@@ -211,13 +223,20 @@ def test_a_regression_gate_failure_forgets_less_instead_of_repeating_the_move():
     p = production_pipe(method="lora", epochs=5.0, learning_rate=1e-3, head_learning_rate=3e-3)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
     s = SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4)
-    proposals = RulePlanner().expand(s)
+    proposals = RulePlanner().expand(replace(s, n_candidates=6))
     mods = [x.modification for x in proposals]
-    assert mods[0] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
-    assert mods[1] == {"hyperparams.epochs": [5.0, 3.0]}
-    assert mods[2]["data.replay_fraction"] == [0.15, 0.2]
-    assert "hyperparams.learning_rate" in mods[3] and "data.replay_fraction" in mods[3]
+    assert mods[0] == {"strategy.distillation": ["none", "focal"]}
+    assert mods[1] == {"data.replay_scope": ["share", "all"]}
+    assert mods[2] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
+    assert mods[3] == {"hyperparams.epochs": [5.0, 3.0]}
+    assert mods[4]["data.replay_fraction"] == [0.15, 0.2]
+    assert "hyperparams.learning_rate" in mods[5] and "data.replay_fraction" in mods[5]
     assert all("7 regression(s) (regression_set gate failed)" in x.rationale for x in proposals)
+    # once the whole pool is replayed, asking for a larger replay share would change nothing: not proposed
+    everything = p.modify({"data.replay_scope": "all", "strategy.distillation": "focal"})
+    again = RulePlanner().expand(replace(s, node=_gated(everything, {"regression_rate"}), n_candidates=6))
+    assert again[0].modification == {"strategy.distill_weight": [1.0, 3.0]}
+    assert not any("data.replay_fraction" in x.modification or "data.replay_scope" in x.modification for x in again)
     assert not any("hyperparams.threshold" in m for m in mods)
     evolved = RulePlanner().evolve(SearchState(node=_gated(p, {"cross_checkpoint"}), action=action, operator="evolve"))
     assert "cross_checkpoint gate failed" in evolved.rationale
@@ -230,11 +249,13 @@ def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores(
                         batch_size=16)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
     proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4))
-    first = proposals[0].pipeline.hyperparams
+    assert [x.modification for x in proposals[:2]] == [{"strategy.distillation": ["none", "focal"]},
+                                                       {"data.replay_scope": ["share", "all"]}]
+    first = proposals[2].pipeline.hyperparams
     assert (first.method, first.epochs, first.learning_rate, first.head_learning_rate, first.batch_size) == \
         ("lora", 3.0, 5e-4, None, 32)
-    assert "fine-tune the encoder" in proposals[0].rationale
-    assert proposals[1].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
+    assert "fine-tune the encoder" in proposals[2].rationale
+    assert proposals[3].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
     for x in proposals:
         assert not changes_nothing(p, x.pipeline)
     tune = RulePlanner().expand(SearchState(node=_gated(p, set()), action=Action(
@@ -250,3 +271,39 @@ def test_no_forget_less_moves_while_the_failures_are_not_fixed():
     for failed in ({"failure_set", "regression_set"}, set()):
         proposals = RulePlanner().expand(SearchState(node=_gated(p, failed), action=action, n_candidates=3))
         assert not any("regression(s)" in x.rationale for x in proposals)
+
+
+def test_a_move_that_did_not_improve_is_not_proposed_again_on_that_path():
+    p = production_pipe(method="full", epochs=5.0, learning_rate=1e-3)
+    action = Action("tune_hyperparams", "score 0.9", "tune_hyperparams")
+    lower = move_signature(p, p.modify({"hyperparams.learning_rate": 5e-4}))
+    assert lower == frozenset({("hyperparams.learning_rate", "down")})
+    # lowering the learning rate from a higher one did not help earlier on the path: not again from here
+    child = p.modify({"hyperparams.learning_rate": 5e-4})
+    tried = MoveOutcome(lower, improved=False, fewer_regressions=False, at="n2")
+    s = SearchState(node=node(child, 0.9, "n2", "n1"), action=action, n_candidates=6, outcomes=(tried,))
+    proposals = RulePlanner().expand(s)
+    assert proposals and all(move_signature(child, x.pipeline) != lower for x in proposals)
+    # a move that cut regressions is tried first when regressions are what failed
+    replay = move_signature(p, p.modify({"data.replay_scope": "all"}))
+    helped = MoveOutcome(replay, improved=True, fewer_regressions=True, at="n3")
+    s = SearchState(node=_gated(p, {"regression_rate"}), action=action, n_candidates=3, outcomes=(helped,))
+    assert RulePlanner().expand(s)[0].modification == {"data.replay_scope": ["share", "all"]}
+
+
+@pytest.mark.parametrize(("reasons", "pipeline_changes", "expected"), [
+    (("too_much_replay",), {"data.replay_scope": "all"}, {"data.replay_scope": ["all", "share"]}),
+    (("too_much_replay",), {}, {"data.gold_fraction": [0.5, 0.55], "data.hard_negative_fraction": [0.35, 0.3]}),
+    (("too_little_gold",), {}, {"data.gold_fraction": [0.5, 0.55], "data.hard_negative_fraction": [0.35, 0.3]}),
+    (("wrong_focus",), {"data.focus_pairs": [["a", "b"]]}, {"data.focus_pairs": [[["a", "b"]], []]}),
+    (("bad_corrections",), {}, {"data.gold_filter": ["none", "neighbours"]}),
+])
+def test_each_veto_reason_revises_the_vetoed_pipeline(reasons, pipeline_changes, expected):
+    vetoed = production_pipe().modify(pipeline_changes) if pipeline_changes else production_pipe()
+    feedback = VetoFeedback(reasons, "86% replay, 5% gold", "n3")
+    s = SearchState(node=node(vetoed, 0.0, "n3", "n1"), action=Action("rework_data", "x", "rework_data"),
+                    n_candidates=1, veto=feedback)
+    proposal = RulePlanner().expand(s)[0]
+    assert proposal.modification == expected
+    assert proposal.rationale.startswith("revised after n3 was vetoed: 86% replay, 5% gold: ")
+    assert RulePlanner().expand(replace(s, veto=replace(feedback, reasons=("other",)))) == []

@@ -79,8 +79,12 @@ def test_stdin_reviewer_approves_vetoes_and_reprompts():
     assert reviewer.review_curriculum(review()).action == "approve"
     text = out.getvalue()
     assert "Curriculum for node n1: 2 rows" in text and "please answer a, v or e (got 'what?')" in text
-    reviewer, _ = ask("v\nToo Many Near Duplicates\n")
-    assert reviewer.review_curriculum(review()) == Decision("veto", "Too Many Near Duplicates")
+    reviewer, out = ask("v\n1 2\nToo Many Near Duplicates\n")
+    assert reviewer.review_curriculum(review()) == Decision("veto", "Too Many Near Duplicates",
+                                                            reasons=("too_much_replay", "too_little_gold"))
+    assert "1) too much replay" in out.getvalue()
+    reviewer, _ = ask("v\n\nsomething else\n")  # no number: the person's words alone, as "other"
+    assert reviewer.review_curriculum(review()) == Decision("veto", "something else", reasons=("other",))
 
 
 def test_stdin_reviewer_edits_from_a_jsonl_file(tmp_path):
@@ -173,3 +177,19 @@ def test_recording_joins_the_callers_transaction_so_a_crash_leaves_no_half_decis
     with store.transaction():
         assert record_review(bus, "bob", review(None, node_id), Decision("veto", "wrong labels")) is None
     assert [e.type for e in bus.history()] == ["decision_recorded"]
+
+
+def test_a_veto_names_known_reasons_only():
+    with pytest.raises(ValueError, match="veto reason"):
+        Decision("veto", "x", reasons=("too_slow",))
+    assert Decision("veto", reasons=("wrong_focus",)).reason is None  # a structured reason is a reason
+
+
+def test_stdin_close_call_asks_for_a_reason_before_promoting():
+    info = Confirmation("n1", "promote m1: estimated gain +12%", {"regressions": [
+        {"id": "t9", "expected": "yes", "prediction": "maybe"}]})
+    reviewer, out = ask("y\n\nworth it\n")
+    assert reviewer.promote_anyway(info) == "worth it"
+    assert "a reason is required" in out.getvalue() and "broken t9: expected yes, now maybe" in out.getvalue()
+    assert ask("n\n")[0].promote_anyway(info) is None
+    assert HeadlessReviewer("auto").promote_anyway(info) is None

@@ -62,6 +62,9 @@ class ColdStartRunner:
         self.baseline_id = f"{run_id}.baseline"
 
     # -- NodeRunner --------------------------------------------------------------------------
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.analysis.labels)
+
     def baseline(self) -> str:
         if self.store.models.get(self.baseline_id) is None:
             best = self.setup.baselines.best

@@ -5,11 +5,13 @@
   whose right answer differs, mined by embedding similarity from the trace and training pools across
   the cluster's confusion (for classification: inputs labelled as what the model wrongly said);
   a teacher-LLM synthesiser hook fills a shortfall when one is configured;
-- replay: a label-stratified sample of D_parent, 10-20% of |D_parent|, so retraining from the base
-  keeps what the parent learnt. A small D_parent (at most `full_replay_below` rows) is replayed in
-  full: every candidate is retrained from the base, and a 10-20% sample of a few hundred rows is too
-  little to keep the parent's competence (measured on the demo: 7-18 regressions per candidate with
-  the sample, see scripts/bench_production.py); training on all of it costs little at that size.
+- replay: a label-stratified sample of the replay pool (D_parent, and in production the verified
+  passes outside the protected evaluation sets), 10-20% of it, so retraining from the base keeps what
+  the parent learnt. With `replay_all` the whole pool is replayed: every candidate is retrained from
+  the base, and a 10-20% sample of a few hundred rows is too little to keep the parent's competence
+  (measured on the demo: 7-18 regressions per candidate with the sample, see
+  scripts/bench_production.py). The gold and hard-negative bands then apply to the new data (gold +
+  hard negatives), since replay is no longer a share of D_post.
 
 The gold:hard ratio is set per cluster inside the design's bands (gold 40-60%, hard 25-35%):
 recall-dominated clusters get more gold, precision-dominated ones (false positives, label
@@ -54,7 +56,7 @@ class CurriculumConfig:
     hard_band: tuple[float, float] = (0.25, 0.35)
     replay_band: tuple[float, float] = (0.10, 0.20)  # fraction of |D_parent|
     replay_share: float = 0.15  # preferred share of D_post, clamped into replay_band x |D_parent|
-    full_replay_below: int = 0  # a D_parent of at most this many rows is replayed in full (0: never)
+    replay_all: bool = False  # production: replay the whole pool instead of the replay band
     cold_start_ratio: tuple[float, float] = (0.65, 0.35)  # gold : hard
     hard_per_gold: int = 2
     seed: int = 0
@@ -67,7 +69,6 @@ class CurriculumConfig:
             (0 <= self.replay_band[0] <= self.replay_band[1] <= 1, "replay_band", "0 <= low <= high <= 1"),
             (0 <= self.replay_share < 1, "replay_share", "in [0, 1)"),
             (self.hard_per_gold >= 0, "hard_per_gold", "an integer >= 0"),
-            (self.full_replay_below >= 0, "full_replay_below", "a row count >= 0"),
             (abs(sum(self.cold_start_ratio) - 1) < 1e-6, "cold_start_ratio", "two shares summing to 1"),
         ]
         for ok, name, expected in checks:
@@ -114,19 +115,25 @@ class Curriculum:
         return {s: round(n / total, 4) for s, n in self.composition().items()}
 
     def bands(self) -> dict[str, dict[str, Any]]:
-        """Each slice's share against its band (replay against |D_parent|) — the Reviewer's check."""
-        shares = self.shares()
-        out = {
-            "gold": {"value": shares["gold"], "band": list(self.config.gold_band)},
-            "hard_negative": {"value": shares["hard_negative"], "band": list(self.config.hard_band)},
-        }
-        if self.config.mode == "cold_start":
+        """Each slice's share against its band — the Reviewer's check. Gold and hard negatives are
+        shares of D_post, or of the new data (gold + hard) when the whole pool is replayed; replay is a
+        share of the replay pool (all of what is not protected or gold when the whole pool is replayed;
+        rows it shares with the hard negatives count as replayed)."""
+        comp, cfg = self.composition(), self.config
+        whole = full_replay(self.parent_size, cfg)
+        new = comp["gold"] + comp["hard_negative"]
+        base, scale = (new, 1.0 / (1.0 - cfg.replay_share)) if whole else (len(self.rows), 1.0)
+        out = {part: {"value": round(comp[part] / base, 4) if base else 0.0,
+                      "band": [round(min(1.0, x * scale), 4) for x in band], "of": "new data" if whole else "D_post"}
+               for part, band in (("gold", cfg.gold_band), ("hard_negative", cfg.hard_band))}
+        if cfg.mode == "cold_start":
             out["gold"]["band"] = out["hard_negative"]["band"] = None
-        if self.config.mode == "production":
-            frac = self.composition()["replay"] / self.parent_size if self.parent_size else None
-            band = [self.config.replay_band[0], 1.0] if full_replay(self.parent_size, self.config) \
-                else list(self.config.replay_band)
-            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": band, "of": "|D_parent|"}
+        if cfg.mode == "production":
+            covered = comp["replay"] + (self.replay.get("pool_as_hard_negatives", 0) if whole else 0)
+            pool = self.replay.get("replayable", self.parent_size) if whole else self.parent_size
+            frac = covered / pool if pool else None
+            band = [1.0, 1.0] if whole else list(cfg.replay_band)
+            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": band, "of": "replay pool"}
         for v in out.values():
             v["ok"] = v["band"] is None or (v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
         return out
@@ -195,7 +202,8 @@ def build_curriculum(
                              "gold": len(gold[c.id]), "hard_negative_quota": quota, "hard_negative": len(hard),
                              "shortfall": max(0, quota - len(hard))}
 
-    blocked = excluded | gold_hashes | {input_hash(candidates[i].input) for i in used}
+    mined = {input_hash(candidates[i].input) for i in used}
+    blocked = excluded | gold_hashes | mined
     available = []
     for p in parent:
         h = input_hash(p.input)
@@ -203,6 +211,8 @@ def build_curriculum(
             blocked.add(h)
             available.append(p)
     replay_rows, replay = _replay(rows, available, len(parent), task, config)
+    pool = {input_hash(p.input) for p in parent} - excluded - gold_hashes
+    replay.update(pool_as_hard_negatives=len(pool & mined), replayable=len(pool))
     rows += replay_rows
     notes = []
     if config.mode == "production" and not parent:
@@ -211,8 +221,8 @@ def build_curriculum(
 
 
 def full_replay(parent_size: int, config: CurriculumConfig) -> bool:
-    """Whether all of D_parent is replayed (production, and D_parent small enough)."""
-    return config.mode == "production" and 0 < parent_size <= config.full_replay_below
+    """Whether the whole replay pool is replayed (production with replay_all, and a pool to replay)."""
+    return config.mode == "production" and config.replay_all and parent_size > 0
 
 
 def _replay_bounds(parent_size: int, config: CurriculumConfig) -> tuple[int, int]:

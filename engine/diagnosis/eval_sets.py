@@ -3,8 +3,11 @@
 - failure set: all of T_fail, each item with the judging method its trace recorded (a person, an LLM
   judge, exact match...), so a score is only compared with scores judged the same way. Items carry
   their triage verdict so the gate can also score the fixable part alone.
-- regression set: a stratified sample of T_pass (by label / entity type), 30-100% of |T_fail|: what
-  worked must keep working (r <= 2 regressions).
+- regression set: a stratified sample of T_pass (by label / entity type), 30-100% of |T_fail| (the
+  paper's rule) or a share of T_pass (the traffic rule, whose break-rate bound needs the sample to
+  scale with the passes it stands for): what worked must keep working;
+- fix holdout: a stratified sample of the fixable failures kept out of training, so the traffic
+  rule measures the fix rate on failures the candidate never saw.
 """
 
 from __future__ import annotations
@@ -81,33 +84,50 @@ def failure_set(fail: Sequence[Trace], triage: Mapping[str, TriageResult] | None
 
 
 def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5, seed: int = 0,
-                   bounds: tuple[float, float] = (0.3, 1.0)) -> EvalSet:
-    """ceil(fraction x |T_fail|) passing traces, allocated to strata in proportion to T_pass
-    (largest remainder; every stratum gets one when the budget allows), sampled with a seeded RNG."""
+                   bounds: tuple[float, float] = (0.3, 1.0), size: int | None = None) -> EvalSet:
+    """ceil(fraction x |T_fail|) passing traces (or `size` of them when given), allocated to strata in
+    proportion to T_pass (largest remainder; every stratum gets one when the budget allows), sampled
+    with a seeded RNG."""
     if not bounds[0] <= fraction <= bounds[1]:
         raise ConfigError(f"regression fraction {fraction} is outside {bounds[0]}-{bounds[1]} of |T_fail|: "
                           "choose a value in that range")
     if n_fail < 0:
         raise ValueError(f"n_fail={n_fail} must be >= 0")
     task = pass_[0].task if pass_ else "classification"
-    wanted = math.ceil(fraction * n_fail - 1e-9)  # never below the fraction asked for
+    wanted = math.ceil(fraction * n_fail - 1e-9) if size is None else size  # never below what was asked
     target = min(len(pass_), wanted)
-    strata: dict[str, list[Trace]] = defaultdict(list)
-    for t in sorted(pass_, key=lambda t: t.id):
-        strata[primary_label(t.gold, task)].append(t)
-    alloc = allocate(target, {k: len(v) for k, v in strata.items()})
-    rng = random.Random(seed)
-    chosen = []
-    for stratum in sorted(strata):
-        chosen += [(stratum, t) for t in rng.sample(strata[stratum], alloc.get(stratum, 0))]
+    chosen = stratified_sample(pass_, target, lambda t: primary_label(t.gold, task), seed)
+    strata = Counter(primary_label(t.gold, task) for t in pass_)
     items = [EvalItem(t.id, t.input, output_to_json(t.gold, task), stratum, judge_method(t))
              for stratum, t in chosen]
     return EvalSet("regression", task, items, {
         "source": "T_pass", "size": len(items), "fraction": fraction, "n_fail": n_fail, "seed": seed,
         "target": wanted, "short": len(items) < wanted,
         "strata": dict(sorted(Counter(i.stratum for i in items).items())),
-        "population": {k: len(v) for k, v in sorted(strata.items())},
+        "population": dict(sorted(strata.items())),
     })
+
+
+def fix_holdout(items: Sequence[EvalItem], fraction: float, seed: int = 0) -> list[str]:
+    """Ids of round(fraction x n) fixable, corrected failure-set items, stratified by expected answer:
+    kept out of training so a candidate's fix rate is measured on failures it never saw."""
+    fixable = [i for i in items if i.fixable is not False and i.expected is not None]
+    chosen = stratified_sample(fixable, round(fraction * len(fixable)), lambda i: i.stratum, seed)
+    return sorted(i.id for _, i in chosen)
+
+
+def stratified_sample(population: Sequence[Any], n: int, stratum_of: Any, seed: int) -> list[tuple[str, Any]]:
+    """(stratum, member) pairs: `n` members allocated to strata in proportion (see `allocate`), each
+    stratum sampled with one seeded RNG in stratum order, members in id order first."""
+    strata: dict[str, list[Any]] = defaultdict(list)
+    for member in sorted(population, key=lambda m: m.id):
+        strata[stratum_of(member)].append(member)
+    alloc = allocate(n, {k: len(v) for k, v in strata.items()})
+    rng = random.Random(seed)
+    chosen: list[tuple[str, Any]] = []
+    for stratum in sorted(strata):
+        chosen += [(stratum, m) for m in rng.sample(strata[stratum], alloc.get(stratum, 0))]
+    return chosen
 
 
 def allocate(total: int, sizes: dict[str, int]) -> dict[str, int]:

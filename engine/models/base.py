@@ -42,12 +42,15 @@ class Example:
 
     `output` is a label (classification), a tuple of Spans (NER) or text (generation).
     `messages` carries an OpenAI-style chat for decoders when the row came in that form.
+    `teacher` is another model's probability for each label, in the trainer's label order, that a
+    classifier is also distilled towards (focal distillation: set only where that model was right).
     """
 
     input: str
     output: Any
     id: str | None = None
     messages: tuple[dict, ...] | None = None
+    teacher: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ The loop is our own rather than transformers.Trainer because the time goes into 
 per-step overhead on a small CPU model: batches are length-grouped and padded only to their own
 longest row, AdamW is fused, and the loss is read back only when progress is reported.
 
+Distillation: examples that carry `teacher` probabilities add `distill_weight` x T^2 x KL(teacher ||
+student at temperature T) to their loss (every method, classification). The production loop sets them
+on rows the deployed model got right, so the new model keeps the old one's answers there
+(positive-congruent "focal distillation", Yan et al., CVPR 2021) while it learns the failures.
+
 Artifacts are standard: transformers `save_pretrained` (full), a PEFT adapter (lora / qlora) or a
 `head.safetensors` over the unchanged base (linear_probe), each with the tokenizer and a
 `pioneer.json` manifest saying how to load it without this project.
@@ -53,6 +58,7 @@ FORMAT_VERSION = 1
 HEAD_NAMES = ("classifier", "score")
 PRECISIONS = ("fp32", "bf16")
 HEAD_INITS = ("random", "probe")
+DISTILL_TEMPERATURE = 2.0  # softens both distributions so the teacher's runner-up labels carry signal
 # Labels that mean "none of the others": the fallback a thresholded classifier emits.
 
 
@@ -71,6 +77,7 @@ class EncoderOptions:
     max_grad_norm: float = 1.0
     inference_batch_size: int = 64
     probe_max_iter: int = 200
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -81,6 +88,7 @@ class EncoderOptions:
             (self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0 (0 disables clipping)"),
             (self.inference_batch_size >= 1, "inference_batch_size", "an integer >= 1"),
             (self.probe_max_iter >= 1, "probe_max_iter", "an integer >= 1"),
+            (0.0 <= self.distill_weight <= 100.0, "distill_weight", "a weight in [0, 100] (1)"),
             (self.labels is None or len(set(self.labels)) == len(self.labels), "labels", "distinct labels"),
         ]
         for ok, name, expected in checks:
@@ -341,9 +349,11 @@ def fit_linear_head(
     l2: float,
     max_iter: int,
     on_iter: Callable[[int, float], None] | None = None,
+    teacher: Distillation | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression by L-BFGS on standardised features (as scikit-learn would),
-    returned as weight and bias for the raw features so the head is one plain nn.Linear."""
+    returned as weight and bias for the raw features so the head is one plain nn.Linear. With a
+    `teacher`, its rows are also distilled (see `distill_loss`)."""
     x = features.float()
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     x = (x - mean) / std
@@ -355,7 +365,10 @@ def fit_linear_head(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, targets) + 0.5 * l2 * weight.pow(2).sum()
+        logits = x @ weight.T + bias
+        loss = F.cross_entropy(logits, targets) + 0.5 * l2 * weight.pow(2).sum()
+        if teacher is not None:
+            loss = loss + teacher.loss(logits, slice(None))
         loss.backward()
         calls[0] += 1
         if on_iter is not None:
@@ -412,10 +425,43 @@ def classifier_inputs(
 
 
 @dataclass
+class Distillation:
+    """Teacher probabilities for some rows of a training set (`mask`), and the loss's weight."""
+
+    probs: torch.Tensor  # [rows, classes]
+    mask: torch.Tensor   # [rows] bool: rows distilled
+    weight: float
+
+    @classmethod
+    def of(cls, examples: Sequence[Example], n_classes: int, weight: float) -> Distillation | None:
+        rows = [ex.teacher for ex in examples]
+        if weight <= 0 or all(t is None for t in rows):
+            return None
+        bad = next((i for i, t in enumerate(rows) if t is not None and len(t) != n_classes), None)
+        if bad is not None:
+            raise TrainingError(f"example #{bad}: teacher has {len(rows[bad])} probabilities for {n_classes} labels")
+        probs = torch.tensor([t if t is not None else [0.0] * n_classes for t in rows], dtype=torch.float32)
+        return cls(probs, torch.tensor([t is not None for t in rows]), weight)
+
+    def loss(self, logits: torch.Tensor, rows: Any) -> torch.Tensor:
+        """weight x T^2 x KL(teacher || student at T), summed over distilled rows / all rows in `rows`."""
+        mask = self.mask[rows].to(logits.device)
+        if not bool(mask.any()):
+            return logits.new_zeros(())
+        t = DISTILL_TEMPERATURE
+        student = F.log_softmax(logits.float()[mask] / t, dim=-1)
+        teacher = self.probs[rows].to(logits.device)[mask]
+        teacher = F.softmax(torch.log(teacher.clamp_min(1e-8)) / t, dim=-1)
+        kl = F.kl_div(student, teacher, reduction="sum") * t * t
+        return self.weight * kl / mask.numel()
+
+
+@dataclass
 class _Data:
     ids: list[list[int]]
     targets: list[Any]  # int per row (classification) or list of tag ids per token (ner)
     n_truncated: int
+    teacher: Distillation | None = None
 
 
 @dataclass
@@ -486,7 +532,7 @@ class EncoderTrainer:
             artifact_dir=Path(out_dir), config=config, labels=labels, metrics=metrics, wall_time_s=wall,
             peak_memory_mb=peak_memory_mb(device.type), n_train=len(examples), n_truncated=data.n_truncated, steps=steps,
         )
-        self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length)
+        self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length, data.teacher)
         return result
 
     # -- setup
@@ -515,8 +561,12 @@ class EncoderTrainer:
         if task == "classification":
             targets: list[Any] = [index[ex.output] for ex in examples]
         else:
+            if any(ex.teacher is not None for ex in examples):
+                raise ConfigError("distillation from a teacher is for classification; NER rows carry no teacher")
             targets = [token_tags(offs, ex.output, index) for offs, ex in zip(enc.offsets, examples, strict=True)]
-        return _Data(enc.ids, targets, enc.n_truncated)
+        return _Data(enc.ids, targets, enc.n_truncated,
+                     Distillation.of(examples, len(names), self.options.distill_weight) if task == "classification"
+                     else None)
 
     def _wrap_lora(self, model: Any, config: TrainConfig) -> Any:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -573,6 +623,8 @@ class EncoderTrainer:
                 with autocast(device, opts.precision):
                     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 loss = _loss(logits, batch["labels"])
+                if data.teacher is not None:
+                    loss = loss + data.teacher.loss(logits, torch.tensor(idx))
                 loss.backward()
                 if opts.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, opts.max_grad_norm, foreach=True)
@@ -626,7 +678,7 @@ class EncoderTrainer:
                 clock.report(n_batches + i, 1.0, loss)
 
         weight, bias = fit_linear_head(x, y, model.classifier.out_features, l2=l2, max_iter=opts.probe_max_iter,
-                                       on_iter=on_iter)
+                                       on_iter=on_iter, teacher=data.teacher)
         with torch.no_grad():
             model.classifier.weight.copy_(weight)
             model.classifier.bias.copy_(bias)
@@ -637,7 +689,7 @@ class EncoderTrainer:
     # -- saving
 
     def _save(self, model: Any, tokenizer: Any, out: Path, result: TrainResult, base_path: Path,
-              names: list[str], fallback: str | None, max_length: int) -> None:
+              names: list[str], fallback: str | None, max_length: int, teacher: Distillation | None) -> None:
         from safetensors.torch import save_file
 
         config = result.config
@@ -661,6 +713,8 @@ class EncoderTrainer:
                 "base_model": config.base_model, "base_model_path": str(base_path), "labels": result.labels,
                 "classes": names, "fallback_label": fallback, "max_length": max_length,
                 "precision": self.options.precision, "head_init": self.options.head_init,
+                "distilled_rows": 0 if teacher is None else int(teacher.mask.sum()),
+                "distill_weight": None if teacher is None else teacher.weight,
                 "pooling": "mean" if config.method == "linear_probe" and config.task == "classification" else None,
                 "config": config.to_dict(), "metrics": result.metrics, "n_train": result.n_train,
                 "n_truncated": result.n_truncated, "steps": result.steps,

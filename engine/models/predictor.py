@@ -119,6 +119,21 @@ class EncoderPredictor:
             return [self._spans(enc.offsets[i], *rows[i], threshold) for i in range(len(inputs))]
         return [self._label(float(c), int(t), threshold) for c, t in rows]
 
+    def probabilities(self, inputs: Sequence[str]) -> dict[str, list[float]]:
+        """Classification: each label's softmax probability per input ({label: [p per input]}), what a
+        new model is distilled towards."""
+        if self.task != "classification":
+            raise ConfigError(f"label probabilities are for classification models, not {self.task}")
+        enc = encode(self.tokenizer, list(inputs), self.max_length)
+        rows: list[Any] = [None] * len(inputs)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            for idx, batch in iter_batches(enc.ids, self.tokenizer.pad_token_id, self.batch_size, self.device):
+                probs = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu()
+                for j, i in enumerate(idx):
+                    rows[i] = probs[j]
+        table = torch.stack(rows) if rows else torch.zeros(0, len(self.classes))
+        return {label: table[:, k].tolist() for k, label in enumerate(self.classes)}
+
     def _label(self, conf: float, top: int, threshold: float | None) -> Prediction:
         if threshold is not None and conf < threshold:
             return Prediction(self.fallback_label, conf)

@@ -1,21 +1,29 @@
 """Gates: when to stop, and whether a candidate may replace the deployed model.
 
 - stop: f >= tau (0.96), lowered only through `lower_tau` with a recorded basis and reason;
-- production: a(pi) >= tau on the failure set AND r(pi) <= epsilon (2) on the regression set,
-  and again r <= 2 on the previous checkpoint's evaluation set (cross-checkpoint);
-- traffic (production): the candidate's estimated accuracy on the run's traffic (failures it gets right
-  plus passes at the regression set's retention rate) is at least the deployed model's pass rate. Two
-  regressions allowed on a small regression set can cost more passes than the fixes gain when most
-  failures are unfixable (AdaptFT-Bench sms_spam: 10 of 58 failures fixable, 2 of 58 sampled passes
-  broken, est. 295.8 right of 354 against 296: promoted, held-out accuracy fell 1.2 points);
+- production, two rules (GateConfig.rule):
+  - "traffic" (the default): the candidate must be significantly better on traffic like the run's,
+    and stay within the user's regression budget. The gain is weighed at traffic proportions from
+    items the candidate never trained on: the fix rate on held-out fixable failures against the
+    break rate on the regression set (held-out passes); its one-sided lower confidence bound
+    (Clopper-Pearson on each rate, Bonferroni-split) must be above zero. The budget caps the
+    regression set's broken passes (`max_regressions`) and their rate (`max_regression_rate`, also
+    on the previous checkpoint's set). A candidate that fails only the budget is a close call that a
+    person may promote anyway, with a recorded reason.
+  - "strict": the paper's rule unchanged: a(pi) >= tau on the failure set AND r(pi) <= epsilon (2) on
+    the regression set, and again r <= 2 on the previous checkpoint's evaluation set. It assumes a
+    mature deployed model (84.9% -> 99.3% on CLINC150); with a weak model or a 150-way task it refuses
+    candidates far better on unseen traffic (a 12-intent deployment at 0.39 kept while its best
+    candidate scored 0.87);
 - monotone: a candidate never scores below the deployed model, so deployed scores never decrease.
-`Deployment` promotes only a candidate whose GateReport passed, and rolls back to the model the
-deployed one replaced, with the dataset version it was trained on, through registry statuses.
+`Deployment` promotes a candidate whose GateReport passed, or a close call with a person's reason,
+and rolls back to the model the deployed one replaced, with the dataset version it was trained on,
+through registry statuses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from engine.events import EventBus
@@ -24,6 +32,10 @@ from store import Store
 
 TauBasis = Literal["plateau", "unfixable_residuals", "user"]
 TAU_BASES: tuple[str, ...] = ("plateau", "unfixable_residuals", "user")
+GateRule = Literal["traffic", "strict"]
+GATE_RULES: tuple[str, ...] = ("traffic", "strict")
+# Gates a person may overrule (the regression budget); every other gate is a hard limit.
+BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
 
 
 class GateError(RuntimeError):
@@ -32,9 +44,18 @@ class GateError(RuntimeError):
 
 @dataclass(frozen=True)
 class GateConfig:
+    """`rule`: "traffic" (default) or "strict" (the paper's). strict uses tau, epsilon and
+    cross_epsilon; traffic uses `confidence` for the gain bound and the budget: `max_regressions`
+    (broken regression-set items, None = no cap) and `max_regression_rate` (their share, also on the
+    previous checkpoint's set; None = no cap)."""
+
     tau: float = 0.96
     epsilon: int = 2
     cross_epsilon: int = 2
+    rule: str = "traffic"
+    confidence: float = 0.95
+    max_regressions: int | None = None
+    max_regression_rate: float | None = 0.02
 
     def __post_init__(self) -> None:
         if not 0.0 < self.tau <= 1.0:
@@ -42,6 +63,16 @@ class GateConfig:
         for name in ("epsilon", "cross_epsilon"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"GateConfig.{name}={getattr(self, name)!r} is invalid: use an integer >= 0 (2)")
+        if self.rule not in GATE_RULES:
+            raise ConfigError(f"GateConfig.rule={self.rule!r} is invalid: use one of {', '.join(GATE_RULES)}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ConfigError(f"GateConfig.confidence={self.confidence!r} is invalid: use a level in [0.5, 1) (0.95)")
+        if self.max_regressions is not None and self.max_regressions < 0:
+            raise ConfigError(f"GateConfig.max_regressions={self.max_regressions!r} is invalid: "
+                              "use an integer >= 0 or unset")
+        if self.max_regression_rate is not None and not 0.0 <= self.max_regression_rate <= 1.0:
+            raise ConfigError(f"GateConfig.max_regression_rate={self.max_regression_rate!r} is invalid: "
+                              "use a share in [0, 1] or unset")
 
 
 @dataclass(frozen=True)
@@ -75,13 +106,14 @@ class GateResult:
     passed: bool
     value: float
     threshold: float
-    rule: str  # ">=" or "<="
+    rule: str  # ">=", "<=" or ">"
 
 
 @dataclass(frozen=True)
 class GateReport:
     node_id: str
     results: tuple[GateResult, ...]
+    rule: str = "strict"
 
     @property
     def passed(self) -> bool:
@@ -91,10 +123,22 @@ class GateReport:
     def failed(self) -> list[str]:
         return [r.gate for r in self.results if not r.passed]
 
+    @property
+    def close_call(self) -> bool:
+        """Failed only the regression budget: a person may promote it anyway, with a reason."""
+        failed = set(self.failed)
+        return bool(failed) and failed <= BUDGET_GATES
+
     def to_dict(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "passed": self.passed,
+        return {"node_id": self.node_id, "passed": self.passed, "rule": self.rule, "close_call": self.close_call,
                 "results": [{"gate": r.gate, "passed": r.passed, "value": r.value, "threshold": r.threshold,
                              "rule": r.rule} for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> GateReport:
+        return cls(raw["node_id"], tuple(GateResult(r["gate"], bool(r["passed"]), float(r["value"]),
+                                                    float(r["threshold"]), r["rule"]) for r in raw["results"]),
+                   raw.get("rule", "strict"))
 
 
 def at_least(gate: str, value: float, threshold: float) -> GateResult:
@@ -105,15 +149,77 @@ def at_most(gate: str, value: float, threshold: float) -> GateResult:
     return GateResult(gate, value <= threshold, float(value), float(threshold), "<=")
 
 
+def above(gate: str, value: float, threshold: float) -> GateResult:
+    return GateResult(gate, value > threshold, float(value), float(threshold), ">")
+
+
 def stop_gate(score: float, config: GateConfig) -> GateResult:
     return at_least("stop", score, config.tau)
 
 
+def rate_bounds(successes: int, n: int, alpha: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds (lower, upper) of a rate, each at level 1 - alpha; (0, 1)
+    without trials. Exact rather than normal-approximate: the rates here sit near 0 or 1."""
+    if n <= 0:
+        return 0.0, 1.0
+    from scipy.stats import beta
+
+    lower = 0.0 if successes <= 0 else float(beta.ppf(alpha, successes, n - successes + 1))
+    upper = 1.0 if successes >= n else float(beta.ppf(1 - alpha, successes + 1, n - successes))
+    return lower, upper
+
+
+@dataclass(frozen=True)
+class TrafficEvidence:
+    """What the traffic rule weighs, all counts from one run: its traffic by stratum (`n_traffic`
+    judged traces of which `n_fixable` are failures with a correction triage kept and `n_pass` are
+    passes) and the two held-out samples a candidate never trained on (`holdout_fixed` of `holdout`
+    fixable failures now right; `broken` of `regression` passes now wrong). Poison and uncorrected
+    failures count as wrong for both models: their right answer is unknown."""
+
+    n_traffic: int
+    n_fixable: int
+    n_pass: int
+    holdout: int
+    holdout_fixed: int
+    regression: int
+    broken: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.holdout_fixed <= self.holdout and 0 <= self.broken <= self.regression
+                and self.n_fixable + self.n_pass <= self.n_traffic):
+            raise ValueError(f"inconsistent traffic evidence {asdict(self)}")
+
+    @property
+    def fix_rate(self) -> float:
+        return self.holdout_fixed / self.holdout if self.holdout else 0.0
+
+    @property
+    def break_rate(self) -> float:
+        return self.broken / self.regression if self.regression else 0.0
+
+    def gain(self) -> float:
+        """Estimated accuracy gain on traffic like the run's (a share of all requests)."""
+        if not self.n_traffic:
+            return 0.0
+        return (self.n_fixable * self.fix_rate - self.n_pass * self.break_rate) / self.n_traffic
+
+    def gain_bound(self, confidence: float) -> float:
+        """The gain's one-sided lower confidence bound: the fix rate's lower and the break rate's upper
+        Clopper-Pearson bound, each at half the error (Bonferroni), so the pair holds at `confidence`."""
+        if not self.n_traffic:
+            return 0.0
+        alpha = (1 - confidence) / 2
+        fix_low = rate_bounds(self.holdout_fixed, self.holdout, alpha)[0]
+        break_high = rate_bounds(self.broken, self.regression, alpha)[1] if self.n_pass else 0.0
+        return (self.n_fixable * fix_low - self.n_pass * break_high) / self.n_traffic
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """A trained model waiting for the gates. Production candidates carry a(pi) (`failure_score`) and
-    r(pi) (`regressions`); `cross_regressions` is None only when there is no previous checkpoint;
-    `traffic_score` is the estimated traffic accuracy and `traffic_floor` the deployed model's."""
+    """A trained model waiting for the gates. Production candidates carry a(pi) (`failure_score`),
+    r(pi) (`regressions`, of `regression_size` items), `cross_regressions` of `cross_size` (None when
+    there is no previous checkpoint) and the traffic rule's `evidence`."""
 
     node_id: str
     model_id: str
@@ -121,29 +227,52 @@ class Candidate:
     failure_score: float | None = None
     regressions: int | None = None
     cross_regressions: int | None = None
-    traffic_score: float | None = None
-    traffic_floor: float | None = None
+    evidence: TrafficEvidence | None = None
+    cross_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Candidate:
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        evidence = known.get("evidence")
+        return cls(**{**known, "evidence": TrafficEvidence(**evidence) if isinstance(evidence, dict) else evidence})
 
 
 def check(candidate: Candidate, config: GateConfig, deployed_score: float | None = None) -> GateReport:
     c = candidate
     results = []
-    if c.failure_score is not None:
+    if c.failure_score is None:
+        results.append(stop_gate(c.score, config))
+    else:
         if c.regressions is None:
             raise ValueError(f"candidate {c.model_id} has a failure-set score but no regression count")
-        results += [at_least("failure_set", c.failure_score, config.tau),
-                    at_most("regression_set", c.regressions, config.epsilon)]
-    else:
-        results.append(stop_gate(c.score, config))
-    if c.cross_regressions is not None:
-        results.append(at_most("cross_checkpoint", c.cross_regressions, config.cross_epsilon))
-    if c.traffic_score is not None:
-        if c.traffic_floor is None:
-            raise ValueError(f"candidate {c.model_id} has a traffic estimate but no floor")
-        results.append(at_least("traffic", c.traffic_score, c.traffic_floor))
+        results += _strict(c, config) if config.rule == "strict" else _traffic(c, config)
     if deployed_score is not None:
         results.append(at_least("monotone", c.score, deployed_score))
-    return GateReport(c.node_id, tuple(results))
+    return GateReport(c.node_id, tuple(results), config.rule if c.failure_score is not None else "stop")
+
+
+def _strict(c: Candidate, config: GateConfig) -> list[GateResult]:
+    results = [at_least("failure_set", c.failure_score, config.tau),
+               at_most("regression_set", c.regressions, config.epsilon)]
+    if c.cross_regressions is not None:
+        results.append(at_most("cross_checkpoint", c.cross_regressions, config.cross_epsilon))
+    return results
+
+
+def _traffic(c: Candidate, config: GateConfig) -> list[GateResult]:
+    e = c.evidence
+    if e is None:
+        raise ValueError(f"candidate {c.model_id} has no traffic evidence: the traffic rule needs it "
+                         "(use GateConfig(rule='strict') for the paper's rule)")
+    results = [above("gain", round(e.gain_bound(config.confidence), 6), 0.0)]
+    if config.max_regressions is not None:
+        results.append(at_most("regression_budget", e.broken, config.max_regressions))
+    if config.max_regression_rate is not None:
+        results.append(at_most("regression_rate", round(e.break_rate, 6), config.max_regression_rate))
+        if c.cross_regressions is not None and c.cross_size:
+            results.append(at_most("cross_budget", round(c.cross_regressions / c.cross_size, 6),
+                                   config.max_regression_rate))
+    return results
 
 
 @dataclass(frozen=True)
@@ -174,15 +303,21 @@ class Deployment:
         with self.store.transaction():
             for r in report.results:
                 self.bus.emit("gate_checked", node_id=candidate.node_id, gate=r.gate, passed=r.passed,
-                              value=r.value, threshold=r.threshold)
+                              value=r.value, threshold=r.threshold, rule=r.rule, gate_rule=report.rule)
         return report
 
-    def promote(self, candidate: Candidate, report: GateReport) -> None:
+    def promote(self, candidate: Candidate, report: GateReport, *, override: str | None = None) -> None:
         """Deploy the candidate and retire the model it replaces. The candidate must be registered
-        with parent_id = the deployed model, so lineage is the deployment history rollback follows."""
-        if report.node_id != candidate.node_id or not report.passed:
-            raise GateError(f"candidate {candidate.model_id} did not pass the gates "
-                            f"({', '.join(report.failed) or 'report is for another node'}): it is never promoted")
+        with parent_id = the deployed model, so lineage is the deployment history rollback follows.
+        `override` is a person's reason to promote a close call (it failed only the regression budget);
+        nothing else that failed a gate is ever promoted."""
+        if report.node_id != candidate.node_id:
+            raise GateError(f"the gate report is for {report.node_id}, not {candidate.node_id}")
+        if not report.passed and not (override and override.strip() and report.close_call):
+            why = "a reason is required to promote it anyway" if report.close_call else \
+                "only a candidate that failed nothing but the regression budget can be promoted anyway"
+            raise GateError(f"candidate {candidate.model_id} did not pass the gates ({', '.join(report.failed)}): "
+                            f"{why}")
         model = self.store.models.get(candidate.model_id)
         if model is None:
             raise GateError(f"candidate model {candidate.model_id} is not registered")
@@ -196,7 +331,7 @@ class Deployment:
             self.store.models.update_metrics(candidate.model_id, {"score": candidate.score})
             self.store.models.set_status(candidate.model_id, "deployed")
             self.bus.emit("promoted", node_id=candidate.node_id, model_id=candidate.model_id,
-                          score=candidate.score)
+                          score=candidate.score, override=override.strip() if override else None)
 
     def rollback(self, reason: str, node_id: str | None = None) -> RollbackRecord:
         """Restore the model the deployed one replaced (its nearest retired ancestor) exactly."""

@@ -30,25 +30,28 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.curation_log import write_curation_log
 from engine.events import EventBus, Subscriber
 from engine.models.base import ConfigError, Progress, ProgressCallback, TrainingError
 from engine.search.budget import Budget, BudgetLimits
-from engine.search.gates import Candidate, Deployment, GateConfig, GateError, GateReport, GateResult
+from engine.search.gates import Candidate, Deployment, GateConfig, GateError, GateReport, TrafficEvidence
 from engine.search.graph import Node, SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
 from engine.search.pipeline import Pipeline
-from engine.search.planner import FailureSummary, Planner, Proposal
-from engine.search.policy import IterationPolicy, PolicyConfig
+from engine.search.planner import FailureSummary, Planner, Proposal, VetoFeedback
+from engine.search.policy import Action, IterationPolicy, Outcome, PolicyConfig
 from engine.search.reviewer import (
+    VETO_REASONS,
     Confirmation,
     CurriculumReview,
     Reviewer,
     record_confirmation,
+    record_override,
     record_review,
 )
 from store import Store
@@ -74,8 +77,8 @@ class NodeEvaluation:
     """What evaluating one node's model produced.
 
     `score` is f (the node's reward); production also fills `failure_score` a(pi), `regressions`
-    r(pi), `cross_regressions` (None without a previous checkpoint) and `traffic` (estimated traffic
-    accuracy of the candidate, the deployed model's; see gates). `examples` are per-example
+    r(pi), `cross_regressions` of `cross_size` items (None without a previous checkpoint) and
+    `evidence` for the traffic rule (see gates). `examples` are per-example
     rows for store.runs.add_evaluations (eval_set, example_id, input, expected, prediction, correct,
     score, confidence). `patterns` maps each remaining failure pattern to its size. A baseline
     (the deployed model itself) is not `promotable`.
@@ -89,7 +92,8 @@ class NodeEvaluation:
     patterns: dict[str, int] = field(default_factory=dict)
     failure_score: float | None = None
     cross_regressions: int | None = None
-    traffic: tuple[float, float] | None = None
+    evidence: TrafficEvidence | None = None
+    cross_size: int | None = None
     promotable: bool = True
 
 
@@ -100,6 +104,11 @@ class NodeRunner(Protocol):
     def baseline(self) -> str | None:
         """A registered model evaluated as the root instead of training it (production: the
         deployed model), or None when the root is trained like any node."""
+        ...
+
+    def labels(self) -> tuple[str, ...]:
+        """The answers a model may give (classification labels, NER entity types; empty for
+        generation): what a reviewer's edit is checked against."""
         ...
 
     def build_curriculum(self, node: Node) -> str:
@@ -222,7 +231,7 @@ class AgentLoop:
             while True:
                 if self.should_stop():
                     raise _Interrupted
-                reason = self._stop_reason()
+                reason = self._offer_promotion() or self._stop_reason()
                 if reason is not None:
                     break
                 step = self.mcgs.next_step()
@@ -249,11 +258,27 @@ class AgentLoop:
             self.budget.pause()
 
     def _stop_reason(self) -> str | None:
-        passing = self._passing_nodes()
-        if passing:
-            best = passing[0]
-            return f"gates passed at {best.id} (score {best.score:.4f}, {_gate_summary(best)})"
         return self.budget.exhausted() or (self.parts.stop_check() if self.parts.stop_check else None)
+
+    def _offer_promotion(self) -> str | None:
+        """The best candidate that passed its gates and no one refused goes to the Reviewer now: an
+        approval promotes it and ends the run; a refusal is recorded on the node and the search goes on."""
+        offered = [n for n in self._passing_nodes() if not self._refused(n)]
+        if not offered:
+            return None
+        node = offered[0]
+        candidate = Candidate.from_dict(node.metrics["candidate"])
+        if not self._confirm("promotion", self._promotion_info(node, candidate)):
+            with self.store.transaction():
+                self.graph.annotate(node.id, promotion={"action": "refuse", "who": self.reviewer.who})
+            return None
+        try:
+            self.deployment.promote(candidate, GateReport.from_dict(node.metrics["gates"]))
+        except GateError as exc:
+            with self.store.transaction():
+                self.graph.annotate(node.id, promotion={"action": "refused_by_registry", "reason": str(exc)})
+            return None
+        return f"gates passed at {node.id} (score {node.score:.4f}, {_gate_summary(node)}) and a person approved"
 
     # -- evaluating a node --------------------------------------------------------------------
     def _visit(self, node: Node) -> None:
@@ -269,7 +294,12 @@ class AgentLoop:
                     info = self.store.datasets.get(version) or {}
                     self.bus.emit("curriculum_proposed", node_id=node.id, dataset_version_id=version,
                                   composition=info.get("composition") or {}, qc=info.get("qc_report") or {})
+                    if (same := self._vetoed_twin(node.id, info.get("content_hash"))) is not None:
+                        self.mcgs.veto(node.id, f"the same rows as the curriculum vetoed at {same}: never proposed "
+                                                "again unchanged")
                 self._write_log()
+            if node.status == "vetoed":
+                return
             if self.should_stop():
                 raise _Interrupted
             if node.status == "proposed" and not self._review(node):
@@ -285,17 +315,55 @@ class AgentLoop:
     def _review(self, node: Node) -> bool:
         version = node.dataset_version_id
         info = self.store.datasets.get(version) or {}
-        review = CurriculumReview(node.id, node.pipeline, tuple(self.store.datasets.rows(version)), version,
-                                  dict(info.get("composition") or {}), node.rationale)
+        rows = tuple(self.store.datasets.rows(version))
+        review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
+                                  node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()))
         decision = self.reviewer.review_curriculum(review)  # outside any transaction: a person may take minutes
         with self.store.transaction():
             chosen = record_review(self.bus, self.reviewer.who, review, decision)
             if decision.action == "veto":
-                self.mcgs.veto(node.id, decision.reason or "vetoed")
+                said = [VETO_REASONS[r].split(" (")[0] for r in decision.reasons if r != "other"]
+                why = "; ".join(x for x in (", ".join(said), (decision.reason or "").strip()) if x) or "vetoed"
+                vetoed = self.mcgs.veto(node.id, why)
+                self._revise(vetoed, VetoFeedback(decision.reasons, (decision.reason or "").strip(), node.id))
             else:
                 self.graph.set_status(node.id, "approved", dataset_version_id=chosen)
         self._write_log()
         return decision.action != "veto"
+
+    def _revise(self, vetoed: Node, feedback: VetoFeedback) -> None:
+        """Ask the planner to revise the vetoed pipeline by what the person said; the revision is the
+        vetoed node's child, so it is the next curriculum reviewed."""
+        parent = self.graph.get(vetoed.parent_id) if vetoed.parent_id else None
+        action = self.policy.decide(Outcome(parent.id, parent.score or 0.0, parent.regressions)) \
+            if parent is not None else Action("rework_data", "revise after a veto", "rework_data")
+        state = self.mcgs.state(Step("expand", vetoed), vetoed, action, _failures(parent) if parent else None,
+                                reasoning=self.config.reasoning, teacher=self.config.teacher)
+        self.mcgs.add_proposals(vetoed, self.planner.expand(replace(state, veto=feedback)))
+        self._charge_planner(vetoed.id)
+
+    def _vetoed_twin(self, node_id: str, content_hash: str | None) -> str | None:
+        """The vetoed node of this run whose curriculum has exactly these rows, if any."""
+        for other in self.graph.nodes.values():
+            if other.id != node_id and other.status == "vetoed" and other.dataset_version_id and content_hash \
+                    and (self.store.datasets.get(other.dataset_version_id) or {}).get("content_hash") == content_hash:
+                return other.id
+        return None
+
+    def _against_vetoed(self, node_id: str, rows: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
+        """The run's last curriculum a person vetoed, and how this one differs from it (by input)."""
+        vetoed = [n for n in self.graph.nodes.values() if n.status == "vetoed" and n.dataset_version_id
+                  and n.id != node_id and "veto_reason" in n.metrics]
+        if not vetoed:
+            return None
+        last = vetoed[-1]
+        info = self.store.datasets.get(last.dataset_version_id) or {}
+        before = {r["input"]: r.get("slice") for r in self.store.datasets.rows(last.dataset_version_id)}
+        after = {r["input"]: r.get("slice") for r in rows}
+        return {"node_id": last.id, "reason": last.metrics.get("veto_reason"),
+                "composition": dict(info.get("composition") or {}),
+                "added": dict(Counter(after[x] for x in after if x not in before)),
+                "removed": dict(Counter(before[x] for x in before if x not in after))}
 
     def _train_and_evaluate(self, node: Node) -> None:
         version = node.dataset_version_id
@@ -336,7 +404,7 @@ class AgentLoop:
     def _record(self, node: Node, model_id: str, ev: NodeEvaluation, *, charge: bool) -> None:
         """Per-example rows, the result (backpropagated), gate verdicts and the budget: one transaction."""
         candidate = Candidate(node.id, model_id, ev.score, ev.failure_score, ev.regressions, ev.cross_regressions,
-                              *(ev.traffic or (None, None))) if ev.promotable else None
+                              ev.evidence, ev.cross_size) if ev.promotable else None
         with self.store.transaction():
             if ev.examples:
                 self.store.runs.add_evaluations({**row, "run_id": self.run_id, "node_id": node.id, "model_id": model_id}
@@ -412,8 +480,7 @@ class AgentLoop:
     # -- human confirmations ------------------------------------------------------------------
     def _confirm(self, kind: str, info: Confirmation) -> bool:
         """Ask once per (kind, node): a recorded answer is reused (a resumed run never asks again)."""
-        recorded = [d for d in self.store.runs.decisions(self.run_id)
-                    if d["kind"] == kind and d["node_id"] == info.node_id]
+        recorded = self._recorded(kind, info.node_id)
         if recorded:
             return recorded[-1]["action"] == "approve"
         ask = self.reviewer.confirm_rollback if kind == "rollback" else self.reviewer.confirm_promotion
@@ -421,49 +488,94 @@ class AgentLoop:
         record_confirmation(self.bus, self.reviewer.who, "rollback" if kind == "rollback" else "promotion", info, ok)
         return ok
 
+    def _override(self, info: Confirmation) -> str | None:
+        """A person's reason to promote a close call, asked once per node like a confirmation."""
+        recorded = self._recorded("override", info.node_id)
+        if recorded:
+            return recorded[-1]["reason"] if recorded[-1]["action"] == "approve" else None
+        reason = self.reviewer.promote_anyway(info)
+        reason = reason.strip() if isinstance(reason, str) and reason.strip() else None
+        record_override(self.bus, self.reviewer.who, info, reason)
+        return reason
+
+    def _recorded(self, kind: str, node_id: str | None) -> list[dict[str, Any]]:
+        """This node's recorded answers of `kind` ("override": a close-call promotion decision)."""
+        override = kind == "override"
+        kind = "promotion" if override else kind
+        return [d for d in self.store.runs.decisions(self.run_id) if d["kind"] == kind and d["node_id"] == node_id
+                and bool((d["diff"] or {}).get("override")) is override]
+
     # -- ending -------------------------------------------------------------------------------
     def _passing_nodes(self) -> list[Node]:
         passing = [n for n in self.graph.evaluated() if (n.metrics.get("gates") or {}).get("passed")]
-        return sorted(passing, key=lambda n: -(n.score or 0.0))  # stable: first of equals = oldest
+        return sorted(passing, key=_merit)
 
     def _finish(self, reason: str) -> LoopResult:
         promoted = next((e.payload.get("model_id") for e in self.bus.history() if e.type == "promoted"), None)
         current = self.deployment.deployed()
         keep = f"kept the deployed model {current['id']}" if current is not None else "no model promoted"
-        outcome = f"promoted {promoted}" if promoted else ""
-        passing = self._passing_nodes()
-        if not promoted and not passing:
+        extra: dict[str, Any] = {}
+        if promoted:
+            outcome = f"promoted {promoted}"
+        elif refused := [n for n in self._passing_nodes() if self._refused(n)]:
+            outcome = f"{keep}: refused by a person ({self.reviewer.who}): {', '.join(n.id for n in refused)}"
+            extra["refused"] = [n.id for n in refused]
+        elif close := self._close_calls():
+            promoted, outcome, extra = self._close_call(close[0], keep)
+        else:
             best = self.mcgs.best()
             detail = f"best {best.id}: score {best.score:.4f}, {_gate_summary(best)}" \
                 if best is not None and best.metrics.get("gates") else "no candidate was evaluated"
             outcome = f"{keep}: no candidate passed the gates ({detail})"
-        elif not promoted:
-            node = passing[0]
-            candidate = Candidate(**node.metrics["candidate"])
-            report = _report_from_dict(node.metrics["gates"])
-            info = Confirmation(node.id, f"promote {candidate.model_id} (score {candidate.score:.4f}, "
-                                         f"{_gate_summary(node)})", {
-                "from_model": current["id"] if current else None, "to_model": candidate.model_id,
-                "before": _numeric(self.graph.roots()[0].metrics) if self.graph.roots() else {},
-                "after": _numeric(node.metrics), "gates": report.to_dict(),
-                "regressions": self._regressed_examples(node)})
-            if not self._confirm("promotion", info):
-                outcome = f"{keep}: the reviewer ({self.reviewer.who}) refused to promote {candidate.model_id}"
-            else:
-                try:
-                    self.deployment.promote(candidate, report)
-                    promoted, outcome = candidate.model_id, f"promoted {candidate.model_id}"
-                except GateError as exc:
-                    outcome = f"{keep}: promotion refused by the registry ({exc})"
         best = self.mcgs.best()
         with self.store.transaction():
             self._save_budget()
             self.bus.emit("run_finished", status="finished", reason=reason, best_node=best.id if best else None,
-                          best_score=best.score if best else None, promoted_model=promoted, outcome=outcome)
+                          best_score=best.score if best else None, promoted_model=promoted, outcome=outcome,
+                          **extra)
             self.store.runs.update(self.run_id, status="finished", stop_reason=reason, finished_at=now())
         self._write_log()
         return LoopResult(self.run_id, "finished", reason, best.id if best else None, best.score if best else None,
                           promoted, outcome)
+
+    def _close_call(self, node: Node, keep: str) -> tuple[str | None, str, dict[str, Any]]:
+        """The best candidate failed only the regression budget: a person may promote it anyway with a
+        reason (recorded as an override); otherwise the run says how to do it later."""
+        candidate = Candidate.from_dict(node.metrics["candidate"])
+        info = self._promotion_info(node, candidate)
+        command = promote_command(node.id)
+        reason = self._override(info)
+        if reason:
+            try:
+                self.deployment.promote(candidate, GateReport.from_dict(node.metrics["gates"]), override=reason)
+                return candidate.model_id, f"promoted {candidate.model_id} anyway ({self.reviewer.who}: {reason})", {}
+            except GateError as exc:
+                return None, f"{keep}: promotion refused by the registry ({exc})", {}
+        return None, (f"{keep}: {node.id} failed only the regression budget ({info.summary}); "
+                      f"to promote it anyway: {command}"), {"close_call": node.id, "promote_command": command}
+
+    def _promotion_info(self, node: Node, candidate: Candidate) -> Confirmation:
+        report = GateReport.from_dict(node.metrics["gates"])
+        current = self.deployment.deployed()
+        evidence = candidate.evidence
+        summary = f"promote {candidate.model_id} (score {candidate.score:.4f}, {_gate_summary(node)})"
+        if evidence is not None:
+            summary = (f"promote {candidate.model_id}: estimated gain {evidence.gain():+.1%} on traffic like this "
+                       f"run's (at least {evidence.gain_bound(self.config.gates.confidence):+.1%} at "
+                       f"{self.config.gates.confidence:.0%}), {evidence.broken} of {evidence.regression} "
+                       f"held-out passes broken")
+        return Confirmation(node.id, summary, {
+            "from_model": current["id"] if current else None, "to_model": candidate.model_id,
+            "before": _numeric(self.graph.roots()[0].metrics) if self.graph.roots() else {},
+            "after": _numeric(node.metrics), "gates": report.to_dict(), "close_call": not report.passed,
+            "regressions": self._regressed_examples(node)})
+
+    def _refused(self, node: Node) -> bool:
+        return (node.metrics.get("promotion") or {}).get("action") in ("refuse", "refused_by_registry")
+
+    def _close_calls(self) -> list[Node]:
+        close = [n for n in self.graph.evaluated() if (n.metrics.get("gates") or {}).get("close_call")]
+        return sorted(close, key=_merit)
 
     def _interrupt(self) -> LoopResult:
         self.budget.pause()
@@ -550,9 +662,17 @@ def _failures(node: Node) -> FailureSummary:
         patterns=tuple((str(p), int(n)) for p, n in raw.get("patterns") or ()))
 
 
-def _report_from_dict(raw: dict[str, Any]) -> GateReport:
-    return GateReport(raw["node_id"], tuple(GateResult(r["gate"], bool(r["passed"]), float(r["value"]),
-                                                       float(r["threshold"]), r["rule"]) for r in raw["results"]))
+def _merit(node: Node) -> tuple[float, float]:
+    """Best first: the larger estimated traffic gain (production's traffic rule), else the higher
+    score; sorted() is stable, so of equals the oldest comes first."""
+    evidence = (node.metrics.get("candidate") or {}).get("evidence")
+    gain = TrafficEvidence(**evidence).gain() if evidence else 0.0
+    return -gain, -(node.score or 0.0)
+
+
+def promote_command(node_id: str) -> str:
+    """What a person runs to promote a close call after the run (engine.promotion)."""
+    return f'pioneer-tui promote {node_id} --reason "..."'
 
 
 def _gate_summary(node: Node) -> str:

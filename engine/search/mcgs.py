@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.models.base import ConfigError
+from engine.search.gates import TrafficEvidence
 from engine.search.graph import PENDING, Node, SearchGraph
 from engine.search.pipeline import Pipeline
-from engine.search.planner import FailureSummary, Proposal, SearchState
+from engine.search.planner import FailureSummary, MoveOutcome, Proposal, SearchState, move_signature
 from engine.search.policy import Action, IterationPolicy, Outcome
 
 StepKind = Literal["evaluate", "expand", "evolve", "fuse", "exhausted"]
@@ -171,9 +172,12 @@ class MCGS:
 
     # -- choosing ---------------------------------------------------------------------------
     def next_step(self) -> Step:
-        pending = next((n for n in self.graph.nodes.values() if n.status in PENDING), None)
-        if pending is not None:
-            return Step("evaluate", pending, reason="unvisited nodes are evaluated first")
+        pending = [n for n in self.graph.nodes.values() if n.status in PENDING]
+        revisions = [n for n in pending if n.parent_id and self.graph.get(n.parent_id).status == "vetoed"]
+        if revisions:  # a person vetoed the parent: its revision is what they review next
+            return Step("evaluate", revisions[0], reason="the revision of a vetoed curriculum comes first")
+        if pending:
+            return Step("evaluate", pending[0], reason="unvisited nodes are evaluated first")
         if not self.graph.nodes:
             raise ValueError("the search graph is empty: add a root pipeline first")
         cfg = self.config
@@ -263,7 +267,22 @@ class MCGS:
             top=step.sources, seen=frozenset(n.pipeline.hash for n in self.graph.nodes.values()),
             reasoning=reasoning, teacher=teacher, plateau=self.stale >= self.config.plateau_after,
             n_candidates=self.config.candidates_per_expansion, iteration=self.t,
-            seed=self.config.seed + self.t)
+            seed=self.config.seed + self.t, outcomes=self.outcomes(node))
+
+    def outcomes(self, node: Node) -> tuple[MoveOutcome, ...]:
+        """What each move on the path to `node`, and each move already made from it, did to its parent."""
+        path = self.graph.path(node.id)
+        pairs = list(zip(path, path[1:], strict=False))
+        pairs += [(node, self.graph.get(c)) for c in node.children]
+        out = []
+        for parent, child in pairs:
+            if child.status != "evaluated" or parent.score is None or child.score is None:
+                continue
+            fewer = parent.regressions is not None and child.regressions is not None \
+                and child.regressions < parent.regressions
+            out.append(MoveOutcome(move_signature(parent.pipeline, child.pipeline), improved(parent, child), fewer,
+                                   child.id))
+        return tuple(out)
 
     # -- internals --------------------------------------------------------------------------
     def _observe(self, node: Node) -> None:
@@ -278,3 +297,20 @@ class MCGS:
 
     def _rng(self, what: str) -> random.Random:
         return random.Random(f"{self.config.seed}:{what}:{self.t}:{len(self.graph.nodes)}")
+
+
+def improved(parent: Node, child: Node) -> bool:
+    """Whether a move helped: a larger estimated traffic gain when both nodes have one (production's
+    traffic rule), else a higher score, or the same score with fewer regressions."""
+    gains = [_gain(n) for n in (parent, child)]
+    if None not in gains:
+        return gains[1] > gains[0] + 1e-9
+    if child.score > parent.score + 1e-9:
+        return True
+    return child.score >= parent.score - 1e-9 and None not in (parent.regressions, child.regressions) \
+        and child.regressions < parent.regressions
+
+
+def _gain(node: Node) -> float | None:
+    evidence = (node.metrics.get("candidate") or {}).get("evidence")
+    return None if not evidence else TrafficEvidence(**evidence).gain()

@@ -20,6 +20,13 @@ Mode = Literal["cold_start", "production"]
 Supervision = Literal["direct", "chain_of_thought"]
 MODES: tuple[str, ...] = ("cold_start", "production")
 SUPERVISIONS: tuple[str, ...] = ("direct", "chain_of_thought")
+# Distillation from the deployed model: "focal" distils only rows it got right (positive-congruent).
+DISTILLATIONS: tuple[str, ...] = ("none", "focal")
+# Production replay: "share" samples the replay fraction (10-20% of the replay pool, the paper's rule);
+# "all" replays every D_parent row and every verified pass outside the protected evaluation sets.
+REPLAY_SCOPES: tuple[str, ...] = ("share", "all")
+# Gold filter: "neighbours" drops gold whose correction its verified nearest neighbours contradict.
+GOLD_FILTERS: tuple[str, ...] = ("none", "neighbours")
 
 # Curriculum composition bands (fractions of the curriculum; replay rows are drawn from D_parent).
 # Production: gold 40-60%, hard negatives 25-35%, replay 10-20%. Cold-start: about 65:35 gold:hard.
@@ -73,6 +80,9 @@ class DatasetSpec:
 
     `focus_pairs` are label-confusion pairs that get hard negatives; `targeted` lists failure
     patterns with the number of targeted examples to add for each (surgical augmentation, 2-3).
+    `replay_scope` (production): "share" replays the replay fraction, "all" the whole replay pool.
+    `gold_filter`: "neighbours" drops gold rows whose correction the nearest verified rows contradict
+    (classification; what a person's "bad corrections" veto asks for).
     """
 
     mode: Mode = "cold_start"
@@ -83,6 +93,8 @@ class DatasetSpec:
     constraints: CurationConstraints = field(default_factory=CurationConstraints)
     focus_pairs: tuple[tuple[str, str], ...] = ()
     targeted: tuple[tuple[str, int], ...] = ()
+    replay_scope: str = "share"
+    gold_filter: str = "none"
 
     def __post_init__(self) -> None:
         if isinstance(self.source_versions, str):
@@ -92,6 +104,11 @@ class DatasetSpec:
         object.__setattr__(self, "targeted", tuple(tuple(t) for t in self.targeted))
         if self.mode not in MODES:
             _fail("DatasetSpec.mode", self.mode, f"one of {', '.join(MODES)}")
+        if self.gold_filter not in GOLD_FILTERS:
+            _fail("DatasetSpec.gold_filter", self.gold_filter, f"one of {', '.join(GOLD_FILTERS)}")
+        if self.replay_scope not in REPLAY_SCOPES or (self.mode == "cold_start" and self.replay_scope != "share"):
+            _fail("DatasetSpec.replay_scope", self.replay_scope,
+                  f"one of {', '.join(REPLAY_SCOPES)} (cold-start curricula replay nothing: 'share')")
         bands = BANDS[self.mode]
         for part in ("gold", "hard_negative", "replay"):
             value = getattr(self, f"{part}_fraction")
@@ -119,12 +136,16 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Strategy:
-    """S: direct or chain-of-thought supervision, the teacher writing rationales, the eval method."""
+    """S: direct or chain-of-thought supervision, the teacher writing rationales, the eval method, and
+    distillation from the deployed model ("focal": its probabilities on the rows it got right, at
+    `distill_weight`), which keeps its right answers right (fewer regressions at equal fixes)."""
 
     supervision: Supervision = "direct"
     teacher: str | None = None
     eval_method: str = "accuracy"
     judge_model: str | None = None
+    distillation: str = "none"
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check([
@@ -136,6 +157,10 @@ class Strategy:
              self.eval_method, "a metric name (accuracy, macro_f1, span_f1, exact_match) or 'judge'"),
             (self.eval_method != "judge" or bool(self.judge_model), "Strategy.judge_model", self.judge_model,
              "a model name when eval_method is 'judge'"),
+            (self.distillation in DISTILLATIONS, "Strategy.distillation", self.distillation,
+             f"one of {', '.join(DISTILLATIONS)}"),
+            (isinstance(self.distill_weight, int | float) and 0.0 < self.distill_weight <= 100.0,
+             "Strategy.distill_weight", self.distill_weight, "a weight in (0, 100] (1)"),
         ])
 
 
@@ -149,6 +174,9 @@ class Pipeline:
         if self.strategy.supervision == "chain_of_thought" and self.hyperparams.task != "generation":
             _fail("Strategy.supervision", self.strategy.supervision,
                   f"'direct' for a {self.hyperparams.task} task (chain-of-thought needs a generative model)")
+        if self.strategy.distillation != "none" and self.hyperparams.task != "classification":
+            _fail("Strategy.distillation", self.strategy.distillation,
+                  f"'none' for a {self.hyperparams.task} task (distillation is implemented for classifiers)")
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

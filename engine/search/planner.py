@@ -7,11 +7,19 @@ RulePlanner encodes the paper's rules on top of the iteration policy's band:
 - tune hyperparameters (data fixed): overfitting -> fewer epochs / lower learning rate;
   plateau -> more capacity (LoRA rank) or another method; precision-dominated -> threshold sweep;
 - surgical augmentation: 2-3 targeted examples per remaining failure pattern.
-- a node that fixed the failures (failure-set gate passed) but broke what worked (regression or
-  cross-checkpoint gate failed) gets, before any band rule, moves that forget less: a lower
-  learning rate, fewer epochs, more replay of the parent data — never the same move again. A linear
-  probe has no learning rate to lower: its frozen features put the fixed failures and the broken
-  passes on one linear boundary, so it moves to fine-tuning the encoder (or a stronger L2).
+- a node that fixed the failures but broke what worked (a regression gate or the regression budget
+  failed) gets, before any band rule, moves that forget less: focal distillation from the deployed
+  model (its answers where it was right), replaying the whole pool, a stronger distillation, a lower
+  learning rate, fewer epochs, more replay. A linear probe has no learning rate to lower: its frozen
+  features put the fixed failures and the broken passes on one linear boundary, so after
+  distillation it moves to fine-tuning the encoder (or a stronger L2).
+- a person's veto names what is wrong (engine.search.reviewer.VETO_REASONS); each reason maps to a
+  revision of the vetoed pipeline (too much replay -> sample the replay band; too little gold -> more
+  gold; wrong focus -> drop the focus pairs and targeted examples; bad corrections -> drop gold whose
+  correction its verified neighbours contradict).
+The search learns from outcomes: a move (the fields it changed and in which direction) that did not
+improve on its parent is not proposed again from that node or its descendants, and moves that cut
+regressions before are tried first when regressions are what failed.
 When the rules give fewer candidates than asked, seeded moves of the same band fill the list.
 A move that changes only hyperparameters the method never reads (`INERT`: a learning rate for a
 linear probe) would train the same model again, so it is never proposed.
@@ -31,6 +39,10 @@ from engine.search.pipeline import BANDS, Pipeline
 from engine.search.policy import Action
 
 Operator = Literal["expand", "evolve", "fuse"]
+# Gates whose failure means the candidate broke what worked (the paper's rule, then the traffic rule's budget).
+REGRESSION_GATES = frozenset({"regression_set", "cross_checkpoint", "regression_rate", "regression_budget",
+                              "cross_budget"})
+Signature = frozenset  # of (dotted field, direction) pairs: what a move changed, and which way
 _COMPOSITION = ("data.gold_fraction", "data.hard_negative_fraction", "data.replay_fraction")
 # Hyperparameters a method's training never reads (a linear probe is fitted by L-BFGS on frozen features).
 INERT: dict[str, frozenset[str]] = {
@@ -38,6 +50,35 @@ INERT: dict[str, frozenset[str]] = {
                                "lora_rank", "lora_alpha", "lora_dropout"}),
     "full": frozenset({"lora_rank", "lora_alpha", "lora_dropout"}),
 }
+
+
+def move_signature(base: Pipeline, pipeline: Pipeline) -> Signature:
+    """What a move changed and which way ("up"/"down" for numbers, the new value otherwise), so the
+    same kind of move is recognised from another starting point."""
+    out = set()
+    for key, (old, new) in base.diff(pipeline).items():
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new))
+        out.add((key, ("up" if new > old else "down") if numeric else repr(new)))
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class MoveOutcome:
+    """A move made in this search and what it did to its parent's result."""
+
+    signature: Signature
+    improved: bool
+    fewer_regressions: bool
+    at: str  # the child node
+
+
+@dataclass(frozen=True)
+class VetoFeedback:
+    """What a person said about a vetoed curriculum: structured reasons and their own words."""
+
+    reasons: tuple[str, ...]
+    text: str
+    node_id: str
 
 
 def changes_nothing(base: Pipeline, pipeline: Pipeline) -> bool:
@@ -79,6 +120,18 @@ class SearchState:
     n_candidates: int = 1
     iteration: int = 0
     seed: int = 0
+    outcomes: tuple[MoveOutcome, ...] = ()  # moves on the path to node and from node, with their results
+    veto: VetoFeedback | None = None        # set when revising a vetoed pipeline (node is the vetoed one)
+
+    @property
+    def failed_moves(self) -> dict[Signature, str]:
+        """Moves that did not improve, and the node that showed it (never repeated from here)."""
+        return {o.signature: o.at for o in self.outcomes if not o.improved}
+
+    @property
+    def helpful_moves(self) -> set[Signature]:
+        """Moves that cut regressions somewhere in this search."""
+        return {o.signature for o in self.outcomes if o.fewer_regressions}
 
     @property
     def task(self) -> str:
@@ -169,6 +222,11 @@ class RulePlanner:
 
     # -- Planner ----------------------------------------------------------------------------
     def expand(self, state: SearchState) -> list[Proposal]:
+        if state.veto is not None:
+            proposals = self.realise(state, self._revise(state), "expand", state.n_candidates,
+                                     f"revised after {state.veto.node_id} was vetoed: ")
+            self._log("expand")
+            return proposals
         band = state.action.band
         rules: list[Change]
         if band == "rework_data":
@@ -178,7 +236,7 @@ class RulePlanner:
                      + self._error_balance(state, data=False))
         else:
             rules = self._surgical(state) or self._threshold_sweep(state.node.pipeline)
-        rules = self._forget_less(state.node) + rules
+        rules = self._forget_less(state.node, state.helpful_moves) + rules
         rng = self._rng(state, "expand")
         fill = self._data_moves(state.node.pipeline) if band == "rework_data" else self._tune_moves(state.node.pipeline)
         rng.shuffle(fill)
@@ -196,7 +254,7 @@ class RulePlanner:
         base = state.node.pipeline
         moves = self._tune_moves(base) + self._data_moves(base) + self._plateau(replace(state, plateau=True))
         self._rng(state, "evolve").shuffle(moves)
-        moves = self._forget_less(state.node) + moves
+        moves = self._forget_less(state.node, state.helpful_moves) + moves
         free = [m for m in moves if not (set(m[0]) & kept)]
         note = f"keep {', '.join(sorted(kept))}; " if kept else ""
         out = self.realise(state, free + moves, "evolve", 1, f"evolve {state.node.id}: {note}")
@@ -352,30 +410,73 @@ class RulePlanner:
         return [({"data.targeted": [[name, merged[name]] for name in sorted(merged)]},
                  "surgical augmentation: " + ", ".join(f"{n} targeted example(s) for {name}" for name, n in targets))]
 
-    def _forget_less(self, node: Node) -> list[Change]:
-        """Score gate passed, regression gate failed: the candidate learnt the failures but forgot what
-        the parent knew. Retraining from the base with a gentler recipe or more parent data keeps it."""
+    def _forget_less(self, node: Node, helpful: set[Signature] | None = None) -> list[Change]:
+        """The candidate learnt the failures but broke what the deployed model got right. Retraining from
+        the base while keeping the deployed model's answers (distillation), on more of what it knew
+        (replay), or with a gentler recipe keeps it. Moves that cut regressions before come first."""
         results = (node.metrics.get("gates") or {}).get("results") or []
         failed = {r["gate"] for r in results if not r["passed"]}
-        broke = failed & {"regression_set", "cross_checkpoint", "traffic"}
+        broke = failed & REGRESSION_GATES
+        if "gain" in failed and node.regressions:
+            broke |= {"gain"}
         if not broke or "failure_set" in failed:
             return []
         h, p = node.pipeline.hyperparams, node.pipeline
         why = f"failures fixed but {node.regressions} regression(s) ({', '.join(sorted(broke))} gate failed)"
+        out: list[Change] = []
+        if h.task == "classification" and p.strategy.distillation == "none":
+            out.append(({"strategy.distillation": "focal"},
+                        f"{why}: distil the deployed model where it was right (focal distillation)"))
+        if p.data.mode == "production" and p.data.replay_scope == "share":
+            out.append(({"data.replay_scope": "all"},
+                        f"{why}: replay every verified pass and all of D_parent"))
+        if p.strategy.distillation != "none" and p.strategy.distill_weight < 100:
+            weight = _round(min(100.0, p.strategy.distill_weight * 3))
+            out.append(({"strategy.distill_weight": weight}, f"{why}: stronger distillation ({weight:g})"))
         if h.method == "linear_probe":
-            return [(_fine_tune(h), f"{why}: frozen features hold the fixed failures and the broken passes on one "
+            out += [(_fine_tune(h), f"{why}: frozen features hold the fixed failures and the broken passes on one "
                                     "linear boundary; fine-tune the encoder (LoRA) from the probe's head"),
                     ({"hyperparams.weight_decay": _stronger_l2(h)}, f"{why}: a stronger L2 on the probe")]
-        lower = {"hyperparams.learning_rate": _round(h.learning_rate * 0.5)}
-        if h.head_learning_rate is not None:
-            lower["hyperparams.head_learning_rate"] = _round(h.head_learning_rate * 0.5)
-        out: list[Change] = [(lower, f"{why}: lower learning rate")]
-        if h.epochs > 1.0:
-            out.append(({"hyperparams.epochs": _round(max(1.0, h.epochs * 0.6))}, f"{why}: fewer epochs"))
-        if (shift := self._shift(p, "replay")) is not None:
-            out.append((shift, f"{why}: more replay of the parent data"))
-            out.append(({**shift, **lower}, f"{why}: more replay and a lower learning rate"))
+        else:
+            lower = {"hyperparams.learning_rate": _round(h.learning_rate * 0.5)}
+            if h.head_learning_rate is not None:
+                lower["hyperparams.head_learning_rate"] = _round(h.head_learning_rate * 0.5)
+            out.append((lower, f"{why}: lower learning rate"))
+            if h.epochs > 1.0:
+                out.append(({"hyperparams.epochs": _round(max(1.0, h.epochs * 0.6))}, f"{why}: fewer epochs"))
+            if p.data.replay_scope == "share" and (shift := self._shift(p, "replay")) is not None:
+                out.append((shift, f"{why}: more replay of the parent data"))
+                out.append(({**shift, **lower}, f"{why}: more replay and a lower learning rate"))
+        if helpful:
+            out.sort(key=lambda change: _signature_of(p, change[0]) not in helpful)
         return out
+
+    def _revise(self, state: SearchState) -> list[Change]:
+        """A person's veto reasons as changes to the vetoed pipeline, in the order they were given."""
+        veto, p = state.veto, state.node.pipeline
+        assert veto is not None
+        said = f"{veto.text}: " if veto.text else ""
+        out: list[Change] = []
+        for reason in veto.reasons:
+            if reason == "too_much_replay":
+                change: dict[str, Any] = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
+                low = self._shift(p, "gold") if not change else None
+                out.append(({**change, **(low or {})}, f"{said}too much replay: sample the replay band"
+                            if change else f"{said}too much replay: more gold instead"))
+            elif reason == "too_little_gold":
+                change = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
+                out.append(({**change, **(self._shift(p, "gold") or {})}, f"{said}too little gold: more gold"))
+            elif reason == "wrong_focus":
+                change = {k: [] for k in ("data.focus_pairs", "data.targeted")
+                          if getattr(p.data, k.split(".")[1])}
+                out.append((change or (self._shift(p, "gold") or {}),
+                            f"{said}wrong focus: drop the focus pairs and targeted examples" if change
+                            else f"{said}wrong focus: fewer hard negatives, more gold"))
+            elif reason == "bad_corrections" and p.hyperparams.task == "classification" \
+                    and p.data.gold_filter == "none":
+                out.append(({"data.gold_filter": "neighbours"},
+                            f"{said}bad corrections: drop gold whose correction its verified neighbours contradict"))
+        return [(change, why) for change, why in out if change]
 
     # -- seeded fill-in moves ---------------------------------------------------------------
     def _tune_moves(self, p: Pipeline) -> list[Change]:
@@ -416,14 +517,16 @@ class RulePlanner:
     # -- helpers ----------------------------------------------------------------------------
     def realise(self, state: SearchState, changes: list[Change], operator: Operator, n: int,
                  prefix: str = "") -> list[Proposal]:
-        base, seen = state.node.pipeline, set(state.seen)
+        """The first `n` changes that give a valid pipeline not yet in the graph, that change something the
+        method reads, and whose kind of move has not already failed to improve on this path."""
+        base, seen, failed = state.node.pipeline, set(state.seen), state.failed_moves
         out: list[Proposal] = []
         for delta, why in changes:
             try:
                 pipeline = base.modify(delta)
             except ConfigError:
                 continue
-            if pipeline.hash in seen or changes_nothing(base, pipeline):
+            if pipeline.hash in seen or changes_nothing(base, pipeline) or move_signature(base, pipeline) in failed:
                 continue
             seen.add(pipeline.hash)
             out.append(Proposal(pipeline, operator, base.diff(pipeline), prefix + why))
@@ -439,6 +542,13 @@ class RulePlanner:
 
     def _log(self, operator: str) -> None:
         self._steps.append(PlannerStep(operator, "rule"))
+
+
+def _signature_of(p: Pipeline, change: dict[str, Any]) -> Signature:
+    try:
+        return move_signature(p, p.modify(change))
+    except ConfigError:
+        return frozenset()
 
 
 def _round(x: float) -> float:

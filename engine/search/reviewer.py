@@ -1,5 +1,6 @@
 """Human gates. The loop never calls a UI: it awaits a `Reviewer` before every train step (approve,
-veto with a reason, or an edited curriculum) and before every rollback and promotion.
+veto with a reason, or an edited curriculum), before every rollback and promotion, and for a close
+call (a candidate that failed only the regression budget) the reason to promote it anyway.
 
 Implementations here: `HeadlessReviewer` (auto-approve or refuse everything), `StdinReviewer`
 (prompts on any text streams) and `ScriptedReviewer` (a fixed list, for tests and replays); the TUI
@@ -19,6 +20,14 @@ from engine.events import EventBus
 from engine.search.pipeline import Pipeline
 
 DecisionAction = Literal["approve", "veto", "edit"]
+# What a person may say is wrong with a curriculum; each maps to a planner revision (engine.search.planner).
+VETO_REASONS: dict[str, str] = {
+    "too_much_replay": "too much replay",
+    "too_little_gold": "too little gold",
+    "wrong_focus": "wrong focus (the hard negatives or targeted examples aim at the wrong confusion)",
+    "bad_corrections": "bad corrections (gold rows with wrong answers)",
+    "other": "other (say what in the reason)",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,8 @@ class CurriculumReview:
     dataset_version_id: str | None = None
     composition: dict[str, Any] = field(default_factory=dict)
     rationale: str | None = None
+    vetoed: dict[str, Any] | None = None  # the last vetoed curriculum of the run and how this one differs
+    labels: tuple[str, ...] = ()  # the answers a model may give: an edited output must be one of them
 
 
 @dataclass(frozen=True)
@@ -44,14 +55,21 @@ class Confirmation:
 
 @dataclass(frozen=True)
 class Decision:
+    """`reasons`: a veto's structured reasons (keys of VETO_REASONS), beside the free-text `reason`."""
+
     action: DecisionAction
     reason: str | None = None
     rows: tuple[dict[str, Any], ...] | None = None  # the edited curriculum
+    reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.action not in ("approve", "veto", "edit"):
             raise ValueError(f"decision action {self.action!r} is not approve, veto or edit")
-        if self.action == "veto" and not (self.reason and self.reason.strip()):
+        object.__setattr__(self, "reasons", tuple(self.reasons))
+        unknown = [r for r in self.reasons if r not in VETO_REASONS]
+        if unknown:
+            raise ValueError(f"veto reason(s) {', '.join(unknown)} unknown: use {', '.join(VETO_REASONS)}")
+        if self.action == "veto" and not (self.reason and self.reason.strip()) and not self.reasons:
             raise ValueError("a veto needs a reason")
         if self.action == "edit" and self.rows is None:
             raise ValueError("an edit needs the edited rows")
@@ -65,6 +83,11 @@ class Reviewer(Protocol):
     def review_curriculum(self, review: CurriculumReview) -> Decision: ...
     def confirm_rollback(self, info: Confirmation) -> bool: ...
     def confirm_promotion(self, info: Confirmation) -> bool: ...
+
+    def promote_anyway(self, info: Confirmation) -> str | None:
+        """A person's reason to promote a candidate that failed only the regression budget, or None to
+        keep the deployed model (the run then prints how to promote it later)."""
+        ...
 
 
 class HeadlessReviewer:
@@ -84,6 +107,9 @@ class HeadlessReviewer:
 
     def confirm_promotion(self, info: Confirmation) -> bool:
         return self.policy == "auto"
+
+    def promote_anyway(self, info: Confirmation) -> str | None:
+        return None  # overruling the budget is a person's call: the summary says how to make it
 
 
 class StdinReviewer:
@@ -107,8 +133,14 @@ class StdinReviewer:
             if answer in ("a", "approve"):
                 return Decision("approve")
             if answer in ("v", "veto"):
-                reason = self._ask("reason: ")
-                return Decision("veto", reason or "vetoed without a reason")
+                codes = list(VETO_REASONS)
+                self._say("  " + "  ".join(f"{i}) {VETO_REASONS[c]}" for i, c in enumerate(codes, 1)))
+                picked = self._ask("what is wrong (numbers, e.g. 1 3): ") or ""
+                reasons = tuple(codes[int(x) - 1] for x in picked.replace(",", " ").split()
+                                if x.isdigit() and 1 <= int(x) <= len(codes))
+                reason = self._ask("in your words: ")
+                return Decision("veto", reason or None, reasons=reasons or ("other",)) if reason or reasons \
+                    else Decision("veto", "vetoed without a reason")
             if answer in ("e", "edit"):
                 path = self._ask("path to the edited curriculum (JSONL): ")
                 if path is None:
@@ -125,6 +157,21 @@ class StdinReviewer:
 
     def confirm_promotion(self, info: Confirmation) -> bool:
         return self._yes_no(f"Promote? {info.summary}")
+
+    def promote_anyway(self, info: Confirmation) -> str | None:
+        broken = info.details.get("regressions") or []
+        self._say(f"Close call: {info.summary}; it failed only the regression budget.")
+        for r in broken[:10]:
+            self._say(f"  broken {r.get('id')}: expected {r.get('expected')}, now {r.get('prediction')}")
+        if not self._yes_no("Promote it anyway?"):
+            return None
+        while True:
+            reason = self._ask("reason (recorded with your decision): ")
+            if reason is None:
+                return None
+            if reason:
+                return reason
+            self._say("a reason is required to promote a candidate the budget refused")
 
     def _yes_no(self, question: str) -> bool:
         self._say(question)
@@ -150,7 +197,7 @@ class StdinReviewer:
 class ScriptedReviewer:
     """Answers from a list in order: Decisions for curricula, bools for confirmations."""
 
-    def __init__(self, script: list[Decision | bool], who: str = "scripted") -> None:
+    def __init__(self, script: list[Decision | bool | str], who: str = "scripted") -> None:
         self.script = list(script)
         self.who = who
         self.seen: list[CurriculumReview | Confirmation] = []
@@ -164,13 +211,19 @@ class ScriptedReviewer:
     def confirm_promotion(self, info: Confirmation) -> bool:
         return self._next(info, bool)
 
-    def _next(self, request: Any, kind: type) -> Any:
+    def promote_anyway(self, info: Confirmation) -> str | None:
+        """The next answer: a reason (str) promotes, False keeps the deployed model."""
+        answer = self._next(info, (str, bool))
+        return answer or None
+
+    def _next(self, request: Any, kind: type | tuple[type, ...]) -> Any:
         self.seen.append(request)
         if not self.script:
             raise RuntimeError(f"scripted reviewer has no answer left for {type(request).__name__}")
         answer = self.script.pop(0)
         if not isinstance(answer, kind):
-            raise RuntimeError(f"scripted reviewer expected a {kind.__name__} next, found {answer!r}")
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise RuntimeError(f"scripted reviewer expected a {names} next, found {answer!r}")
         return answer
 
 
@@ -209,6 +262,8 @@ def record_review(bus: EventBus, who: str, review: CurriculumReview, decision: D
                                             note=f"edited by {who} from {review.dataset_version_id}")
         elif decision.action == "veto":
             version = None
+        if decision.reasons:
+            diff = {**diff, "reasons": list(decision.reasons)}
         _record(bus, "curriculum", decision.action, who, node_id=review.node_id, reason=decision.reason,
                 diff=diff, dataset_version_id=version or review.dataset_version_id)
     return version
@@ -225,6 +280,14 @@ def record_confirmation(bus: EventBus, who: str, kind: Literal["rollback", "prom
                         ok: bool) -> None:
     with bus.store.transaction():
         _record(bus, kind, "approve" if ok else "refuse", who, node_id=info.node_id, reason=info.summary)
+
+
+def record_override(bus: EventBus, who: str, info: Confirmation, reason: str | None) -> None:
+    """A person's answer to a close call, a promotion decision marked `override`: approve with their
+    reason, or refuse (keep the deployed model)."""
+    with bus.store.transaction():
+        _record(bus, "promotion", "approve" if reason else "refuse", who, node_id=info.node_id,
+                reason=reason or f"kept the deployed model: {info.summary}", diff={"override": True})
 
 
 def _record(bus: EventBus, kind: str, action: str, who: str, *, node_id: str | None, reason: str | None,

@@ -16,20 +16,22 @@ from typing import Any, TextIO
 from engine.ingest import IngestError, ingest_traces
 from engine.models.base import TASKS, ConfigError
 from engine.production import EMBEDDERS, ProductionConfig, ProductionSummary, deployed_model, improve
+from engine.search.gates import GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
 from pioneer_tui.cli import Context, UserError
 from store import Event, Store
 
 APPROVALS = ("auto", "ask", "never")
-_AT_MOST = ("regression_set", "cross_checkpoint")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "improve", help="production mode: fix a deployed model's failures, promote only through the gates",
         description="Diagnose the deployed model's judged traces (taxonomy, fixable vs poison, probes), build "
-        "targeted curricula, retrain from the base model, and accept a candidate only if it fixes the failure "
-        "set (a >= tau) without breaking what worked (r <= epsilon, also on the previous checkpoint's set).")
+        "targeted curricula, retrain from the base model, and promote a candidate only through the gates: by "
+        "default (--gate traffic) it must be significantly better on traffic like the run's, weighed on items it "
+        "never trained on, within your regression budget; --gate strict is the paper's rule (a >= tau, "
+        "r <= epsilon, also on the previous checkpoint's set).")
     parser.add_argument("--model", required=True, help="registry id or name of the deployed model")
     parser.add_argument("--traces", type=Path, metavar="FILE", help="ingest this trace file first")
     parser.add_argument("--task", choices=TASKS, help="task of the traces (default: the model's)")
@@ -39,8 +41,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-iterations", type=int, default=6, help="training iterations budget (default 6)")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget (default 30)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tau", type=float, default=0.96, help="failure-set score a candidate must reach")
-    parser.add_argument("--epsilon", type=int, default=2, help="regressions a candidate may cause")
+    parser.add_argument("--gate", choices=GATE_RULES, default="traffic",
+                        help="promotion rule: traffic (default: a significant gain within the regression budget) "
+                        "or strict (the paper's: a >= tau and at most epsilon regressions)")
+    parser.add_argument("--max-regressions", type=int, metavar="N",
+                        help="traffic rule: at most N broken regression-set items (default: no count cap)")
+    parser.add_argument("--max-regression-rate", type=float, metavar="R", default=0.02,
+                        help="traffic rule: at most this share of regression-set items broken (default 0.02)")
+    parser.add_argument("--tau", type=float, default=0.96, help="strict rule: failure-set score a candidate must reach")
+    parser.add_argument("--epsilon", type=int, default=2, help="strict rule: regressions a candidate may cause")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",
                         help="similarity for triage, probes and hard negatives (minilm: the embedded encoder)")
     parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
@@ -57,7 +66,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         config = ProductionConfig(model=args.model, task=args.task, seed=args.seed, tau=args.tau,
                                   epsilon=args.epsilon, max_iterations=args.max_iterations,
-                                  max_minutes=args.max_minutes, embedder=args.embedder)
+                                  max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
+                                  max_regressions=args.max_regressions,
+                                  max_regression_rate=args.max_regression_rate)
         deployed_model(store, args.model)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
@@ -157,25 +168,28 @@ class RunPrinter:
             self._say(f"  {_short(p.get('node_id'))} failed: {m.get('error')}")
             return
         fixed = f", fixed {m['failure_set.fixed']}/{m['failure_set.fixable']}" if "failure_set.fixed" in m else ""
+        held = f" ({m['fix_holdout.fixed']}/{m['fix_holdout.size']} held out)" if "fix_holdout.size" in m else ""
         r = p.get("regressions")
         cross = m.get("cross_checkpoint.regressions")
-        self._say(f"  {_short(p.get('node_id'))}: score {p.get('score'):.4f}{fixed}, regressions "
+        self._say(f"  {_short(p.get('node_id'))}: score {p.get('score'):.4f}{fixed}{held}, regressions "
                   f"{'—' if r is None else r}" + ("" if cross is None else f", previous-checkpoint regressions {cross}"))
 
     def _on_gate_checked(self, p: dict[str, Any]) -> None:
-        rule = "<=" if p.get("gate") in _AT_MOST else ">="
         self._say(f"    gate {p.get('gate')}: {'PASS' if p.get('passed') else 'FAIL'} "
-                  f"({p.get('value'):g} {rule} {p.get('threshold'):g})")
+                  f"({p.get('value'):g} {p.get('rule') or '>='} {p.get('threshold'):g})")
 
     def _on_rollback(self, p: dict[str, Any]) -> None:
         self._say(f"  rollback {_short(p.get('node_id'))}: {p.get('from_model')} -> {p.get('to_model')} ({p.get('reason')})")
 
     def _on_promoted(self, p: dict[str, Any]) -> None:
-        self._say(f"promoted {p.get('model_id')} (node {_short(p.get('node_id'))}, score {p.get('score'):.4f})")
+        anyway = f", anyway: {p['override']}" if p.get("override") else ""
+        self._say(f"promoted {p.get('model_id')} (node {_short(p.get('node_id'))}, score {p.get('score'):.4f}{anyway})")
 
     def _on_run_finished(self, p: dict[str, Any]) -> None:
         self._say(f"Final decision: {p.get('outcome') or '—'}")
         self._say(f"Stopped because: {p.get('reason')}")
+        if p.get("promote_command"):
+            self._say(f"To promote the close call {p['close_call']} with your reason:\n  {p['promote_command']}")
 
 
 def _short(node_id: Any) -> str:

@@ -6,6 +6,10 @@ the ingest, nothing is written, and IngestError names the file, line and field. 
 Ids are the file's own or a hash of the trace's identity (ts, model_id, task, input, prediction),
 and an id already stored is left as it is, so re-ingesting a file (or a re-export of it with new
 judge annotations) never duplicates a trace.
+
+Limits that hold for any source, even a SQLite view that never ends: `timeout_s` for the whole
+ingest, `max_rows` records, MAX_FIELD_BYTES per line / cell / value; past one, nothing is written.
+Rejects stream to their file (never held in memory), which may not be the input or a workspace file.
 """
 
 from __future__ import annotations
@@ -14,20 +18,26 @@ import codecs
 import hashlib
 import json
 import math
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.ingest_formats import (
     FIELDS,
     FORMATS,
+    MAX_FIELD_BYTES,
     META_EXTRA,
     REQUIRED,
+    SQLITE_MAGIC,
     FieldMap,
     IngestError,
+    IngestTimeout,
     Raw,
     RowInvalid,
     Source,
@@ -39,11 +49,12 @@ from engine.ingest_formats import (
     resolve_table,
 )
 from store import Store
-from store.artifacts import atomic_write_text
+from store.artifacts import atomic_open
 from store.jsoncols import now
 from store.traces import TRACE_COLUMNS
 
-__all__ = ["FIELDS", "FORMATS", "REQUIRED", "FieldMap", "IngestError", "IngestResult", "ingest_traces"]
+__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_TIMEOUT_S", "FIELDS", "FORMATS", "MAX_FIELD_BYTES", "REQUIRED", "FieldMap",
+           "IngestError", "IngestResult", "ingest_traces"]
 
 VERDICTS = ("pass", "fail")
 _KNOWN = frozenset((*FIELDS, META_EXTRA))
@@ -52,6 +63,10 @@ _HASH = TRACE_COLUMNS.index("content_hash")  # rows are tuples in TRACE_COLUMNS 
 _JSON = json.JSONEncoder(ensure_ascii=False).encode  # reused: json.dumps re-creates one per call
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False).encode
 CHUNK = 5000  # rows per executemany; also the unit of the "already stored?" lookup
+_CHUNK_BYTES = 64 * 1024 * 1024  # ... or fewer rows, when they are this large
+_TEXT = itemgetter(*(TRACE_COLUMNS.index(c) for c in ("input", "prediction", "correction", "reasoning", "metadata")))
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MAX_ROWS = 2_000_000  # the in-file duplicate check holds ~200 bytes per record: ~400 MB at the cap
 _LOOKUP = 500  # ids per IN (...) lookup
 
 
@@ -88,12 +103,15 @@ def ingest_traces(
     skip_invalid: bool = False,
     rejects_path: str | Path | None = None,
     encoding: str = "utf-8",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> IngestResult:
     """Ingest one file into the workspace's traces in a single transaction."""
     started = time.perf_counter()
     path = Path(path)
-    if not path.is_file():
-        raise IngestError(f"{path}: no such file", path=str(path))
+    _check_readable(path)
+    if timeout_s <= 0 or max_rows < 1:
+        raise IngestError(f"--timeout ({timeout_s:g} s) and --max-rows ({max_rows}) must be positive", path=str(path))
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -104,11 +122,13 @@ def ingest_traces(
     if table and fmt != "sqlite":
         raise IngestError(f"{path}: --table applies to SQLite sources only", path=str(path))
     source = Source(path, fmt, resolve_table(path, table) if fmt == "sqlite" else None)
+    target = _rejects_target(store, path, rejects_path) if skip_invalid else None
     result = IngestResult(path=str(path), format=fmt)
-    writer = _Writer(store, source, result, skip_invalid)
-    with store.transaction():
+    with store.transaction(), ExitStack() as rejects:
+        writer = _Writer(store, source, result, skip_invalid, timeout_s, max_rows,
+                         lambda: rejects.enter_context(atomic_open(target, "w", encoding="utf-8")))
         if fmt == "sqlite":
-            with open_sqlite(source, fields) as rows:
+            with open_sqlite(source, fields, timeout_s) as rows:
                 writer.consume(rows)
         elif fmt == "csv":
             writer.consume(read_csv(source, encoding, fields))
@@ -118,20 +138,72 @@ def ingest_traces(
         if result.read == 0:
             raise IngestError(f"{source.label}: no traces in the file (empty or only blank lines / a header)",
                               path=str(path))
-        if writer.rejects:
-            target = Path(rejects_path) if rejects_path else (
-                store.artifacts / "ingest" / f"{path.name}.rejects.jsonl")
-            atomic_write_text(target, "".join(map(_reject_line, writer.rejects)))
+        if result.rejected:
             result.rejects_path = str(target)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _reject_line(reject: dict[str, Any]) -> str:
+def _check_readable(path: Path) -> None:
+    """A regular file: a folder, FIFO or device is named as such (a FIFO could block forever)."""
     try:
-        return json.dumps(reject, ensure_ascii=False) + "\n"
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise IngestError(f"{path}: no such file", path=str(path)) from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read it ({exc.strerror})", path=str(path)) from None
+    if stat.S_ISDIR(mode):
+        raise IngestError(f"{path}: is a folder; give one trace file (.jsonl, .csv or a SQLite database)",
+                          path=str(path))
+    if not stat.S_ISREG(mode):
+        raise IngestError(f"{path}: is not a regular file (a FIFO, socket or device); save the traces to a file "
+                          f"and ingest that", path=str(path))
+
+
+def _rejects_target(store: Store, path: Path, explicit: str | Path | None) -> Path:
+    """Where rejects go. The default is per input path (two inputs with one name keep their own); a
+    path given may not be the input, a file of the workspace outside artifacts/, a database, or a
+    file that is not an earlier rejects file: writing there would destroy data."""
+    if explicit is None:
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        return store.artifacts / "ingest" / f"{path.name}.{digest}.rejects.jsonl"
+    target = Path(explicit).resolve()
+    refuse = None
+    if target == path.resolve() or (target.exists() and target.samefile(path)):
+        refuse = "it is the input file"
+    elif target.is_relative_to(store.workspace.root.resolve()) and \
+            not target.is_relative_to(store.artifacts.resolve()):
+        refuse = "it is inside the workspace, next to its database (use a path outside it or under artifacts/)"
+    elif target.exists() and not target.is_file():
+        refuse = "it is not a regular file"
+    elif target.is_file() and target.stat().st_size:
+        with open(target, "rb") as fh:
+            head = fh.readline(1 << 16)
+        if head.startswith(SQLITE_MAGIC):
+            refuse = "it is a SQLite database"
+        elif not _is_reject_line(head):
+            refuse = "it holds something other than rejects from an earlier ingest"
+    if refuse:
+        raise IngestError(f"--rejects {explicit}: refusing to overwrite it: {refuse}; choose another path",
+                          path=str(path), field="rejects")
+    return target
+
+
+def _is_reject_line(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"reason", "field"} <= record.keys()
+
+
+def _reject_line(reject: dict[str, Any]) -> str:
+    line = json.dumps(reject, ensure_ascii=False) + "\n"
+    try:
+        line.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from bad input: escape it so the file stays UTF-8
-        return json.dumps(reject, ensure_ascii=True) + "\n"
+        line = json.dumps(reject, ensure_ascii=True) + "\n"
+    return line
 
 
 def _mapped(raws: Iterator[Raw], fields: FieldMap) -> Iterator[Raw]:
@@ -149,19 +221,30 @@ def _mapped(raws: Iterator[Raw], fields: FieldMap) -> Iterator[Raw]:
 
 
 class _Writer:
-    """Validates records, catches duplicates, and writes them in chunks inside the caller's transaction."""
+    """Validates records, catches duplicates, and writes them in chunks inside the caller's transaction;
+    enforces the time and row limits; streams rejects to the file `open_rejects()` opens."""
 
-    def __init__(self, store: Store, source: Source, result: IngestResult, skip_invalid: bool) -> None:
+    def __init__(self, store: Store, source: Source, result: IngestResult, skip_invalid: bool, timeout_s: float,
+                 max_rows: int, open_rejects: Callable[[], IO[str]]) -> None:
         self.store, self.source, self.result, self.skip_invalid = store, source, result, skip_invalid
+        self.timeout_s, self.deadline = timeout_s, time.monotonic() + timeout_s
+        self.max_rows, self.open_rejects = max_rows, open_rejects
         self.loose = source.format != "jsonl"  # CSV / SQLite carry numbers and metadata as text
         self.ingested_at = now()
         self.seen: dict[str, tuple[int, str]] = {}  # id -> (line, content hash) for this file
         self.pending: list[tuple[Any, ...]] = []
-        self.rejects: list[dict[str, Any]] = []
+        self.pending_chars = 0
+        self.rejects: IO[str] | None = None
 
     def consume(self, raws: Iterator[Raw]) -> None:
         for raw in raws:
             self.result.read += 1
+            if self.result.read % 1024 == 0 and time.monotonic() > self.deadline:
+                raise IngestTimeout(self.source, self.timeout_s)
+            if self.result.read > self.max_rows:
+                raise IngestError(f"{self.source.label}: more than {self.max_rows:,} records; nothing was written "
+                                  f"(split the source, or raise --max-rows)", path=str(self.source.path),
+                                  line=raw.line)
             try:
                 if raw.problem is not None:
                     raise raw.problem
@@ -170,7 +253,7 @@ class _Writer:
             except RowInvalid as exc:
                 self._reject(raw, exc)
                 continue
-            if len(self.pending) >= CHUNK:
+            if len(self.pending) >= CHUNK or self.pending_chars >= _CHUNK_BYTES:
                 self.flush()
 
     def _dedupe(self, line: int, row: tuple[Any, ...]) -> None:
@@ -179,6 +262,7 @@ class _Writer:
         if earlier is None:
             self.seen[trace_id] = (line, digest)
             self.pending.append(row)
+            self.pending_chars += sum(map(len, filter(None, _TEXT(row))))
         elif earlier[1] == digest:
             self.result.duplicates += 1
         else:
@@ -196,13 +280,16 @@ class _Writer:
         record = None
         if raw.record is not None:
             record = {("metadata_from_map" if k == META_EXTRA else k): v for k, v in raw.record.items()}
-        self.rejects.append({"file": str(self.source.path), self.source.unit: raw.line, "field": exc.field,
-                             "reason": exc.reason, "record": record, "text": raw.text})
+        if self.rejects is None:
+            self.rejects = self.open_rejects()
+        self.rejects.write(_reject_line({"file": str(self.source.path), self.source.unit: raw.line,
+                                         "field": exc.field, "reason": exc.reason, "record": record,
+                                         "text": raw.text}))
 
     def flush(self) -> None:
         if not self.pending:
             return
-        rows, self.pending = self.pending, []
+        rows, self.pending, self.pending_chars = self.pending, [], 0
         conn = self.store.conn
         stored: dict[str, str] = {}
         for i in range(0, len(rows), _LOOKUP):

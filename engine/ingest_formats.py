@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,10 +29,12 @@ META_EXTRA = "\0metadata"  # record key collecting `--map src=metadata.KEY` valu
 FORMATS = ("jsonl", "csv", "sqlite")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
              ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _WIDE_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
               b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+MAX_FIELD_BYTES = 64 * 1024 * 1024  # one JSONL line, CSV cell or SQLite value; bounds the memory one record takes
+_SQLITE_PROGRESS_EVERY = 10_000  # VM instructions between deadline checks while SQLite computes a row
 
 
 class IngestError(ValueError):
@@ -39,6 +43,14 @@ class IngestError(ValueError):
     def __init__(self, message: str, *, path: str, line: int | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.path, self.line, self.field = path, line, field
+
+
+class IngestTimeout(IngestError):
+    """The ingest ran past its time limit (a source that never ends, or one that never returns a row)."""
+
+    def __init__(self, source: Source, timeout_s: float) -> None:
+        super().__init__(f"{source.label}: stopped after {timeout_s:g} s, the time limit; nothing was written "
+                         f"(raise --timeout for a source this slow)", path=str(source.path))
 
 
 class RowInvalid(Exception):
@@ -88,7 +100,7 @@ def detect_format(path: Path, explicit: str | None) -> str:
     if fmt:
         return fmt
     with open(path, "rb") as fh:
-        if fh.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC:
+        if fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
             return "sqlite"
     raise IngestError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
                       f"pass --format jsonl|csv|sqlite", path=str(path))
@@ -99,7 +111,13 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None,
     is reported with its line and byte offset instead of failing the whole file."""
     offset = 0
     with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
+        for n, raw in enumerate(iter(lambda: fh.readline(MAX_FIELD_BYTES + 1), b""), 1):
+            if len(raw) > MAX_FIELD_BYTES and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_line(fh)
+                start, offset = offset, offset + size
+                yield n, None, RowInvalid(None, f"the line is {size:,} bytes long, more than the "
+                                                f"{MAX_FIELD_BYTES:,} a record may take; shorten or split it"), True
+                continue
             start, offset = offset, offset + len(raw)
             if n == 1:
                 for bom, name in _WIDE_BOMS.items():
@@ -125,6 +143,16 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None,
             yield n, text, None, raw.endswith(b"\n")
 
 
+def _skip_line(fh: Any) -> int:
+    """Read past the rest of an over-long line without holding it; returns the bytes skipped."""
+    skipped = 0
+    while chunk := fh.readline(1 << 20):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -138,8 +166,50 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def loads_strict(text: str) -> Any:
     """json.loads that refuses duplicate keys (silently last-wins by default). NaN / Infinity parse as
-    floats so the field validators can name the field they appear in."""
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    floats so the field validators can name the field they appear in. Nesting deeper than the parser's
+    recursion limit and integers longer than Python converts become a RowInvalid naming the field."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        field, depth = _culprit(text, digits=False)
+        raise RowInvalid(field, f"nested {depth:,} levels deep, deeper than the JSON parser allows "
+                                f"(about {sys.getrecursionlimit():,}); flatten it") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int("9" * 5000): Python refuses to convert that many digits
+        field, digits = _culprit(text, digits=True)
+        raise RowInvalid(field, f"a number with {digits:,} digits (more than {sys.get_int_max_str_digits():,}); "
+                                f"write it as a string") from None
+
+
+_TOKEN = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:)?|[{}\[\]]|\d+')
+
+
+def _culprit(text: str, digits: bool) -> tuple[str | None, int]:
+    """The top-level field holding the deepest nesting (or the longest number), and that depth (or
+    length), found by a tokenizer that needs no recursion."""
+    depth, key, best, where = 0, None, 0, None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            if depth == 1 and match.group(2):
+                key = _key(match.group(1))
+        elif token in "{[":
+            depth += 1
+            if not digits and depth > best:
+                best, where = depth, key
+        elif token in "}]":
+            depth -= 1
+        elif digits and len(token) > best:
+            best, where = len(token), key
+    return where, best - (where is not None and not digits)  # a field's depth counts from its own value
+
+
+def _key(token: str) -> str:
+    try:
+        return json.loads(token)
+    except ValueError:
+        return token[1:-1]
 
 
 def read_jsonl(source: Source, encoding: str) -> Iterator[Raw]:
@@ -259,7 +329,7 @@ def put(record: dict[str, Any], name: str, value: Any) -> None:
 def read_csv(source: Source, encoding: str, fields: FieldMap) -> Iterator[Raw]:
     """CSV with a header row of field names. An empty cell means the field is absent (for
     `prediction`, the empty string: the column is required, an empty output is legitimate)."""
-    csv.field_size_limit(sys.maxsize)  # default is 128 KiB; a 10 MB field is a real trace
+    csv.field_size_limit(MAX_FIELD_BYTES)  # default is 128 KiB; a 10 MB field is a real trace
     problems: list[tuple[int, RowInvalid]] = []
 
     def text_lines() -> Iterator[str]:
@@ -315,26 +385,38 @@ def read_csv(source: Source, encoding: str, fields: FieldMap) -> Iterator[Raw]:
 
 
 @contextmanager
-def open_sqlite(source: Source, fields: FieldMap) -> Iterator[Iterator[Raw]]:
-    """Rows of `source.table` read through a read-only connection; NULL means the field is absent."""
+def open_sqlite(source: Source, fields: FieldMap, timeout_s: float) -> Iterator[Iterator[Raw]]:
+    """Rows of `source.table` read through a read-only connection; NULL means the field is absent.
+    A view can compute forever or build huge values: SQLite stops after `timeout_s` even before a row
+    comes back, and at MAX_FIELD_BYTES per value."""
+    deadline = time.monotonic() + timeout_s
     conn = sqlite3.connect(f"file:{quote(str(source.path.resolve()))}?mode=ro", uri=True)
     # Bad UTF-8 in one cell must fail that row and field, not the whole read: keep the bytes as lone
     # surrogates, which the validator reports with the row and the field.
     conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_FIELD_BYTES)
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _SQLITE_PROGRESS_EVERY)
+    read = 0
     try:
         cur = conn.execute(f'SELECT * FROM "{str(source.table).replace(chr(34), chr(34) * 2)}"')
         names = fields.names([d[0] for d in cur.description], source)
 
         def rows() -> Iterator[Raw]:
-            for n, values in enumerate(cur, 1):
+            nonlocal read
+            for read, values in enumerate(cur, 1):  # noqa: B007 - `read` names the failing row below
                 rec: dict[str, Any] = {}
                 for name, value in zip(names, values, strict=True):
                     if name is not None and value is not None:
                         put(rec, name, value)
-                yield Raw(n, rec)
+                yield Raw(read, rec)
 
         yield rows()
     except sqlite3.DatabaseError as exc:
+        if str(exc) == "interrupted" and time.monotonic() > deadline:
+            raise IngestTimeout(source, timeout_s) from None
+        if "too big" in str(exc):
+            raise IngestError(f"{source.label} row {read + 1}: a value is larger than {MAX_FIELD_BYTES:,} bytes; "
+                              f"shorten it in the source", path=str(source.path), line=read + 1) from None
         raise IngestError(f"{source.label}: cannot read it ({exc})", path=str(source.path)) from exc
     finally:
         conn.close()
@@ -343,7 +425,7 @@ def open_sqlite(source: Source, fields: FieldMap) -> Iterator[Iterator[Raw]]:
 def resolve_table(path: Path, table: str | None) -> str:
     """The table to read: the one named, or the only one there is."""
     with open(path, "rb") as fh:
-        if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+        if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
             raise IngestError(f"{path}: not a SQLite database (no SQLite header); pass --format jsonl or csv",
                               path=str(path))
     conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)

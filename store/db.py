@@ -18,6 +18,7 @@ BUSY_TIMEOUT_ENV = "PIONEER_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 _BUSY_SLICE_MS = 500  # one attempt's wait inside SQLite; progress is reported between attempts
 _REPORT_EVERY_S = 5.0
+_WAL_KEEP_BYTES = 64 * 1024 * 1024
 
 BusyReporter = Callable[[float, float, str], None]  # (waited s, limit s, holder description)
 
@@ -48,6 +49,7 @@ def connect(path: Path | str, *, check_same_thread: bool = False) -> sqlite3.Con
     if str(path) != ":memory:":
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {_WAL_KEEP_BYTES}")  # a big rolled-back ingest leaves no huge WAL
     return conn
 
 

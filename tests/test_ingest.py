@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -48,6 +49,9 @@ BAD_CASES = {
     "ragged_row.csv": (3, None, "6 cells but the header has 5 columns"),
     "bad_metadata.csv": (2, "metadata", "not valid JSON"),
     "not_sqlite.db": (None, None, "not a SQLite database"),
+    "deep_nesting.jsonl": (2, "metadata", "nested 10,000 levels deep"),
+    "huge_integer_id.jsonl": (2, "id", "a number with 5,000 digits"),
+    "deep_metadata.csv": (2, "metadata", "levels deep"),
 }
 
 
@@ -284,11 +288,131 @@ def test_encoding_option_reads_latin1_and_unknown_encoding_is_refused(tmp_path):
 def test_missing_file_and_unknown_extension(tmp_path):
     odd = tmp_path / "traces.txt"
     odd.write_text("{}\n")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "folder.jsonl").mkdir()
     with Store(tmp_path / "ws") as store:
         with pytest.raises(IngestError, match="no such file"):
             ingest_traces(store, tmp_path / "nope.jsonl")
         with pytest.raises(IngestError, match="pass --format jsonl"):
             ingest_traces(store, odd)
+        with pytest.raises(IngestError, match="pipe.jsonl: is not a regular file \\(a FIFO"):
+            ingest_traces(store, tmp_path / "pipe.jsonl")  # never opened: a FIFO without a writer blocks forever
+        with pytest.raises(IngestError, match="folder.jsonl: is a folder; give one trace file"):
+            ingest_traces(store, tmp_path / "folder.jsonl")
+
+
+@pytest.mark.parametrize("name", ["deep_nesting.jsonl", "huge_integer_id.jsonl", "deep_metadata.csv"])
+def test_a_line_the_parser_cannot_take_is_one_reject_not_the_end_of_the_file(tmp_path, name):
+    with Store(tmp_path / "ws") as store:
+        result = ingest_traces(store, BAD / name, skip_invalid=True)
+        (reject,) = [json.loads(line) for line in Path(result.rejects_path).read_text().splitlines()]
+    assert (result.read, result.rejected) == (2 if name.endswith(".jsonl") else 1, 1)
+    assert (reject["line"], reject["field"]) == BAD_CASES[name][:2]
+
+
+def test_an_over_long_line_or_cell_is_rejected_without_being_held(tmp_path, monkeypatch):
+    from engine import ingest_formats
+
+    monkeypatch.setattr(ingest_formats, "MAX_FIELD_BYTES", 1000)
+    long = json.dumps(trace(2, input="x" * 5000))
+    jsonl = tmp_path / "long.jsonl"
+    jsonl.write_text(f"{json.dumps(trace(1))}\n{long}\n{json.dumps(trace(3))}\n")
+    csv_path = tmp_path / "long.csv"
+    multiline_cell = '"' + "y" * 600 + "\n" + "y" * 600 + '"'  # each line is short, the cell is not
+    csv_path.write_text(f"ts,model_id,input,prediction,verdict\n2026-03-01T10:00:00Z,m,{'y' * 5000},p,pass\n"
+                        f"2026-03-01T10:00:00Z,m,{multiline_cell},p,pass\n2026-03-01T10:00:00Z,m,short,p,pass\n")
+    with Store(tmp_path / "ws") as store:
+        with pytest.raises(IngestError, match="long.jsonl line 2: the line is 5,[0-9]{3} bytes long, more than "
+                                              "the 1,000 a record may take"):
+            ingest_traces(store, jsonl)
+        assert ingest_traces(store, jsonl, skip_invalid=True).inserted == 2
+        result = ingest_traces(store, csv_path, skip_invalid=True)
+        assert (result.inserted, result.rejected) == (1, 2)
+        reasons = [json.loads(line)["reason"] for line in Path(result.rejects_path).read_text().splitlines()]
+        assert "5,031 bytes long" in reasons[0] and "field larger than field limit (1000)" in reasons[1]
+
+
+# --- where rejects may go --------------------------------------------------------------------------
+
+def test_rejects_never_overwrite_the_database_the_input_or_other_files(tmp_path):
+    ws = seeded_workspace(tmp_path / "ws")
+    before = db_fingerprint(ws)
+    source = BAD / "unknown_verdict.jsonl"
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(source.read_bytes())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    other_db = _sqlite_source(tmp_path / "other.db", [])
+    cases = {ws / "pioneer.db": "inside the workspace", ws / "pioneer.db-wal": "inside the workspace",
+             copy: "it is the input file", notes: "holds something other than rejects",
+             other_db: "it is a SQLite database", tmp_path: "not a regular file"}
+    with Store(ws) as store:
+        for target, words in cases.items():
+            with pytest.raises(IngestError, match=f"refusing to overwrite it: .*{words}"):
+                ingest_traces(store, copy, skip_invalid=True, rejects_path=target)
+        assert store.traces.count() == 8
+        earlier = tmp_path / "earlier.rejects.jsonl"
+        ingest_traces(store, source, skip_invalid=True, rejects_path=earlier)
+        assert ingest_traces(store, source, skip_invalid=True, rejects_path=earlier).rejected == 1  # its own file
+    assert copy.read_bytes() == source.read_bytes() and notes.read_text() == "my notes\n"
+    assert db_fingerprint(ws) != before  # the last two ingests wrote, the refused ones did not
+    with Store(ws) as store:
+        assert store.traces.count() == 10
+
+
+def test_two_inputs_with_one_name_keep_their_own_default_rejects(tmp_path):
+    sources = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        sources.append(write_jsonl(tmp_path / folder / "t.jsonl", [trace(1), trace(2, verdict=f"maybe-{folder}")]))
+    with Store(tmp_path / "ws") as store:
+        paths = [Path(ingest_traces(store, src, skip_invalid=True).rejects_path) for src in sources]
+    assert paths[0] != paths[1] and paths[0].parent == paths[1].parent
+    assert ["maybe-a" in paths[0].read_text(), "maybe-b" in paths[1].read_text()] == [True, True]
+
+
+# --- time and size limits of a source ----------------------------------------------------------------
+
+ENDLESS = ("CREATE VIEW t AS WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) "
+           "SELECT '2026-03-01T10:00:00Z' AS ts, 'm' AS model_id, 'in ' || n AS input, 'p' AS prediction, "
+           "'pass' AS verdict FROM c")
+
+
+def _view_source(path: Path, view: str) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(view)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize(("view", "limits", "words"), [
+    (ENDLESS, {"timeout_s": 1.0}, "stopped after 1 s, the time limit; nothing was written"),
+    (ENDLESS + " WHERE n < 0", {"timeout_s": 1.0}, "stopped after 1 s"),  # never returns a row
+    (ENDLESS, {"max_rows": 3000}, "more than 3,000 records; nothing was written"),
+])
+def test_a_source_that_never_ends_is_stopped_and_writes_nothing(tmp_path, view, limits, words):
+    import time
+
+    src = _view_source(tmp_path / "endless.db", view)
+    ws = seeded_workspace(tmp_path / "ws")
+    before = db_fingerprint(ws)
+    started = time.monotonic()
+    with Store(ws) as store, pytest.raises(IngestError, match=words):
+        ingest_traces(store, src, **limits)
+    assert time.monotonic() - started < 10
+    assert db_fingerprint(ws) == before
+
+
+def test_a_view_building_a_huge_value_is_stopped_at_the_field_limit(tmp_path, monkeypatch):
+    from engine import ingest_formats
+
+    monkeypatch.setattr(ingest_formats, "MAX_FIELD_BYTES", 1 << 20)
+    src = _view_source(tmp_path / "huge.db", "CREATE VIEW t AS SELECT '2026-03-01T10:00:00Z' AS ts, 'm' AS model_id, "
+                                             "hex(zeroblob(600000)) AS input, 'p' AS prediction, "
+                                             "'pass' AS verdict")
+    with Store(tmp_path / "ws") as store, pytest.raises(IngestError, match="row 1: a value is larger than 1,048,576"):
+        ingest_traces(store, src)
 
 
 def test_human_verdict_overrides_the_judge_in_the_traces_view(tmp_path):
@@ -368,8 +492,11 @@ def test_cli_ingest_end_to_end(tmp_path, capsys):
     (["--rejects", "r.jsonl"], "--rejects only applies with --skip-invalid"),
     (["--map", "x"], "write SRC=DST"),
     (["--table", "t"], "--table applies to SQLite sources only"),
+    (["--timeout", "0"], "must be positive"),
+    (["--skip-invalid", "--rejects", "{source}"], "refusing to overwrite it: it is the input file"),
 ])
 def test_cli_ingest_bad_options_exit_2(tmp_path, capsys, argv, words):
     source = write_jsonl(tmp_path / "t.jsonl", [trace(1)])
+    argv = [a.format(source=source) for a in argv]
     assert main(["--workspace", str(tmp_path / "ws"), "ingest", str(source), *argv]) == 2
     assert words in capsys.readouterr().err

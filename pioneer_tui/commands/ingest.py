@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.ingest import FORMATS, FieldMap, IngestError, ingest_traces
+from engine.ingest import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, FORMATS, FieldMap, IngestError, ingest_traces
 from pioneer_tui.cli import Context, UserError
 
 
@@ -22,8 +22,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--skip-invalid", action="store_true",
                         help="write the valid rows and put each invalid one, with its reason, in a rejects file")
     parser.add_argument("--rejects", metavar="FILE",
-                        help="rejects file for --skip-invalid (default: artifacts/ingest/<name>.rejects.jsonl)")
+                        help="rejects file for --skip-invalid (default: artifacts/ingest/<name>.<hash>.rejects.jsonl); "
+                        "never the input, a workspace file, or a file holding anything but earlier rejects")
     parser.add_argument("--encoding", default="utf-8", help="text encoding of a JSONL/CSV file (default: utf-8)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"time limit in seconds for the whole ingest (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                        help=f"refuse a source with more records than this (default {DEFAULT_MAX_ROWS:,})")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     parser.set_defaults(handler=run)
 
@@ -34,7 +39,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         result = ingest_traces(ctx.store, args.file, format=args.format, table=args.table,
                                mapping=FieldMap.parse(args.map), skip_invalid=args.skip_invalid,
-                               rejects_path=args.rejects, encoding=args.encoding)
+                               rejects_path=args.rejects, encoding=args.encoding, timeout_s=args.timeout,
+                               max_rows=args.max_rows)
     except IngestError as exc:
         raise UserError(str(exc)) from exc
     if args.json:

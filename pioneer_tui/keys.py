@@ -102,14 +102,15 @@ def navigation(*shown: str) -> list[Binding]:
     return [Binding(key, action, label, show=key in shown) for key, action, label in NAVIGATION]
 
 
+def _keys_text(section: Section) -> str:
+    return " · ".join(f"`{k.shown}` {k.does}" for k in section.keys)
+
+
 def help_markdown() -> str:
     """The key sections as Markdown for the help screen."""
-    return "\n\n".join(f"**{s.where}**: " + " · ".join(f"`{k.shown}` {k.does}" for k in s.keys) for s in SECTIONS)
+    return "\n\n".join(f"**{s.where}**: {_keys_text(s)}" for s in SECTIONS)
 
 
 def markdown_table() -> str:
-    """The same keys as the README's key table."""
-    rows = ["| where | key | what it does |", "|---|---|---|"]
-    for s in SECTIONS:
-        rows += [f"| {s.where} | `{k.shown}` | {k.does} |" for k in s.keys]
-    return "\n".join(rows)
+    """The same keys as the README's key table, one row per place."""
+    return "\n".join(["| where | keys |", "|---|---|", *(f"| {s.where} | {_keys_text(s)} |" for s in SECTIONS)])

@@ -16,3 +16,8 @@ async def settle(pilot, predicate, timeout: float = 10.0) -> None:
 def notes(app) -> list[str]:
     """The messages of the app's notifications, oldest first."""
     return [n.message for n in app._notifications]
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now, as plain text lines (as a person reads the screen)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

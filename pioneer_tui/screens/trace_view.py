@@ -121,7 +121,7 @@ class TraceScreen(ModalScreen[Relabel | None]):
                          id="trace-hint")
             with Horizontal():
                 yield Label("Verdict")
-                yield Select([(f"the judge's ({judge})", JUDGE), ("pass", "pass"), ("fail", "fail")],
+                yield Select([(f"judge's: {judge}", JUDGE), ("pass", "pass"), ("fail", "fail")],
                              value=t.get("human_verdict") or JUDGE, allow_blank=False, id="trace-verdict")
                 yield Label("Output")
                 yield Input(t.get("human_output") or "", placeholder="the right output (empty: the judge's)",

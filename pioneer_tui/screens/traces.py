@@ -111,7 +111,9 @@ class TraceExplorerScreen(Screen):
     def compose(self) -> ComposeResult:
         with Horizontal(id="sql-row"):
             yield Input(self.initial_sql, placeholder="SELECT ... FROM traces", id="sql")
-            yield Button("Run", id="run", variant="primary")
+            run = Button("Run", id="run", variant="primary")
+            run.can_focus = False  # for the mouse: tab goes straight between the SQL and the result
+            yield run
         yield Static(self.HINT, id="query-status")
         yield DataTable(zebra_stripes=True, cursor_type="row", id="query-result")
         yield Footer()

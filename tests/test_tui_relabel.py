@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from fixtures.fork_source import MODEL_NAME, deploy
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import DataTable, Input, Select
 from tui_helpers import screen_text, settle
 
 from engine.events import EventBus

@@ -74,7 +74,7 @@ from engine.models.base import (
     write_manifest,
 )
 from engine.search.budget import BudgetLimits
-from engine.search.gates import GateConfig, TrafficEvidence
+from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GateConfig, TrafficEvidence
 from engine.search.graph import Node
 from engine.search.loop import (
     LoopConfig,
@@ -136,7 +136,7 @@ class ProductionConfig:
     probe_head: bool = True
     gate: str = "traffic"
     max_regressions: int | None = None
-    max_regression_rate: float | None = 0.02
+    max_regression_rate: float | None = DEFAULT_MAX_REGRESSION_RATE
     fix_holdout: float | None = None
     regression_pass_share: float = 0.5
 

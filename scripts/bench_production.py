@@ -239,7 +239,8 @@ def main() -> None:
 
         arms = {"naive, deployed recipe": naive("naive-deployed-recipe", scenario.recipe)}
         pioneer_recipe = {k: v for k, v in (model or {}).get("hyperparameters", {}).items() if k != "threshold"}
-        if pioneer_recipe and pioneer_recipe != scenario.recipe:
+        deployed_recipe = {k: v for k, v in TrainConfig(**scenario.recipe).to_dict().items() if k != "threshold"}
+        if pioneer_recipe and pioneer_recipe != deployed_recipe:
             arms["naive, Pioneer's recipe"] = naive("naive-pioneer-recipe", pioneer_recipe)
 
         print(f"\nCLINC150 {args.scenario} deployment ({len(scenario.intents)} intents, {args.judge} judge): "

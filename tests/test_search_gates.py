@@ -5,6 +5,7 @@ that deployed scores never decrease under the gates."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 
 import pytest
@@ -74,12 +75,22 @@ def test_cross_checkpoint_gate_repeats_r_at_most_two_on_the_previous_eval_set(cr
     assert "cross_checkpoint" not in by_gate(first)  # no previous checkpoint yet
 
 
-def test_rate_bounds_are_exact_clopper_pearson():
-    low, high = rate_bounds(0, 100, 0.025)
-    assert low == 0.0 and high == pytest.approx(0.036217, abs=1e-5)  # the "rule of 3.7" at 97.5%
-    low, high = rate_bounds(41, 50, 0.025)
-    assert (low, high) == (pytest.approx(0.6856, abs=1e-3), pytest.approx(0.9142, abs=1e-3))
-    assert rate_bounds(5, 5, 0.025)[1] == 1.0 and rate_bounds(0, 0, 0.025) == (0.0, 1.0)
+def test_rate_bounds_are_wilson_score_limits():
+    low, high = rate_bounds(0, 100, 0.975)
+    assert low == 0.0 and high == pytest.approx(0.036993, abs=1e-5)  # z^2 / (n + z^2) at z = 1.96
+    low, high = rate_bounds(41, 50, 0.975)
+    assert (low, high) == (pytest.approx(0.6920, abs=1e-4), pytest.approx(0.9023, abs=1e-4))
+    assert rate_bounds(5, 5, 0.975)[1] == 1.0 and rate_bounds(0, 0, 0.975) == (0.0, 1.0)
+
+
+def test_the_gain_bound_recovers_each_rates_limit_in_quadrature():
+    e = TrafficEvidence(n_traffic=1000, n_fixable=200, n_pass=700, holdout=40, holdout_fixed=30, regression=100,
+                        broken=2)
+    fix_low, break_high = rate_bounds(30, 40, 0.95)[0], rate_bounds(2, 100, 0.95)[1]
+    expected = e.gain() - math.hypot(0.2 * (0.75 - fix_low), 0.7 * (break_high - 0.02))
+    assert e.gain_bound(0.95) == pytest.approx(expected)
+    # tighter than pushing both rates to their limits at once, looser than the point estimate
+    assert 0.2 * fix_low - 0.7 * break_high < e.gain_bound(0.95) < e.gain()
 
 
 # a weak deployed model (41% of 504 right): every candidate fixed most held-out failures but broke
@@ -107,8 +118,8 @@ def test_traffic_rule_never_promotes_a_candidate_not_significantly_better():
     report = check(Candidate("n", "m", 0.99, failure_score=0.99, regressions=40, evidence=even),
                    GateConfig(max_regression_rate=None))
     assert report.failed == ["gain"] and not report.close_call
-    # a real but small gain on thin evidence is not significant either: 3 of 3 held-out fixes
-    thin = TrafficEvidence(n_traffic=300, n_fixable=15, n_pass=285, holdout=3, holdout_fixed=3, regression=60,
+    # a real but small gain on thin evidence is not significant either: 2 of 2 held-out fixes, 0 of 30 broken
+    thin = TrafficEvidence(n_traffic=300, n_fixable=15, n_pass=285, holdout=2, holdout_fixed=2, regression=30,
                            broken=0)
     assert thin.gain() > 0 and thin.gain_bound(0.95) < 0
     assert check(Candidate("n", "m", 1.0, failure_score=1.0, regressions=0, evidence=thin), GateConfig()).failed \

@@ -6,7 +6,8 @@
     and stay within the user's regression budget. The gain is weighed at traffic proportions from
     items the candidate never trained on: the fix rate on held-out fixable failures against the
     break rate on the regression set (held-out passes); its one-sided lower confidence bound
-    (Clopper-Pearson on each rate, Bonferroni-split) must be above zero. The budget caps the
+    (MOVER: Wilson score limits of each rate recovered into the difference, Zou & Donner 2008)
+    must be above zero. The budget caps the
     regression set's broken passes (`max_regressions`) and their rate (`max_regression_rate`, also
     on the previous checkpoint's set). A candidate that fails only the budget is a close call that a
     person may promote anyway, with a recorded reason.
@@ -23,7 +24,9 @@ through registry statuses.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
+from statistics import NormalDist
 from typing import Any, Literal
 
 from engine.events import EventBus
@@ -34,6 +37,9 @@ TauBasis = Literal["plateau", "unfixable_residuals", "user"]
 TAU_BASES: tuple[str, ...] = ("plateau", "unfixable_residuals", "user")
 GateRule = Literal["traffic", "strict"]
 GATE_RULES: tuple[str, ...] = ("traffic", "strict")
+# The default regression budget: at most 5% of held-out passes broken (negative flips of 1-5% are usual
+# for model updates; beyond it a person decides).
+DEFAULT_MAX_REGRESSION_RATE = 0.05
 # Gates a person may overrule (the regression budget); every other gate is a hard limit.
 BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
 
@@ -55,7 +61,7 @@ class GateConfig:
     rule: str = "traffic"
     confidence: float = 0.95
     max_regressions: int | None = None
-    max_regression_rate: float | None = 0.02
+    max_regression_rate: float | None = DEFAULT_MAX_REGRESSION_RATE
 
     def __post_init__(self) -> None:
         if not 0.0 < self.tau <= 1.0:
@@ -157,16 +163,17 @@ def stop_gate(score: float, config: GateConfig) -> GateResult:
     return at_least("stop", score, config.tau)
 
 
-def rate_bounds(successes: int, n: int, alpha: float) -> tuple[float, float]:
-    """One-sided Clopper-Pearson bounds (lower, upper) of a rate, each at level 1 - alpha; (0, 1)
-    without trials. Exact rather than normal-approximate: the rates here sit near 0 or 1."""
+def rate_bounds(successes: int, n: int, confidence: float) -> tuple[float, float]:
+    """One-sided Wilson score limits (lower, upper) of a rate, each at `confidence`; (0, 1) without
+    trials. Wilson rather than the normal approximation: it stays inside [0, 1] and keeps its coverage
+    for the rates near 0 or 1 that fix and break rates are."""
     if n <= 0:
         return 0.0, 1.0
-    from scipy.stats import beta
-
-    lower = 0.0 if successes <= 0 else float(beta.ppf(alpha, successes, n - successes + 1))
-    upper = 1.0 if successes >= n else float(beta.ppf(1 - alpha, successes + 1, n - successes))
-    return lower, upper
+    z = NormalDist().inv_cdf(confidence)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -205,14 +212,16 @@ class TrafficEvidence:
         return (self.n_fixable * self.fix_rate - self.n_pass * self.break_rate) / self.n_traffic
 
     def gain_bound(self, confidence: float) -> float:
-        """The gain's one-sided lower confidence bound: the fix rate's lower and the break rate's upper
-        Clopper-Pearson bound, each at half the error (Bonferroni), so the pair holds at `confidence`."""
+        """The gain's one-sided lower confidence bound at `confidence`, by MOVER (the method of variance
+        estimates recovery): each rate's distance to its own Wilson limit, weighted by its traffic share,
+        combined in quadrature, so two independent samples are not both pushed to their extremes."""
         if not self.n_traffic:
             return 0.0
-        alpha = (1 - confidence) / 2
-        fix_low = rate_bounds(self.holdout_fixed, self.holdout, alpha)[0]
-        break_high = rate_bounds(self.broken, self.regression, alpha)[1] if self.n_pass else 0.0
-        return (self.n_fixable * fix_low - self.n_pass * break_high) / self.n_traffic
+        fix_low = rate_bounds(self.holdout_fixed, self.holdout, confidence)[0]
+        break_high = rate_bounds(self.broken, self.regression, confidence)[1] if self.n_pass else self.break_rate
+        fix_side = self.n_fixable / self.n_traffic * (self.fix_rate - fix_low)
+        break_side = self.n_pass / self.n_traffic * (break_high - self.break_rate)
+        return self.gain() - math.hypot(fix_side, break_side)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from engine.ingest import IngestError, ingest_traces
 from engine.models.base import TASKS, ConfigError
 from engine.production import EMBEDDERS, ProductionConfig, ProductionSummary, deployed_model, improve
-from engine.search.gates import GATE_RULES
+from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
 from pioneer_tui.cli import Context, UserError
 from store import Event, Store
@@ -46,8 +46,9 @@ def register(subparsers: Any) -> None:
                         "or strict (the paper's: a >= tau and at most epsilon regressions)")
     parser.add_argument("--max-regressions", type=int, metavar="N",
                         help="traffic rule: at most N broken regression-set items (default: no count cap)")
-    parser.add_argument("--max-regression-rate", type=float, metavar="R", default=0.02,
-                        help="traffic rule: at most this share of regression-set items broken (default 0.02)")
+    parser.add_argument("--max-regression-rate", type=float, metavar="R", default=DEFAULT_MAX_REGRESSION_RATE,
+                        help="traffic rule: at most this share of regression-set items broken "
+                        f"(default {DEFAULT_MAX_REGRESSION_RATE})")
     parser.add_argument("--tau", type=float, default=0.96, help="strict rule: failure-set score a candidate must reach")
     parser.add_argument("--epsilon", type=int, default=2, help="strict rule: regressions a candidate may cause")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",

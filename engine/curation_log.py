@@ -142,7 +142,16 @@ def _decision_line(p: dict[str, Any]) -> str:
 
 def _gate_line(p: dict[str, Any]) -> str:
     mark = "✓" if p.get("passed") else "✗"
-    return f"- {mark} gate `{p.get('gate', '?')}`: {_fmt(p.get('value'))} vs threshold {_fmt(p.get('threshold'))}"
+    rule = p.get("rule") or "vs threshold"
+    return f"- {mark} gate `{p.get('gate', '?')}`: {_fmt(p.get('value'))} {rule} {_fmt(p.get('threshold'))}"
+
+
+def composition_delta(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What a curriculum changed against its parent's, slice by slice: `gold 33 → 45; replay 561 → 90`."""
+    keys = [k for k in SLICE_ORDER if k in before or k in after]
+    keys += sorted(k for k in set(before) | set(after) if k not in SLICE_ORDER)
+    return "; ".join(f"{k} {before.get(k, 0)} → {after.get(k, 0)}" for k in keys
+                     if before.get(k, 0) != after.get(k, 0)) or "the same slice sizes"
 
 
 def render_curation_log(events: Iterable[Event]) -> str:
@@ -155,6 +164,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
     datasets: dict[str, dict[str, Any]] = {}
     pipelines: dict[str, dict[str, Any]] = {}
     decisions: list[dict[str, Any]] = []
+    curricula: dict[str, dict[str, Any]] = {}  # node -> its curriculum's composition
     notes: list[tuple[str, str]] = []
     run_level: list[str] = []
     budget: dict[str, Any] | None = None
@@ -199,6 +209,12 @@ def render_curation_log(events: Iterable[Event]) -> str:
             target = sec.lines if sec is not None else run_level
             target.append(f"- **Curriculum** dataset `{p.get('dataset_version_id', '?')}`: {comp}")
             target.extend("  " + line for line in qc_lines(p.get("qc")))
+            if sec is not None:
+                curricula[sec.node_id] = dict(p.get("composition") or {})
+                parent = curricula.get(str(sec.parent_id))
+                if parent is not None:
+                    target.append(f"  - against the parent's curriculum: "
+                                  f"{composition_delta(parent, curricula[sec.node_id])}")
             entry = datasets.setdefault(str(p.get("dataset_version_id", "?")), {"nodes": [], "origin": "proposed"})
             entry["composition"] = comp
             if p.get("node_id") and p["node_id"] not in entry["nodes"]:
@@ -240,7 +256,8 @@ def render_curation_log(events: Iterable[Event]) -> str:
         elif t == "promoted":
             score = p.get("score")
             line = (f"- **Promoted** model `{p.get('model_id', '?')}`"
-                    + ("" if score is None else f" (score {score:.4f})"))
+                    + ("" if score is None else f" (score {score:.4f})")
+                    + (f", anyway (over the regression budget): {p['override']}" if p.get("override") else ""))
             (sec.lines if sec is not None else run_level).append(line)
         elif t == "curation_note":
             text = str(p.get("markdown") or "").strip()
@@ -257,6 +274,11 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 outcome.append(f"- Reason: {p['reason']}")
             outcome.append(f"- Best node: `{p.get('best_node') or '—'}`"
                            + ("" if best is None else f", score {best:.4f}"))
+            if p.get("outcome"):
+                outcome.append(f"- Decision: {p['outcome']}")
+            if p.get("promote_command"):
+                outcome.append(f"- To promote the close call `{p.get('close_call')}` later: "
+                               f"`{p['promote_command']}`")
 
     out = [f"# Data curation log — run `{run_id}`", ""]
     out += (header or ["- (run_started not recorded)"]) + [""]

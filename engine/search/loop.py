@@ -551,8 +551,10 @@ class AgentLoop:
                 return candidate.model_id, f"promoted {candidate.model_id} anyway ({self.reviewer.who}: {reason})", {}
             except GateError as exc:
                 return None, f"{keep}: promotion refused by the registry ({exc})", {}
+        broken = [{k: r[k] for k in ("id", "input", "expected", "prediction")} for r in info.details["regressions"]]
         return None, (f"{keep}: {node.id} failed only the regression budget ({info.summary}); "
-                      f"to promote it anyway: {command}"), {"close_call": node.id, "promote_command": command}
+                      f"to promote it anyway: {command}"), {"close_call": node.id, "promote_command": command,
+                                                            "broken": broken}
 
     def _promotion_info(self, node: Node, candidate: Candidate) -> Confirmation:
         report = GateReport.from_dict(node.metrics["gates"])

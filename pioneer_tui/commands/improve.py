@@ -190,6 +190,12 @@ class RunPrinter:
         self._say(f"Final decision: {p.get('outcome') or '—'}")
         self._say(f"Stopped because: {p.get('reason')}")
         if p.get("promote_command"):
+            broken = p.get("broken") or []
+            if broken:
+                self._say(f"Passes it broke ({len(broken)} shown):")
+                for r in broken:
+                    self._say(f"  {r.get('id')}: {str(r.get('input'))[:60]!r} expected {r.get('expected')}, "
+                              f"now {r.get('prediction')}")
             self._say(f"To promote the close call {p['close_call']} with your reason:\n  {p['promote_command']}")
 
 

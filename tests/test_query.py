@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,7 @@ ATTEMPTS = {
     "reindex": "REINDEX",
     "analyze": "ANALYZE",
     "trigger": "CREATE TEMP TRIGGER t AFTER INSERT ON trace_records BEGIN SELECT 1; END",
+    "update_schema": "UPDATE sqlite_master SET sql = 'x' WHERE name = 'traces'",
 }
 
 
@@ -112,6 +116,60 @@ def test_jsonl_output_and_other_tables_are_readable(ws, tmp_path):
     assert query_traces(ws, "SELECT count(*) FROM models").row_count == 1
     info = query_traces(ws, "PRAGMA table_info(traces)", preview_rows=50)
     assert {"verdict", "auto_verdict", "human_verdict"} <= {row["name"] for row in info.preview}
+    function = query_traces(ws, "SELECT name FROM pragma_table_info('traces')", preview_rows=50)
+    assert [row["name"] for row in function.preview] == [row["name"] for row in info.preview]
+    with pytest.raises(QueryError, match="PRAGMA journal_mode is not allowed"):
+        query_traces(ws, "SELECT * FROM pragma_journal_mode")
+
+
+# --- limits that hold whatever the SQL ------------------------------------------------------------
+
+@pytest.mark.parametrize("sql", [
+    "SELECT length(printf('%.*c', 1000000000, 'x'))",  # one VM step that no progress handler interrupts
+    "SELECT length(format('%1000000000d', 1))",
+    "SELECT zeroblob(2000000000)",
+    "SELECT length(hex(zeroblob(40000000)))",
+])
+def test_a_value_past_the_size_limit_stops_the_query_at_once(ws, sql):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"^stopped: a value would be larger than 67,108,864 bytes"):
+        query_traces(ws, sql, timeout_s=1)
+    assert time.monotonic() - started < 1.5
+
+
+def test_printf_still_formats(ws):
+    result = query_traces(ws, "SELECT printf('%5.2f|%-4s|%d%%|%*d', 3.14159, 'ab', 7, 3, 5) AS p, format('%s', 'x') AS f")
+    assert result.preview == [{"p": " 3.14|ab  |7%|  5", "f": "x"}]
+
+
+def test_byte_limit_cuts_a_large_result_and_says_so(ws):
+    sql = ("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n LIMIT 1000) "
+           "SELECT x, zeroblob(100000) AS blob FROM n")
+    result = query_traces(ws, sql, max_bytes=1_000_000)
+    assert (result.row_count, result.truncated, result.truncated_by) == (11, True, "bytes")  # 10 fit, the 11th crosses
+    assert "byte limit reached" in result.summary()
+    assert len(Path(result.path).read_text().splitlines()) == 1 + 11
+    rows = query_traces(ws, "SELECT id FROM traces", limit=5)
+    assert rows.truncated_by == "rows"
+
+
+def test_spreadsheet_safe_csv_defuses_formulas_only_when_asked(tmp_path):
+    from ingest_helpers import trace, write_jsonl
+
+    from engine.ingest import ingest_traces
+
+    records = [trace(1, id="f", input="=cmd|' /C calc'!A0", prediction="+1+1", correction="@SUM(A1)"),
+               trace(2, id="g", input="-2 apples", prediction="plain")]
+    with Store(tmp_path / "ws") as store:
+        ingest_traces(store, write_jsonl(tmp_path / "f.jsonl", records))
+    sql = "SELECT id, input, prediction, correction, latency_ms FROM traces ORDER BY id"
+    raw = list(csv.reader(io.StringIO(Path(query_traces(tmp_path / "ws", sql).path).read_text())))
+    safe = list(csv.reader(io.StringIO(Path(query_traces(tmp_path / "ws", sql, spreadsheet_safe=True).path).read_text())))
+    assert raw[1][1:4] == ["=cmd|' /C calc'!A0", "+1+1", "@SUM(A1)"]
+    assert safe[1][1:4] == ["'=cmd|' /C calc'!A0", "'+1+1", "'@SUM(A1)"]
+    assert safe[2][1:3] == ["'-2 apples", "plain"] and safe[2][4] == raw[2][4]  # numbers are left alone
 
 
 def test_postprocess_failure_names_the_saved_file(ws):
@@ -151,6 +209,87 @@ def test_cli_query_table_json_csv_and_post(ws, capsys):
 
     assert main([*base, FAILS, "--post", "tail -n +2 | wc -l"]) == 0
     assert capsys.readouterr().out.strip() == "10"
+
+
+EVIL = "[link=https://evil.example]click[/link] [bold red]X[/] \x1b]0;PWNED\x07 \x1b[2J \u202edone"
+
+
+@pytest.fixture
+def evil_ws(tmp_path: Path) -> Path:
+    from ingest_helpers import trace, write_jsonl
+
+    from engine.ingest import ingest_traces
+
+    with Store(tmp_path / "evil") as store:
+        ingest_traces(store, write_jsonl(tmp_path / "evil.jsonl", [trace(1, id="e1", input=EVIL, model_id="m[red]x")]))
+    return tmp_path / "evil"
+
+
+def test_cli_table_shows_trace_text_as_data(evil_ws, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["--workspace", str(evil_ws), "query", "SELECT model_id, input FROM traces"]) == 0
+    out = capsys.readouterr().out
+    assert "[link=https://evil.example]click[/link]" in out  # markup shown, not interpreted (or silently stripped)
+    assert "m[red]x" in out and "[bold red]X[/]" in out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "\\x1b]0;PWNED\\x07" in out and "\\x1b[2J" in out and "\\u202e" in out
+
+
+def test_cli_csv_keeps_data_exact_for_a_pipe_and_escapes_it_for_a_terminal(evil_ws, capsys, monkeypatch):
+    argv = ["--workspace", str(evil_ws), "query", "SELECT input FROM traces", "--csv"]
+    assert main(argv) == 0
+    assert EVIL in capsys.readouterr().out
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b]0;PWNED" in out
+
+
+def _running(marker: str, grace_s: float = 2.0) -> list[str]:
+    """Processes whose command line holds `marker` (this test's own, by construction), once those
+    already sent SIGKILL had `grace_s` to go."""
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(proc.name)
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("post", "timeout", "code"), [
+    ("sleep {m} & cat > /dev/null; true", "10", 0),  # a background job outlives its shell
+    ("sleep {m}; true", "1", 2),  # the time limit stops the whole pipeline
+    ("(setsid sleep {m} &); sleep {m}", "1", 2),
+])
+def test_cli_post_leaves_nothing_running(ws, capsys, post, timeout, code):
+    import random
+
+    marker = f"{random.randint(100, 999)}.{random.randint(10**5, 10**6)}"
+    assert main(["--workspace", str(ws), "query", "SELECT 1", "--post", post.format(m=marker), "--timeout", timeout]) \
+        == code
+    survivors = _running(f"sleep {marker}")
+    for pid in survivors:  # a process that calls setsid leaves the session (README: the limits)
+        os.kill(int(pid), signal.SIGKILL)
+    if "setsid" not in post:
+        assert survivors == []
+    if code:
+        assert "ran past 1 s and was stopped" in capsys.readouterr().err
+
+
+def test_cli_post_output_is_capped(ws, capsys, monkeypatch):
+    from pioneer_tui.commands import query as command
+
+    monkeypatch.setattr(command, "POST_MAX_OUTPUT", 10_000)
+    assert main(["--workspace", str(ws), "query", "SELECT 1", "--post", "yes", "--timeout", "10"]) == 2
+    assert "printed more than 10,000 bytes and was stopped" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "words"), [

@@ -3,6 +3,7 @@
 `render_curation_log(events)` is a pure function of the event stream (the same events give the
 same bytes); `write_curation_log(store, run_id)` writes it atomically to
 artifacts/runs/<run_id>/data-curation.md. The TUI renders the same function live and in replays.
+Text that comes from traces, models, people or LLMs is escaped (engine.escape) wherever it lands.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.escape import code, markdown, markdown_block
 from engine.search.pipeline import flatten
 from store import Event, Store, atomic_write_text
 
@@ -33,9 +35,8 @@ class _NodeSection:
 
 
 def _cell(value: Any) -> str:
-    """A markdown table cell: one line, pipes escaped."""
-    text = "—" if value is None or value == "" else _fmt(value)
-    return text.replace("\n", " ").replace("|", "\\|")
+    """A markdown table cell: one line, the data's Markdown and HTML escaped (pipes too)."""
+    return "—" if value is None or value == "" else markdown(_fmt(value))
 
 
 def _fmt(value: Any) -> str:
@@ -130,13 +131,14 @@ def diff_text(diff: dict[str, Any]) -> str:
 
 
 def _decision_line(p: dict[str, Any]) -> str:
-    line = f"- **Decision** ({p.get('kind', '?')}): **{p.get('action', '?')}** by {p.get('who', '?')}"
+    line = (f"- **Decision** ({markdown(p.get('kind', '?'))}): **{markdown(p.get('action', '?'))}** by "
+            f"{markdown(p.get('who', '?'))}")
     if p.get("dataset_version_id"):
-        line += f" → dataset `{p['dataset_version_id']}`"
+        line += f" → dataset {code(p['dataset_version_id'])}"
     if p.get("reason"):
-        line += f" — {p['reason']}"
+        line += f" — {markdown(p['reason'])}"
     if p.get("diff"):
-        line += f" (diff: {diff_text(p['diff'])})"
+        line += f" (diff: {markdown(diff_text(p['diff']))})"
     return line
 
 
@@ -179,11 +181,11 @@ def render_curation_log(events: Iterable[Event]) -> str:
         p, t = ev.payload, ev.type
         sec = section(p.get("node_id"))
         if t == "run_started":
-            header.append(f"- Mode: **{p.get('mode', '?')}**, started {ev.ts}")
+            header.append(f"- Mode: **{markdown(p.get('mode', '?'))}**, started {ev.ts}")
             for key, value in (p.get("config") or {}).items():
                 # a fork's root pipeline is the root node's, listed with the nodes below
-                shown = "the forked node's pipeline (the root node below)" if key == "root" else _fmt(value)
-                header.append(f"- `{key}`: {shown}")
+                shown = "the forked node's pipeline (the root node below)" if key == "root" else markdown(_fmt(value))
+                header.append(f"- {code(key)}: {shown}")
         elif t == "taxonomy_built":
             clusters = p.get("clusters") or []
             taxonomy = ["| cluster | kind | size | fixability | probe confirmation |",
@@ -207,7 +209,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
         elif t == "curriculum_proposed":
             comp = composition_text(p.get("composition") or {})
             target = sec.lines if sec is not None else run_level
-            target.append(f"- **Curriculum** dataset `{p.get('dataset_version_id', '?')}`: {comp}")
+            target.append(f"- **Curriculum** dataset {code(p.get('dataset_version_id', '?'))}: {markdown(comp)}")
             target.extend("  " + line for line in qc_lines(p.get("qc")))
             if sec is not None:
                 curricula[sec.node_id] = dict(p.get("composition") or {})
@@ -246,21 +248,22 @@ def render_curation_log(events: Iterable[Event]) -> str:
                              f"{_regressions(p.get('regressions'))} → **{p.get('status', '?')}**")
             metrics = p.get("metrics") or {}
             if metrics:
-                sec.lines.append("  - metrics: " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
+                sec.lines.append("  - metrics: " + ", ".join(f"{markdown(k)} {markdown(_fmt(v))}"
+                                                             for k, v in metrics.items()))
         elif t == "gate_checked":
             (sec.lines if sec is not None else run_level).append(_gate_line(p))
         elif t == "rollback":
-            line = (f"- **Rollback**: model `{p.get('from_model', '?')}` → `{p.get('to_model', '?')}`"
-                    f" — {p.get('reason', 'no reason given')}")
+            line = (f"- **Rollback**: model {code(p.get('from_model', '?'))} → {code(p.get('to_model', '?'))}"
+                    f" — {markdown(p.get('reason', 'no reason given'))}")
             (sec.lines if sec is not None else run_level).append(line)
         elif t == "promoted":
             score = p.get("score")
-            line = (f"- **Promoted** model `{p.get('model_id', '?')}`"
+            line = (f"- **Promoted** model {code(p.get('model_id', '?'))}"
                     + ("" if score is None else f" (score {score:.4f})")
-                    + (f", anyway (over the regression budget): {p['override']}" if p.get("override") else ""))
+                    + (f", anyway (over the regression budget): {markdown(p['override'])}" if p.get("override") else ""))
             (sec.lines if sec is not None else run_level).append(line)
         elif t == "curation_note":
-            text = str(p.get("markdown") or "").strip()
+            text = markdown_block(str(p.get("markdown") or "").strip())
             if sec is not None:
                 sec.lines.append(text)
             else:
@@ -269,18 +272,18 @@ def render_curation_log(events: Iterable[Event]) -> str:
             budget = p
         elif t == "run_finished":
             best = p.get("best_score")
-            outcome.append(f"- Status: **{p.get('status', '?')}** at {ev.ts}")
+            outcome.append(f"- Status: **{markdown(p.get('status', '?'))}** at {ev.ts}")
             if p.get("reason"):
-                outcome.append(f"- Reason: {p['reason']}")
-            outcome.append(f"- Best node: `{p.get('best_node') or '—'}`"
+                outcome.append(f"- Reason: {markdown(p['reason'])}")
+            outcome.append(f"- Best node: {code(p.get('best_node') or '—')}"
                            + ("" if best is None else f", score {best:.4f}"))
             if p.get("outcome"):
-                outcome.append(f"- Decision: {p['outcome']}")
+                outcome.append(f"- Decision: {markdown(p['outcome'])}")
             if p.get("promote_command"):
-                outcome.append(f"- To promote the close call `{p.get('close_call')}` later: "
-                               f"`{p['promote_command']}`")
+                outcome.append(f"- To promote the close call {code(p.get('close_call'))} later: "
+                               f"{code(p['promote_command'])}")
 
-    out = [f"# Data curation log — run `{run_id}`", ""]
+    out = [f"# Data curation log — run {code(run_id)}", ""]
     out += (header or ["- (run_started not recorded)"]) + [""]
     if taxonomy:
         out += ["## Failure taxonomy", ""] + taxonomy + [""]
@@ -288,16 +291,17 @@ def render_curation_log(events: Iterable[Event]) -> str:
         out += ["## Iterations", ""]
         out += run_level + ([""] if run_level else [])
         for sec in nodes.values():
-            origin = f"{sec.operator} from `{sec.parent_id}`" if sec.parent_id else (sec.operator or "root")
-            out += [f"### Iteration {sec.iteration} · node `{sec.node_id}` ({origin})", ""]
+            origin = f"{markdown(sec.operator)} from {code(sec.parent_id)}" if sec.parent_id else \
+                (markdown(sec.operator) or "root")
+            out += [f"### Iteration {sec.iteration} · node {code(sec.node_id)} ({origin})", ""]
             if sec.rationale:
-                out += [f"Rationale: {sec.rationale}", ""]
+                out += [f"Rationale: {markdown(sec.rationale)}", ""]
             if sec.change:
-                out += [f"Change: {sec.change}", ""]
+                out += [f"Change: {markdown(sec.change)}", ""]
             out += sec.lines + [""]
     if datasets:
         out += ["## Dataset versions", "", "| version | used by | composition | origin |", "|---|---|---|---|"]
-        out += [f"| `{_cell(v)}` | {_cell(', '.join(d['nodes']))} | {_cell(d.get('composition'))} | "
+        out += [f"| {code(v)} | {_cell(', '.join(d['nodes']))} | {_cell(d.get('composition'))} | "
                 f"{_cell(d.get('origin'))} |" for v, d in datasets.items()] + [""]
     if decisions:
         out += ["## Decisions", "", "| # | kind | action | who | node | reason |", "|---:|---|---|---|---|---|"]
@@ -305,7 +309,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 f"{_cell(d.get('who'))} | {_cell(d.get('node_id'))} | {_cell(d.get('reason'))} |"
                 for d in decisions] + [""]
     for title, text in notes:
-        out += [f"## {title}", "", text, ""]
+        out += [f"## {markdown(title)}", "", text, ""]
     if budget is not None:
         spent, limits = budget.get("spent") or {}, budget.get("limits") or {}
         out += ["## Budget", ""]

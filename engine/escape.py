@@ -16,8 +16,10 @@ import re
 _CONTROLS = {**{c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)},
              **{c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
 _ONE_LINE = {**_CONTROLS, 0x0A: "\\n"}
-_MARKDOWN = {**_ONE_LINE, **{ord(c): "\\" + c for c in "\\`*_[]|~#!"},
-             ord("<"): "&lt;", ord(">"): "&gt;", ord("&"): "&amp;", 0x0A: " "}
+# `_` is escaped only at a word's edge (below): `change_language` stays readable and never emphasises.
+_MARKDOWN = {**_ONE_LINE, **{ord(c): "\\" + c for c in "\\`*[]|~#!"}, ord("<"): "&lt;", ord("&"): "&amp;",
+             0x0A: " "}
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 
 
@@ -33,7 +35,7 @@ def one_line(text: object) -> str:
 
 def markdown(text: object) -> str:
     """Inline Markdown (a sentence, a table cell): the data's punctuation is literal, on one line."""
-    return str(text).translate(_MARKDOWN)
+    return _EDGE_UNDERSCORE.sub(r"\\_", str(text).translate(_MARKDOWN))
 
 
 def code(text: object) -> str:

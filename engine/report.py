@@ -2,18 +2,20 @@
 
 Charts, all read from the run's events and stored graph: score per node over time, regressions per
 node against epsilon, failure-cluster sizes before the run and after its final model, and the
-curriculum composition each trained node used (after any edit). Written atomically.
+curriculum composition each trained node used (after any edit). Written atomically. Text from
+traces, models and LLMs is escaped for HTML (engine.escape.html), chart labels included, since
+plotly renders a subset of HTML in them.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from engine.curation_log import SLICE_ORDER as SLICES
+from engine.escape import html
 from store import Store, atomic_write_text
 
 SLICE_COLOURS = {"gold": "#d4a017", "hard_negative": "#c0392b", "replay": "#2e86c1", "other": "#7f8c8d"}
@@ -70,7 +72,7 @@ def build_report(store: Store, run_id: str) -> str:
     if clusters:
         final_id = _final_node(events, finished)
         after = (nodes.get(final_id) or {}).get("metrics", {}).get("patterns") if final_id else None
-        labels = [f"{c['id']} {c['name']}" for c in clusters]
+        labels = [html(f"{c['id']} {c['name']}") for c in clusters]
         bars = go.Figure(go.Bar(x=labels, y=[c["size"] for c in clusters], name="before (failing traces)"))
         if after is not None:
             bars.add_trace(go.Bar(x=labels, y=[after.get(c["id"], 0) if c.get("fixability") == "fixable" else None
@@ -114,7 +116,7 @@ def _slices(store: Store, version_id: str) -> Counter:
 
 def _page(run: dict[str, Any], finished: dict[str, Any], taxonomy: dict[str, Any], nodes: dict[str, Any],
           short: dict[str, str], plotly_js: str, charts: str) -> str:
-    e = html.escape
+    e = html
     summary = [("run", run["id"]), ("mode", run["mode"]), ("status", run["status"]),
                ("outcome", finished.get("outcome") or "—"), ("reason", finished.get("reason") or run.get("stop_reason") or "—"),
                ("best node", finished.get("best_node") or "—"),
@@ -128,7 +130,7 @@ def _page(run: dict[str, Any], finished: dict[str, Any], taxonomy: dict[str, Any
         f"<td>{e(_gates(n))}</td><td>{e(n['rationale'] or '')}</td></tr>" for n in nodes.values())
     cluster_rows = "".join(
         f"<tr><td>{e(str(c.get('id')))}</td><td>{e(str(c.get('name')))}</td><td>{e(str(c.get('kind')))}</td>"
-        f"<td>{c.get('size')}</td><td>{e(str(c.get('fixability')))}</td></tr>"
+        f"<td>{e(c.get('size'))}</td><td>{e(str(c.get('fixability')))}</td></tr>"
         for c in taxonomy.get("clusters") or [])
     clusters = (f"<h2>Failure taxonomy</h2><table><tr><th>id</th><th>name</th><th>kind</th><th>size</th>"
                 f"<th>fixability</th></tr>{cluster_rows}</table>") if cluster_rows else ""

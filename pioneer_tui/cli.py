@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.escape import one_line
 from store import Store, StoreBusy, Workspace
 
 # Order is the order in --help.
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, StoreBusy) as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, UserError) else 75
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     finally:
         if ctx._store is not None:

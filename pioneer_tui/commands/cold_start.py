@@ -16,6 +16,7 @@ from engine.coldstart.mode import ColdStartSummary, cold_start
 from engine.coldstart.registry import DataUnavailable
 from engine.coldstart.setup import EMBEDDERS, ColdStartConfig
 from engine.data.datasets_io import DatasetError
+from engine.escape import one_line
 from engine.models.base import TASKS, ConfigError
 from engine.search.reviewer import Reviewer
 from pioneer_tui.cli import Context, UserError
@@ -107,7 +108,7 @@ class ColdStartPrinter(RunPrinter):
 
 
 def print_summary(s: ColdStartSummary, out: Any) -> None:
-    say = lambda text: out.write(text + "\n")  # noqa: E731 - a local printer
+    say = lambda text: out.write(one_line(text) + "\n")  # noqa: E731 - a local printer; data is escaped
     say("")
     say(f"Baseline {s.baseline}: {s.baseline_score:.4f}" if s.baseline_score is not None else "No baseline")
     for c in s.configs:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.escape import terminal
 from engine.ingest import IngestError, ingest_traces
 from engine.models.base import TASKS, ConfigError
 from engine.production import EMBEDDERS, ProductionConfig, ProductionSummary, deployed_model, improve
@@ -128,7 +129,7 @@ class RunPrinter:
             self.out.flush()
 
     def _say(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(terminal(text) + "\n")  # trace, model and LLM text is data: no escape sequences
 
     def _on_taxonomy_built(self, p: dict[str, Any]) -> None:
         clusters = p.get("clusters") or []

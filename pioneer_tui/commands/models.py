@@ -41,6 +41,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from engine.escape import terminal
 
     table = Table(title=f"{len(rows)} model(s)")
     table.add_column("id / name", no_wrap=True)
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         lineage = " <- ".join(row["lineage"])
         if row["dataset_version_id"]:
             lineage += f"{chr(10) if lineage else ''}data {row['dataset_version_id']}"
-        table.add_row(row["id"] + name, row["status"], f"{row['task'] or ''} {row['method'] or ''}",
-                      Path(row["base_model"]).name, lineage, headline(row["metrics"]), wall)
+        cells = (row["id"] + name, row["status"], f"{row['task'] or ''} {row['method'] or ''}",
+                 Path(row["base_model"]).name, lineage, headline(row["metrics"]), wall)
+        table.add_row(*(Text(terminal(cell)) for cell in cells))  # names are data: never markup
     Console().print(table)
     return 0

@@ -210,3 +210,23 @@ def test_the_default_query_tool_runs_the_read_only_trace_query(tmp_path):
         assert summary.startswith("1 rows x 1 columns (n)")
         with pytest.raises(ToolError, match="query_traces failed"):
             p.dispatch("query_traces", json.dumps({"sql": "DELETE FROM trace_records"}))
+
+
+def test_a_vetos_words_and_the_failed_moves_reach_the_model():
+    from engine.search.planner import MoveOutcome, VetoFeedback
+
+    reply = answer({"changes": {"data.gold_fraction": 0.7, "data.hard_negative_fraction": 0.3},
+                    "rationale": "more gold, as the reviewer asked"})
+    complete = scripted({"mock_response": reply})
+    failed = MoveOutcome(frozenset({("hyperparams.learning_rate", "down")}), False, False, "r.n0002")
+    state = base_state(n=1, veto=VetoFeedback(("too_little_gold",), "only 5% gold, mostly replay", "r.n0000"),
+                       outcomes=(failed,))
+    proposal = planner(completion=complete).expand(state)[0]
+    assert proposal.planner == "llm" and proposal.pipeline.data.gold_fraction == 0.7
+    prompt = complete.requests[0]["messages"][1]["content"]
+    assert prompt.startswith("A person vetoed the curriculum of the current pipeline")
+    context = json.loads(prompt.split("\n\n", 1)[1])
+    assert context["veto"] == {"node": "r.n0000", "person_said": "only 5% gold, mostly replay",
+                               "reasons": ["too little gold"]}
+    assert context["moves_that_did_not_improve"] == [{"changed": [["hyperparams.learning_rate", "down"]],
+                                                      "at": "r.n0002"}]

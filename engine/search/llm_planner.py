@@ -30,6 +30,7 @@ from engine.search.planner import (
     RulePlanner,
     SearchState,
 )
+from engine.search.reviewer import VETO_REASONS
 from store import Store
 
 T = TypeVar("T")
@@ -320,10 +321,18 @@ def _state_prompt(state: SearchState, operator: str, n: int) -> str:
         "fuse_sources": [{"node": t.id, "score": t.score, "pipeline": t.pipeline.to_dict()} for t in state.top],
         "composition_bands": BANDS[node.pipeline.data.mode],
         "fields": sorted(flatten(node.pipeline.to_dict())),
+        "moves_that_did_not_improve": [{"changed": sorted(o.signature), "at": o.at}
+                                       for o in state.outcomes if not o.improved],
+        "moves_that_cut_regressions": [sorted(o.signature) for o in state.outcomes if o.fewer_regressions],
     }
     ask = {"expand": f"Propose {n} different pipelines to try next.",
            "evolve": "The search stagnated: mutate the best pipeline, keeping the changes that improved it.",
            "fuse": "The search stagnated: combine what worked in the fuse_sources into one pipeline."}[operator]
+    if state.veto is not None:
+        context["veto"] = {"node": state.veto.node_id, "person_said": state.veto.text,
+                           "reasons": [VETO_REASONS[r] for r in state.veto.reasons]}
+        ask = (f"A person vetoed the curriculum of the current pipeline (see veto). Propose {n} revision(s) of it "
+               "that address what they said; the revised curriculum must differ from the vetoed one.")
     return f"{ask}\n\n{json.dumps(context, ensure_ascii=False, default=str)}"
 
 

@@ -671,8 +671,10 @@ class ProductionRunner:
         return {gold[j - len(reference)] for j in flags}
 
     def _with_teacher(self, examples: list[Example]) -> list[Example]:
-        """Focal distillation: the deployed model's label probabilities on each row it gets right
-        (in this run's label order), so the new model keeps those answers; other rows learn the label."""
+        """Focal distillation: the deployed model's label probabilities (in this run's label order) on each
+        row it gets right with at least even odds, so the new model keeps those answers; other rows learn
+        the label. An unsure teacher's probabilities are near uniform: distilling them pulls the new model
+        towards not knowing (on a 12-intent deployment at 40%, unseen accuracy fell from 90% to 83%)."""
         path = self.deployed.get("artifact_path")
         if not path or not Path(path).exists():
             raise NodeFailed(f"focal distillation needs the deployed model's weights; {self.d.deployed_id} has none")
@@ -684,8 +686,12 @@ class ProductionRunner:
         table = np.array([probs.get(label, [0.0] * len(texts)) for label in self.d.labels]).T
         row = {text: table[i] for i, text in enumerate(texts)}
         index = {label: k for k, label in enumerate(self.d.labels)}
-        return [replace(ex, teacher=tuple(float(p) for p in row[ex.input]))
-                if int(row[ex.input].argmax()) == index.get(ex.output, -1) else ex for ex in examples]
+        def sure(probs: np.ndarray, label: str) -> bool:
+            k = index.get(label, -1)
+            return k >= 0 and int(probs.argmax()) == k and float(probs[k]) >= 0.5
+
+        return [replace(ex, teacher=tuple(float(p) for p in row[ex.input])) if sure(row[ex.input], ex.output) else ex
+                for ex in examples]
 
     def _trained_twin(self, node: Node, dataset_version_id: str) -> dict[str, Any] | None:
         """A model of this run trained on the same rows with the same recipe up to the threshold (applied

@@ -343,3 +343,54 @@ def test_embedded_minilm_loads_offline_and_trains(tmp_path, monkeypatch):
     assert result.steps == 5 and result.metrics["train_loss"] > 0
     predictor = load_predictor(out)
     assert len(predictor.predict(["will it rain tomorrow"])) == 1
+
+
+# ---------------------------------------------------------------- focal distillation
+
+
+def test_distillation_loss_is_weighted_kl_over_the_distilled_rows_only():
+    from engine.models.encoder import DISTILL_TEMPERATURE, Distillation
+
+    examples = [Example("a", "x", teacher=(0.7, 0.2, 0.1)), Example("b", "y"), Example("c", "z", teacher=(0.1, 0.1, 0.8))]
+    d = Distillation.of(examples, 3, weight=2.0)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+    t = DISTILL_TEMPERATURE
+    expected = 0.0
+    for row in (0, 2):
+        teacher = torch.softmax(torch.log(d.probs[row]) / t, -1)
+        student = torch.log_softmax(logits[row] / t, -1)
+        expected += float((teacher * (teacher.log() - student)).sum()) * t * t
+    assert float(d.loss(logits, torch.arange(3))) == pytest.approx(2.0 * expected / 3, rel=1e-5)
+    assert float(d.loss(logits, torch.tensor([1]))) == 0.0  # a batch with no distilled row adds nothing
+    assert Distillation.of([Example("a", "x")], 3, weight=1.0) is None
+    with pytest.raises(TrainingError, match="teacher has 2 probabilities for 3 labels"):
+        Distillation.of([Example("a", "x", teacher=(0.5, 0.5))], 3, weight=1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["full", "linear_probe"])
+def test_distilled_rows_take_the_teachers_distribution(base, tmp_path, method):
+    """A teacher that splits 60/40 between the right topic and another: with distillation the student keeps
+    far more of the runner-up's probability on those rows than the plain cross-entropy student does."""
+    examples = topic_examples()
+    labels = sorted({ex.output for ex in examples})
+    runner_up = {"music": "sports", "sports": "weather", "weather": "music"}
+
+    def teacher(ex: Example) -> tuple[float, ...]:
+        return tuple(0.6 if lab == ex.output else 0.4 if lab == runner_up[ex.output] else 0.0 for lab in labels)
+
+    distilled = [Example(ex.input, ex.output, ex.id, teacher=teacher(ex)) for ex in examples]
+    plain_dir, kd_dir = tmp_path / "plain", tmp_path / "kd"
+    config = cfg(base, method=method, epochs=10)
+    trainer(labels=tuple(labels)).train(examples, config, plain_dir)
+    trainer(labels=tuple(labels), distill_weight=5.0).train(distilled, config, kd_dir)
+    texts = [ex.input for ex in examples]
+
+    def runner_up_mass(folder: Path) -> float:
+        probs = load_predictor(folder).probabilities(texts)
+        return sum(probs[runner_up[ex.output]][i] for i, ex in enumerate(examples)) / len(examples)
+
+    assert runner_up_mass(kd_dir) > runner_up_mass(plain_dir) + 0.1
+    assert accuracy(load_predictor(kd_dir), examples) == 1.0  # the labels still win
+    manifest = json.loads((kd_dir / "pioneer.json").read_text())
+    assert manifest["distilled_rows"] == len(examples) and manifest["distill_weight"] == 5.0

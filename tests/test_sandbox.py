@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from engine.eval.metrics import example_correct, score
 from engine.eval.sandbox import (
+    NOBODY,
     PassAtOneReport,
     SandboxLimits,
-    _namespace_prefix,
+    _jail_mounts,
     check_completion,
+    isolation_problem,
     load_problems,
     pass_at_1,
     run_python,
@@ -119,7 +122,7 @@ def test_proxied_http_fails(listener):
     assert not _accepted(listener)
 
 
-@pytest.mark.skipif(not _namespace_prefix(), reason="unprivileged network namespaces unavailable here")
+@pytest.mark.skipif(isolation_problem() is not None, reason=f"no isolation here: {isolation_problem()}")
 def test_raw_socket_bypass_finds_no_network(listener):
     port = listener.getsockname()[1]
     run = run_python(f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\n")
@@ -199,3 +202,127 @@ def test_every_canonical_solution_passes(problems):
     report = pass_at_1(ids, [problems[t]["canonical_solution"] for t in ids])
     failed = [(r.task_id, r.detail) for r in report.results if not r.passed]
     assert failed == [] and report.pass_at_1 == 1.0
+
+
+# --- adversarial: code written to get out ------------------------------------------------------------
+
+isolated = pytest.mark.skipif(isolation_problem() is not None, reason=f"no isolation here: {isolation_problem()}")
+
+
+def _running(marker: str, grace_s: float = 2.0) -> list[int]:
+    """Processes whose command line holds `marker` (started by this test), once killed ones had
+    `grace_s` to go."""
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(proc.name))
+            except (OSError, ValueError):
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@isolated
+def test_a_setsid_child_does_not_outlive_the_run():
+    import uuid
+
+    marker = f"sleep 3{uuid.uuid4().int % 10**6}"
+    code = (f"import posix, time\nif posix.fork() == 0:\n    posix.setsid()\n"
+            f"    posix.execv('/bin/sh', ['/bin/sh', '-c', '{marker}; true'])\ntime.sleep(0.5)\n")
+    run = run_python(code, SandboxLimits(timeout_s=5))
+    assert run.returncode == 0 and run.completed
+    survivors = _running(marker)
+    for pid in survivors:
+        os.kill(pid, 9)
+    assert survivors == []
+
+
+@isolated
+def test_the_sample_cannot_kill_its_evaluator():
+    import subprocess
+    import sys
+
+    evaluator = (
+        "import os, sys\n"
+        "from engine.eval.sandbox import run_python\n"
+        "me = os.getpid()\n"
+        "run = run_python(f'import os, posix, signal\\nfor pid in (os.getppid(), {me}, 1):\\n"
+        "    try:\\n        posix.kill(pid, signal.SIGKILL)\\n    except OSError as e:\\n        print(pid, e.errno)\\n')\n"
+        "print('evaluator alive', run.returncode, run.completed)\n")
+    done = subprocess.run([sys.executable, "-c", evaluator], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert "evaluator alive" in done.stdout
+
+
+@pytest.mark.parametrize("ending", [
+    "import posix\nposix._exit(0)\n",  # the exit code says success, the tests never ran
+    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "import sys\nsys.exit(0)\n",
+    "raise SystemExit\n",
+])
+def test_leaving_before_the_tests_is_never_a_pass(problems, ending):
+    problem = problems["HumanEval/53"]
+    for completion in ("    return x * y\n", "    return x + y\n"):  # wrong, and right but untested
+        result = check_completion(problem, completion + ending)
+        assert not result.passed and result.status != "passed", (completion, ending, result)
+    assert check_completion(problem, "    return x + y\n").passed
+
+
+@isolated
+def test_a_fork_bomb_meets_the_process_limit():
+    code = ("import posix, time\nn = 0\nfor _ in range(500):\n    try:\n        pid = posix.fork()\n"
+            "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n        posix._exit(0)\n"
+            "    n += 1\nprint(n)\n")
+    run = run_python(code, SandboxLimits(timeout_s=10, max_processes=16))
+    assert run.completed, run.stderr
+    assert 0 < int(run.stdout) < 16  # the program itself counts against the limit
+    assert run.duration_s < 8  # the sleeping children die with the run, nobody waits for them
+
+
+@isolated
+def test_files_outside_the_working_directory_are_not_there(tmp_path):
+    secret = tmp_path / "pioneer.db"
+    secret.write_text("the workspace")
+    secret.chmod(0o644)
+    code = (
+        "import os\n"
+        f"for path in ('/etc/shadow', '/etc/passwd', {str(secret)!r}, '/proc/1/environ', {str(Path.home())!r}):\n"
+        "    try:\n        open(path).read()\n        print('READ', path)\n"
+        "    except OSError as exc:\n        print('refused', type(exc).__name__)\n"
+        "print(sorted(os.listdir('/')))\n"
+        "open('mine.txt', 'w').write('ok')\nprint(open('mine.txt').read())\n")
+    run = run_python(code)
+    assert run.completed, run.stderr
+    assert "READ" not in run.stdout and "the workspace" not in run.stdout
+    root = eval(run.stdout.splitlines()[-2])  # noqa: S307 - our own program's printed list
+    allowed = {Path(path).parts[1] for path, _, _ in _jail_mounts(Path(tempfile.gettempdir(), "work"))}
+    assert set(root) <= allowed and "proc" not in root and "var" not in root
+    assert run.stdout.splitlines()[-1] == "ok"
+
+
+@isolated
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a user, the sample is root only inside its own user namespace")
+def test_an_evaluator_running_as_root_runs_the_sample_as_nobody():
+    code = ("import os, posix\nprint(os.getuid(), os.getgid(), os.getgroups())\n"
+            "try:\n    posix.setuid(0)\n    print('ROOT')\nexcept OSError:\n    print('stays')\n")
+    run = run_python(code)
+    assert run.stdout.split("\n")[:2] == [f"{NOBODY} {NOBODY} []", "stays"]
+
+
+def test_without_isolation_the_verdict_still_needs_the_nonce(problems):
+    from engine.eval.sandbox import _classify, _run, check_program
+
+    problem = problems["HumanEval/53"]
+    right = _run(check_program(problem, "    return x + y\n"), SandboxLimits(), isolated=False)
+    early = _run(check_program(problem, "    return x * y\nimport posix\nposix._exit(0)\n"), SandboxLimits(),
+                 isolated=False)
+    assert (right.completed, _classify(right)[0]) == (True, "passed")
+    assert (early.returncode, early.completed, _classify(early)) == \
+        (0, False, ("failed", "the program exited before its tests finished"))

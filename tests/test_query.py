@@ -304,3 +304,14 @@ def test_cli_query_errors_exit_2_with_one_line(ws, capsys, argv, words):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
     assert db_fingerprint(ws) == before
+
+
+def test_help_and_readme_say_the_same_about_what_a_query_reads(capsys, monkeypatch):
+    from pioneer_tui.commands.query import READS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse may wrap at a hyphen ("read-only")
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8").split())
+    assert f"read {READS}" in readme
+    with pytest.raises(SystemExit):
+        main(["query", "--help"])
+    assert READS in " ".join(capsys.readouterr().out.split())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ingest_helpers import db_fingerprint, seeded_workspace
+from process_helpers import running
 
 from engine.query import QueryError, query_traces
 from pioneer_tui.cli import main
@@ -245,25 +246,6 @@ def test_cli_csv_keeps_data_exact_for_a_pipe_and_escapes_it_for_a_terminal(evil_
     assert "\x1b" not in out and "\\x1b]0;PWNED" in out
 
 
-def _running(marker: str, grace_s: float = 2.0) -> list[str]:
-    """Processes whose command line holds `marker` (this test's own, by construction), once those
-    already sent SIGKILL had `grace_s` to go."""
-    import time
-
-    deadline = time.monotonic() + grace_s
-    while True:
-        found = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    found.append(proc.name)
-            except OSError:
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(("post", "timeout", "code"), [
     ("sleep {m} & cat > /dev/null; true", "10", 0),  # a background job outlives its shell
     ("sleep {m}; true", "1", 2),  # the time limit stops the whole pipeline
@@ -275,7 +257,7 @@ def test_cli_post_leaves_nothing_running(ws, capsys, post, timeout, code):
     marker = f"{random.randint(100, 999)}.{random.randint(10**5, 10**6)}"
     assert main(["--workspace", str(ws), "query", "SELECT 1", "--post", post.format(m=marker), "--timeout", timeout]) \
         == code
-    survivors = _running(f"sleep {marker}")
+    survivors = running(f"sleep {marker}")
     for pid in survivors:  # a process that calls setsid leaves the session (README: the limits)
         os.kill(int(pid), signal.SIGKILL)
     if "setsid" not in post:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from process_helpers import running
 
 from engine.eval.metrics import example_correct, score
 from engine.eval.sandbox import (
@@ -209,25 +210,6 @@ def test_every_canonical_solution_passes(problems):
 isolated = pytest.mark.skipif(isolation_problem() is not None, reason=f"no isolation here: {isolation_problem()}")
 
 
-def _running(marker: str, grace_s: float = 2.0) -> list[int]:
-    """Processes whose command line holds `marker` (started by this test), once killed ones had
-    `grace_s` to go."""
-    import time
-
-    deadline = time.monotonic() + grace_s
-    while True:
-        found = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(proc.name))
-            except (OSError, ValueError):
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
 @isolated
 def test_a_setsid_child_does_not_outlive_the_run():
     import uuid
@@ -237,7 +219,7 @@ def test_a_setsid_child_does_not_outlive_the_run():
             f"    posix.execv('/bin/sh', ['/bin/sh', '-c', '{marker}; true'])\ntime.sleep(0.5)\n")
     run = run_python(code, SandboxLimits(timeout_s=5))
     assert run.returncode == 0 and run.completed
-    survivors = _running(marker)
+    survivors = running(marker)
     for pid in survivors:
         os.kill(pid, 9)
     assert survivors == []

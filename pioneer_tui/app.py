@@ -265,16 +265,24 @@ class PioneerApp(App[int]):
         if self.run_in_progress:
             self.report_unavailable("A run is in progress: wait for it to finish (or quit) before starting another.")
             return None
-        self.main_screen.set_note("")
+        self.main_screen.set_note("starting the run")
         reviewer = TuiReviewer(self, self.store, who=self.who)
-        return self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
+        worker = self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
+        self.main_screen.refresh_bindings()  # `d` and `N` are not offered while a run is going
+        return worker
 
     @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
     def _engine_worker(self, hook: StartRun, reviewer: TuiReviewer, on_event: Callable[[Event], None]) -> None:
         worker = get_current_worker()
         hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled,
-                           say=lambda message: self.call_from_thread(self.notify, message, title="Run"),
-                           demo_dir=self.demo_dir))
+                           say=lambda message: self.call_from_thread(self.say, message), demo_dir=self.demo_dir))
+
+    def say(self, message: str) -> None:
+        """A line from the engine before its run exists (preparing the demo, serving traffic): a
+        notification, and the status bar's note until the run's first event."""
+        self.notify(message, title="Run")
+        if self.main_screen is not None:
+            self.main_screen.set_note(message)
 
     @work(thread=True, exclusive=True, group="query", name="trace query", exit_on_error=False)
     def run_query(self, sql: str, reply_to: MessagePump) -> None:
@@ -309,7 +317,9 @@ class PioneerApp(App[int]):
     def on_review_decided(self, message: ReviewDecided) -> None:
         self.review_log.append(message)
         result = message.result
-        what = result.action if not isinstance(result, bool) else ("approved" if result else "refused")
+        done = {"approve": "approved", "veto": "vetoed", "edit": "edited"}
+        what = done.get(result.action, result.action) if not isinstance(result, bool) else \
+            ("approved" if result else "refused")
         self.notify(f"{message.kind} {what}" + (f" for {message.node_id}" if message.node_id else ""))
 
 

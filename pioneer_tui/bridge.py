@@ -22,6 +22,7 @@ from textual.message_pump import MessagePump
 from engine.curation_log import pipeline_change
 from store import Event
 from widgets.cluster_pane import ClusterExample, ClusterView
+from widgets.formatting import duration
 from widgets.score_chart import ScorePoint
 from widgets.search_graph import GraphNode
 from widgets.status_bar import RunStatus, StepProgress
@@ -106,6 +107,7 @@ class RunState:
     events: list[Event] = field(default_factory=list)
     last_seq: int = 0
     activity: str = ""  # what the run is doing between train steps, e.g. "diagnosing the traces"
+    activity_at: datetime | None = None  # since when
     outcome: str = ""
     promoted_model: str | None = None
     last_at: datetime | None = None  # the newest event's time: "now" for a replay or a finished run
@@ -123,8 +125,11 @@ class RunState:
         self.events.append(event)
         handler = getattr(self, f"_on_{event.type}", None)
         changed = {"log"} if event.type != "train_progress" else set()
+        activity = self.activity
         if handler is not None:
             changed |= handler(event.payload)
+        if self.activity != activity:
+            self.activity_at = self.last_at
         return changed
 
     # -- view models ---------------------------------------------------------------------------
@@ -159,12 +164,18 @@ class RunState:
         if self.state == "running" and now and self.budget_at and "seconds" in spent:
             spent["seconds"] += max((now - self.budget_at).total_seconds(), 0.0)
         progress = self.progress
-        if progress is not None and now and self.train_at:
-            progress = replace(progress, elapsed_s=max((now - self.train_at).total_seconds(), 0.0))
+        if progress is not None and now:  # the phase's time: preparing since the start, evaluating since the end
+            since = self.train_at if progress.total <= 0 else self.activity_at if progress.step >= progress.total \
+                else None
+            if since is not None:
+                progress = replace(progress, elapsed_s=max((now - since).total_seconds(), 0.0))
+        doing = self.activity
+        if doing and now and self.activity_at:
+            doing += f" · {duration(max((now - self.activity_at).total_seconds(), 0.0))}"
         return RunStatus(run_id=self.run_id, mode=self.mode, state=state or self.state, iteration=self.iteration,
                          best_score=best.score if best else None, regressions=best.regressions if best else None,
                          spent=spent, limits=dict(self.limits), progress=progress,
-                         note=note or (self.activity if self.state == "running" else self.stop_reason))
+                         note=note or (doing if self.state == "running" else self.stop_reason))
 
     def set_stored_status(self, run: dict[str, Any] | None) -> bool:
         """Adopt the run row's status when it ended without a run_finished event (a run that failed or

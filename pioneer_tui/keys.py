@@ -28,7 +28,7 @@ class Section:
 ESC = Key("esc", "back / close", ("escape",))
 
 SECTIONS: tuple[Section, ...] = (
-    Section("Anywhere", (
+    Section("Anywhere but in a dialog or a text box (dialogs show their own keys)", (
         Key("?", "this help", ("question_mark",)),
         Key("ctrl+t", "light / dark theme"),
         Key("q", "quit (asks first while a run is going)"),

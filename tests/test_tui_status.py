@@ -42,7 +42,7 @@ async def test_status_clock_progress_and_eta_follow_the_run(tmp_path):
         runner, status = box[0], app.main_screen.query_one(StatusBar)
         await settle(pilot, lambda: "curriculum" in lines(app)[1])
         assert lines(app)[0].startswith("production · running · iter 1 · best 0.000")
-        assert lines(app)[1] == "building the next curriculum"
+        assert lines(app)[1].startswith("building the next curriculum · 0:0")
         clock = status.status.spent["seconds"]
         await settle(pilot, lambda: status.status.spent["seconds"] >= clock + 1.0, timeout=3)  # no event: it runs
         assert "/20:00" in lines(app)[0]
@@ -50,7 +50,7 @@ async def test_status_clock_progress_and_eta_follow_the_run(tmp_path):
         runner.curriculum.release()
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         node = app.main_screen.state.nodes[app.screen.review.node_id].name
-        assert lines(app)[1] == f"waiting for a person to review {node}'s curriculum"
+        assert lines(app)[1].startswith(f"waiting for a person to review {node}'s curriculum · 0:0")
         await pilot.press("a")
         await settle(pilot, lambda: runner.steps[0].reached.is_set() and status.status.progress is not None)
         # the loop's step estimate is not the trainer's: nothing is claimed before its first report, but
@@ -69,7 +69,8 @@ async def test_status_clock_progress_and_eta_follow_the_run(tmp_path):
         assert lines(app)[1].endswith(f"ETA 0:0{round(eta)}")
         runner.steps[2].release()
         await settle(pilot, lambda: status.status.progress.step == 211)
-        assert lines(app)[1].endswith("211/211 100% loss 0.500 · evaluating")
+        assert lines(app)[1].endswith("211/211 100% loss 0.500 · evaluating 0:00")
+        await settle(pilot, lambda: lines(app)[1].endswith("· evaluating 0:01"), timeout=3)  # evaluation has its clock
 
         runner.evaluation.release()
         await settle(pilot, lambda: isinstance(app.screen, GateConfirmScreen))

@@ -19,7 +19,7 @@ class StepProgress:
     total: int  # 0 until the trainer's first report says how many steps it counts
     eta_s: float | None = None
     loss: float | None = None
-    elapsed_s: float | None = None  # since the step started
+    elapsed_s: float | None = None  # in the current phase: preparing (since the start) or evaluating
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def progress_text(p: StepProgress) -> str:
     if p.loss is not None:
         text += f" loss {p.loss:.3f}"
     if p.step >= p.total:
-        return text + " · evaluating"
+        return text + " · evaluating" + ("" if p.elapsed_s is None else f" {duration(p.elapsed_s)}")
     if p.eta_s is not None:
         text += f" ETA {duration(p.eta_s)}"
     return text

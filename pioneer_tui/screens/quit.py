@@ -39,8 +39,8 @@ class QuitScreen(ModalScreen[bool]):
         resume = f"`pioneer-tui resume {self.run_id}`" if self.run_id else "`pioneer-tui resume RUN`"
         with Vertical():
             yield Static(Text("Quit while a run is going?", style="bold"))
-            yield Static(Text(f"The run is {self.doing}. Quitting stops it now; continue it later with {resume} "
-                              "(the step in progress starts again)."))
+            yield Static(Text(f"The run is {self.doing}. Quitting stops it within seconds (at its next check); "
+                              f"continue it later with {resume} (the step in progress starts again)."))
             with Horizontal():
                 yield Button("Quit (y)", id="quit", variant="error")
                 yield Button("Keep running (n)", id="stay", variant="primary")

@@ -37,7 +37,7 @@ REPLAY_SPEEDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 TAIL_INTERVAL_S = 1.0
 CLOCK_INTERVAL_S = 1.0
 GRAPH_LEGEND = "Search graph · ● evaluated ✗ rejected ⊘ vetoed ↺ rolled back ◆ deployed ★ best · enter: details"
-LOG_TITLE = "data-curation.md · regenerated from the run's events; it follows new entries while you are at its end"
+LOG_TITLE = "data-curation.md · regenerated from the run's events (never edited by hand)"
 
 
 def curriculum_rows(rows: list[dict[str, Any]]) -> list[CurriculumRow]:
@@ -110,9 +110,11 @@ class RunScreen(Screen):
         self.set_interval(CLOCK_INTERVAL_S, self._tick)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`N` only when a next step is offered; `d` only on a workspace without runs."""
+        """`N` only when a next step is offered; `d` only on a workspace without runs; `F` once there is a run."""
         if action == "next_step":
             return self.next is not None
+        if action == "fork":
+            return bool(self.state.nodes)
         if action == "demo":
             return self.follow_new_runs and not self.state.run_id and not self.app.run_in_progress  # type: ignore[attr-defined]
         return True
@@ -151,6 +153,7 @@ class RunScreen(Screen):
         if self.state.set_stored_status(self.store.runs.get(self.state.run_id)):
             self._note = ""
         self._mark({"status"})
+        self.refresh_bindings()
 
     def _rebuild(self, events: list[Event], run_id: str | None) -> None:
         self.state = RunState(run_id=run_id or "")
@@ -173,7 +176,9 @@ class RunScreen(Screen):
         if event is None:
             return
         if self.follow_new_runs and event.run_id != self.state.run_id:
+            self._note = ""  # what was said while the run was being set up
             self.load_run(event.run_id, tail=False)  # a run started in this process: its events come here
+            self.refresh_bindings()
             return
         self._mark(self.state.apply(event))
         if event.type == "run_finished" and self._tail_timer is not None:
@@ -319,7 +324,7 @@ class ReplayScreen(RunScreen):
         Binding("greater_than_sign", "jump(-1)", "End", show=False),
         Binding("plus", "speed(1)", "Faster", show=False),
         Binding("minus", "speed(-1)", "Slower", show=False),
-        Binding("escape", "close", "Close"),
+        Binding("escape", "close", "Close", show=False),  # the replay bar says it (no room in the footer)
     ]
 
     def __init__(self, store: Store, run_id: str) -> None:
@@ -359,13 +364,13 @@ class ReplayScreen(RunScreen):
         total = len(self._events)
         if self._position:
             last = self._events[self._position - 1]
-            where = f"seq {last.seq} · {last.ts[11:19]} · {last.type}"
+            where = f"{last.ts[11:19]} {last.type}"
         else:
             where = "before the first event"
         speed = REPLAY_SPEEDS[self._speed_index]
         icon = "▶ playing" if self._playing else "⏸ paused"
         self.query_one("#replay-bar", Static).update(
-            f"{icon} · {self._position}/{total} events · {where} · {speed:g} ev/s")
+            f"{icon} · {self._position}/{total} events · {where} · {speed:g} ev/s · esc closes")
 
     def action_close(self) -> None:
         self.dismiss()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -47,13 +48,14 @@ class WelcomeScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         available, summary = demo_summary(self.demo_dir)
         with Vertical():
-            yield Static(f"[b]No runs yet[/b] in the workspace {self.workspace}.")
+            yield Static(Text.assemble(("No runs yet", "bold"), f" in the workspace {self.workspace}."))
             yield Static(
                 "The demo project holds judged production traces of a deployed intent classifier "
                 "(confusable intents, noise and some poison). [b]d[/b] runs production mode on it with "
                 "the embedded defaults — offline, on this machine — and shows the run here live; you "
-                "approve each curriculum before it is trained on.")
-            yield Static(summary, id="demo-summary")
+                "approve each curriculum before it is trained on. Dismissed, the offer stays: d on the "
+                "main screen.")
+            yield Static(Text(summary), id="demo-summary")
             with Vertical(id="welcome-buttons"):
                 yield Button("Run the demo (d)", id="demo", variant="primary", disabled=not available)
                 yield Button("Trace explorer (t)", id="traces")

@@ -1,9 +1,10 @@
 """The TUI's Reviewer: the engine's worker thread blocks while a person decides in a modal screen.
 
-`review_curriculum` / `confirm_rollback` / `confirm_promotion` are called on the engine thread; they
-push the screen on the UI thread (`App.call_from_thread`), wait on a threading.Event set by the
-screen's dismiss callback, post a `ReviewDecided` message to the app, and return the typed result.
-If the app exits first, the answer is the safe one: veto / refuse (never a silent approval).
+`review_curriculum` / `confirm_rollback` / `confirm_promotion` / `promote_anyway` are called on the
+engine thread; they push the screen on the UI thread (`App.call_from_thread`), wait on a
+threading.Event set by the screen's dismiss callback, post a `ReviewDecided` message to the app, and
+return the typed result. If the app exits first, the answer is the safe one: veto / refuse / keep the
+deployed model (never a silent approval).
 """
 
 from __future__ import annotations
@@ -19,27 +20,29 @@ from textual.message import Message
 from textual.screen import Screen
 
 from engine.search.reviewer import Confirmation, CurriculumReview, Decision
-from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview
+from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview, PromoteAnywayScreen
 from pioneer_tui.screens.review import CurriculumReviewScreen
 from store import Store
 
 POLL_S = 0.2
-GATE_REVIEW_KEYS = ("from_model", "to_model", "before", "after", "regressions", "gates")
+GATE_REVIEW_KEYS = ("from_model", "to_model", "before", "after", "regressions", "gates", "rollback_to", "close_call")
 
 
 @dataclass
 class ReviewDecided(Message):
-    """A person answered a human gate (posted to the app; the engine records it as a decision)."""
+    """A person answered a human gate (posted to the app; the engine records it as a decision).
+    `override` is the close call: True promotes it anyway for `reason`, False keeps the deployed model."""
 
-    kind: str  # curriculum | rollback | promotion
+    kind: str  # curriculum | rollback | promotion | override
     node_id: str | None
     result: Decision | bool
+    reason: str | None = None
 
 
 def gate_review(kind: str, info: Confirmation) -> GateReview:
-    """Confirmation -> the modal's view. Recognised `details` keys: from_model, to_model, before and
-    after (metric dicts), regressions (list of dicts), gates (list of {gate, passed, value,
-    threshold}, or a GateReport.to_dict()); anything else is listed as a detail."""
+    """Confirmation -> the modal's view. Recognised `details` keys: from_model, to_model, rollback_to,
+    before and after (metric dicts), regressions (list of dicts), gates (a GateReport.to_dict(), or a
+    list of its results), close_call; anything else is listed as a detail."""
     d = dict(info.details)
     gates = d.get("gates") or []
     if isinstance(gates, dict):
@@ -47,6 +50,7 @@ def gate_review(kind: str, info: Confirmation) -> GateReview:
     return GateReview(kind=kind, node_id=info.node_id, from_model=d.get("from_model"), to_model=d.get("to_model"),
                       reason=info.summary, before=dict(d.get("before") or {}), after=dict(d.get("after") or {}),
                       regressions=list(d.get("regressions") or []), gates=list(gates),
+                      rollback_to=d.get("rollback_to"), close_call=bool(d.get("close_call")),
                       details={k: v for k, v in d.items() if k not in GATE_REVIEW_KEYS})
 
 
@@ -72,6 +76,12 @@ class TuiReviewer:
 
     def confirm_promotion(self, info: Confirmation) -> bool:
         return self._confirm("promotion", info)
+
+    def promote_anyway(self, info: Confirmation) -> str | None:
+        answer = self._ask(lambda: PromoteAnywayScreen(gate_review("promotion", info)))
+        reason = answer.strip() if isinstance(answer, str) and answer.strip() else None
+        self._post(ReviewDecided("override", info.node_id, reason is not None, reason))
+        return reason
 
     def _confirm(self, kind: str, info: Confirmation) -> bool:
         answer = self._ask(lambda: GateConfirmScreen(gate_review(kind, info)))

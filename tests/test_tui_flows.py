@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from fixtures.fixture_run import curriculum_rows, qc_report
-from textual.widgets import Input, TextArea
+from person_loop import rendered
+from textual.widgets import Input, SelectionList, TextArea
 from tui_helpers import settle
 
 from engine.events import EventBus
@@ -19,8 +20,8 @@ from engine.models.base import TrainConfig
 from engine.search.pipeline import DatasetSpec, Pipeline
 from engine.search.reviewer import Confirmation, CurriculumReview, Decision, apply_review, confirm
 from pioneer_tui.app import EngineSession, create_app
-from pioneer_tui.screens.confirm import GateConfirmScreen
-from pioneer_tui.screens.review import CurriculumReviewScreen, RowEditorScreen, TextPromptScreen
+from pioneer_tui.screens.confirm import GateConfirmScreen, render_review
+from pioneer_tui.screens.review import CurriculumReviewScreen, RowEditorScreen, TextPromptScreen, VetoScreen
 from store import Store
 
 RUN_ID = "run-flow"
@@ -91,7 +92,7 @@ async def test_approve_returns_approve_and_records_it(tmp_path):
         app.action_demo()
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         summary = app.screen.summary_text()
-        assert "16 rows" in summary and "✗ near_duplicates" in summary  # counts and the QC report shown
+        assert "16 rows" in summary and "✗ near duplicates 3" in summary  # counts and the QC report shown
         await pilot.press("a")
         await _finish(app, pilot, results)
         decision, version = results["answer"]
@@ -112,18 +113,20 @@ async def test_veto_needs_a_reason_and_returns_it(tmp_path):
         app.action_demo()
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         await pilot.press("v")
-        await settle(pilot, lambda: isinstance(app.screen, TextPromptScreen))
-        await pilot.press("enter")  # an empty reason is refused: the prompt stays
-        assert isinstance(app.screen, TextPromptScreen)
+        await settle(pilot, lambda: isinstance(app.screen, VetoScreen))
+        await pilot.press("enter")  # no reason: refused, the dialog stays
+        assert isinstance(app.screen, VetoScreen)
+        app.screen.query_one(SelectionList).select("too_much_replay")
         app.screen.query_one(Input).value = "replay rows repeat one intent"
         await pilot.press("enter")
         await _finish(app, pilot, results)
         decision, version = results["answer"]
-        assert decision == Decision("veto", "replay rows repeat one intent")
+        assert decision == Decision("veto", "replay rows repeat one intent", reasons=("too_much_replay",))
         assert version is None
         assert app.review_log[-1].result == decision
         row = store.runs.decisions(RUN_ID)[-1]
         assert (row["action"], row["reason"]) == ("veto", "replay rows repeat one intent")
+        assert row["diff"]["reasons"] == ["too_much_replay"]
         assert row["who"].startswith("tui:")
         await settle(pilot, lambda: app.main_screen.state.decisions)
         assert app.main_screen.state.nodes[f"{RUN_ID}.n0001"].status == "vetoed"
@@ -196,7 +199,8 @@ def ask_rollback(bus: EventBus, session: EngineSession, node_id: str):
         "from_model": "m-4", "to_model": "m-2", "rollback_to": "run-flow.n0000",
         "before": {"failure_set.accuracy": 0.884, "regression_set.accuracy": 0.99},
         "after": {"failure_set.accuracy": 0.931, "regression_set.accuracy": 0.96},
-        "regressions": [{"id": "t-9", "input": "send 20 to mom", "expected": "transfer", "got": "rollover_401k"}],
+        "regressions": [{"eval_set": "regression", "id": "t-9", "input": "send 20 to mom", "expected": '"transfer"',
+                         "prediction": '"rollover_401k"'}],
         "gates": {"node_id": node_id, "passed": False, "results": [
             {"gate": "failure_set", "passed": False, "value": 0.931, "threshold": 0.96, "rule": ">="},
             {"gate": "regression_set", "passed": False, "value": 4.0, "threshold": 2.0, "rule": "<="}]},
@@ -226,7 +230,10 @@ async def test_rollback_and_promotion_confirmations(tmp_path, ask, kind, key, ex
             assert [g["gate"] for g in review.gates] == ["failure_set", "regression_set"]
             assert review.regressions[0]["id"] == "t-9"
             assert review.before["regression_set.accuracy"] == 0.99
-            assert review.details == {"rollback_to": "run-flow.n0000"}
+            assert review.rollback_to == "run-flow.n0000" and review.details == {}
+            said = rendered(render_review(review))
+            assert "Restore node n0000's dataset and configuration (model m-2) and grow from there" in said
+            assert "transfer" in said and '"transfer"' not in said  # outputs as people read them
         await pilot.press("escape")  # escape decides nothing
         await pilot.pause()
         assert isinstance(app.screen, GateConfirmScreen) and "answer" not in results

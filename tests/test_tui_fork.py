@@ -14,7 +14,7 @@ from tui_helpers import notes, settle
 
 from engine.production import load_diagnosis
 from pioneer_tui.app import create_app
-from pioneer_tui.screens.review import CurriculumReviewScreen, TextPromptScreen
+from pioneer_tui.screens.review import CurriculumReviewScreen, VetoScreen
 from pioneer_tui.screens.run_screen import ReplayScreen
 from store import Store
 from widgets.search_graph import SearchGraph
@@ -61,7 +61,7 @@ async def test_fork_from_a_replayed_node_starts_the_forked_run(tmp_path):
 
         asked = app.screen.review.node_id
         await pilot.press("v")
-        await settle(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        await settle(pilot, lambda: isinstance(app.screen, VetoScreen))
         app.screen.query_one(Input).value = "not this one"
         await pilot.press("enter")
         await settle(pilot, lambda: any(d["node_id"] == asked for d in store.runs.decisions(fork["id"])))

@@ -1,30 +1,39 @@
 """Curriculum review before a train step: the proposal by slice with counts and its QC report;
-approve, veto with a reason, or edit (remove rows, add rows, edit an example's input or output,
-change slice ratios) and submit. Dismisses with an engine `Decision`."""
+approve, veto with structured reasons, or edit (remove rows, add rows, edit an example's input or
+output, change slice ratios) and submit. Dismisses with an engine `Decision`.
+
+Edits are checked as they are typed (an output must be one of the run's labels; NER spans must fit
+the input) and the QC that an edit can change is recomputed from the edited rows, so a person sees
+the curriculum they are about to submit, not the one the engine proposed."""
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Footer, Input, Label, Select, SelectionList, Static, TextArea
 
-from engine.curation_log import qc_lines
-from engine.search.reviewer import CurriculumReview, Decision
+from engine.data.quality import input_hash, row_label
+from engine.search.pipeline import BANDS
+from engine.search.reviewer import VETO_REASONS, CurriculumReview, Decision
+from pioneer_tui.screens.confirm import short
 from widgets.curriculum_table import SLICES, CurriculumRow, CurriculumTable, composition_line, slice_counts
+from widgets.formatting import SLICE_NAMES, plural, qc_lines
+
+TOLERANCE = 1e-9
 
 
 def slice_of(row: dict[str, Any]) -> str:
     return str(row.get("slice") or "gold")
-
-
-def table_rows(rows: Sequence[dict[str, Any]]) -> list[CurriculumRow]:
-    return [CurriculumRow(slice_of(r), str(r.get("input", "")), r.get("output"), r.get("id")) for r in rows]
 
 
 def resample_to_ratios(rows: Sequence[dict[str, Any]], ratios: dict[str, float]) -> list[dict[str, Any]]:
@@ -47,102 +56,9 @@ def resample_to_ratios(rows: Sequence[dict[str, Any]], ratios: dict[str, float])
         if seen.get(s, 0) < keep.get(s, 0):
             kept.append(row)
             seen[s] = seen.get(s, 0) + 1
+    if not kept:
+        raise ValueError("no row would be kept: a slice with a ratio above 0 has no rows")
     return kept
-
-
-class RowEditorScreen(ModalScreen[dict | None]):
-    """Edit one example: slice, input and output (text, or JSON when the output is structured)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "cancel", "Cancel"),
-    ]
-    DEFAULT_CSS = """
-    RowEditorScreen { align: center middle; }
-    RowEditorScreen > Vertical { width: 90%; height: 90%; border: thick $primary; background: $surface; }
-    RowEditorScreen TextArea { height: 1fr; }
-    RowEditorScreen Select { width: 30; }
-    RowEditorScreen #row-buttons { height: auto; }
-    """
-
-    def __init__(self, row: dict[str, Any], title: str) -> None:
-        super().__init__()
-        self.row = row
-        self.title_text = title
-        self.structured = not isinstance(row.get("output", ""), str)
-
-    def compose(self) -> ComposeResult:
-        output = self.row.get("output", "")
-        with Vertical():
-            yield Static(f"[b]{self.title_text}[/b]  (ctrl+s saves, esc cancels)")
-            yield Select([(s, s) for s in SLICES], value=slice_of(self.row), allow_blank=False, id="row-slice")
-            yield Label("input")
-            yield TextArea(str(self.row.get("input", "")), id="row-input", soft_wrap=True)
-            yield Label("output" + (" (JSON)" if self.structured else ""))
-            yield TextArea(json.dumps(output, ensure_ascii=False) if self.structured else str(output),
-                           id="row-output", soft_wrap=True)
-            with Horizontal(id="row-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#row-input", TextArea).focus()
-
-    def action_save(self) -> None:
-        text = self.query_one("#row-input", TextArea).text.strip()
-        raw = self.query_one("#row-output", TextArea).text.strip()
-        if not text:
-            self.notify("The input is empty: write the example's input.", severity="error")
-            return
-        output: Any = raw
-        if self.structured:
-            try:
-                output = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                self.notify(f"output line {exc.lineno} col {exc.colno}: not JSON ({exc.msg})", severity="error")
-                return
-        elif not raw:
-            self.notify("The output is empty: write the expected output.", severity="error")
-            return
-        slice_name = self.query_one("#row-slice", Select).value
-        self.dismiss({**self.row, "input": text, "output": output, "slice": slice_name})
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.action_save() if event.button.id == "save" else self.action_cancel()
-
-
-class TextPromptScreen(ModalScreen[str | None]):
-    """One line of text (a veto reason, slice ratios); empty input is refused, esc cancels."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    TextPromptScreen { align: center middle; }
-    TextPromptScreen > Vertical { width: 80%; height: auto; border: thick $primary; background: $surface;
-                                  padding: 1; }
-    """
-
-    def __init__(self, prompt: str, value: str = "", placeholder: str = "") -> None:
-        super().__init__()
-        self.prompt, self.value, self.placeholder = prompt, value, placeholder
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.prompt)
-            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if not event.value.strip():
-            self.notify("Write something, or press esc to cancel.", severity="warning")
-            return
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -161,8 +77,342 @@ def parse_ratios(text: str) -> dict[str, float]:
     return ratios
 
 
+# -- what an edit must satisfy ------------------------------------------------------------------
+
+def _not_a(what: str, value: str, allowed: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, allowed, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else \
+        f"use {', '.join(allowed)}" if len(allowed) <= 6 else f"use one of the {len(allowed)}"
+    return f"{value!r} is not {what} ({hint})"
+
+
+def span_error(spans: Any, text: str, labels: Sequence[str]) -> str | None:
+    """Why NER spans are not valid for `text` (None when they are): a list of {start, end, label} with
+    0 <= start < end <= len(text) and, when the run knows its entity types, a known label."""
+    if not isinstance(spans, list):
+        return 'write a JSON list of spans, e.g. [{"start": 0, "end": 5, "label": "PER"}] ([] for none)'
+    for n, span in enumerate(spans, 1):
+        if not isinstance(span, dict) or set(span) < {"start", "end", "label"}:
+            return f"span {n}: write {{\"start\": …, \"end\": …, \"label\": …}}"
+        start, end, label = span["start"], span["end"], span["label"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+            return f"span {n}: start and end must be whole numbers"
+        if not 0 <= start < end <= len(text):
+            return f"span {n}: needs 0 ≤ start < end ≤ {len(text)} (the input's length), got {start}..{end}"
+        if labels and label not in labels:
+            return f"span {n}: " + _not_a("an entity type", str(label), labels)
+    return None
+
+
+def output_error(output: Any, text: str, task: str, labels: Sequence[str]) -> str | None:
+    """Why an example's output cannot be trained on (None when it can)."""
+    if task == "ner":
+        return span_error(output, text, labels)
+    if isinstance(output, str) and not output.strip():
+        return "the output is empty: write the expected output"
+    if task == "classification" and labels and output not in labels:
+        return _not_a("a label", str(output), labels)
+    return None
+
+
+def span_preview(spans: list[dict[str, Any]], text: str) -> str:
+    """What the spans cover, so a person can check the offsets: `PER "Ada" · LOC "Paris"`."""
+    return " · ".join(f"{s['label']} {text[s['start']:s['end']]!r}" for s in spans) or "no entities"
+
+
+# -- QC recomputed from the rows on screen ------------------------------------------------------
+
+def row_flags(rows: Sequence[dict[str, Any]], task: str, labels: Sequence[str]) -> list[str]:
+    """Per row, why the table marks it with `!` ("" when it does not): a repeated input, a bad output."""
+    first: dict[str, int] = {}
+    flags = []
+    for i, row in enumerate(rows):
+        text = str(row.get("input", ""))
+        seen = first.setdefault(input_hash(text), i)
+        flags.append(f"repeats row {seen + 1}'s input" if seen != i
+                     else output_error(row.get("output"), text, task, labels) or "")
+    return flags
+
+
+def _band(part: str, review: CurriculumReview, built: dict[str, Any]) -> list[float]:
+    """The band a slice's share must lie in: the one the engine built against, else the pipeline's
+    mode's band (scaled to the new data when the whole pool is replayed, as the engine does)."""
+    if isinstance(built.get("band"), list | tuple):
+        return list(built["band"])
+    data = review.pipeline.data
+    low, high = BANDS[data.mode][part]
+    scale = 1 / (1 - data.replay_fraction) if data.replay_scope == "all" else 1.0
+    return [min(1.0, low * scale), min(1.0, high * scale)]
+
+
+def slice_bands(rows: Sequence[dict[str, Any]], review: CurriculumReview,
+                built: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each slice's share of the edited rows against its band. Gold and hard negatives are shares of
+    the curriculum, or of gold + hard negatives when replay is the whole pool (replay_scope "all");
+    replay is a share of the replay pool, which an edit does not change, so it scales with the
+    replay rows from the share the engine measured."""
+    now = Counter(slice_of(r) for r in rows)
+    whole = review.pipeline.data.replay_scope == "all"
+    base = now["gold"] + now["hard_negative"] if whole else len(rows)
+    bands = {}
+    for part in ("gold", "hard_negative"):
+        band = _band(part, review, built.get(part) or {})
+        value = now[part] / base if base else 0.0
+        bands[part] = {"value": value, "band": band, "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
+    replay = built.get("replay") or {}
+    at_build = Counter(slice_of(r) for r in review.rows)["replay"]
+    if replay.get("value") is not None and replay.get("band") and at_build:
+        value = replay["value"] * now["replay"] / at_build
+        low, high = replay["band"][:2]
+        bands["replay"] = {"value": value, "band": replay["band"],
+                           "ok": low - TOLERANCE <= value <= high + TOLERANCE}
+    return bands
+
+
+def live_qc(rows: Sequence[dict[str, Any]], review: CurriculumReview, built: dict[str, Any]) -> dict[str, Any]:
+    """The QC report `built` for the proposal, with what an edit can change recomputed from `rows`:
+    the slice bands, the label ratio and exact duplicate inputs."""
+    task = review.pipeline.hyperparams.task
+    limit = review.pipeline.data.constraints.max_label_ratio
+    per_label = Counter(lab for r in rows if (lab := row_label(r, task)) is not None)
+    live: dict[str, dict[str, Any]] = {}
+    if len(per_label) >= 2:
+        (most, high), (fewest, low) = per_label.most_common()[0], per_label.most_common()[-1]
+        live["label_ratio"] = {"name": "label_ratio", "passed": high <= limit * low, "value": round(high / low, 2),
+                               "limit": limit, "most": f"{most} ({high})", "fewest": f"{fewest} ({low})"}
+    repeats = len(rows) - len({input_hash(str(r.get("input", ""))) for r in rows})
+    live["exact_duplicates"] = {"name": "exact_duplicates", "passed": repeats == 0, "value": repeats, "limit": 0}
+    checks = [{**c, **live.pop(c.get("name"), {})} for c in built.get("checks") or []]
+    return {**built, "checks": checks + list(live.values()),
+            "bands": slice_bands(rows, review, built.get("bands") or {})}
+
+
+def qc_text(qc: dict[str, Any], flags: Sequence[str]) -> Content:
+    """QC as lines, failures first (with the rows the table marks `!`) and in the warning colour."""
+    lines = sorted(qc_lines(qc), key=lambda line: "✗" not in line)
+    flagged = [(i, why) for i, why in enumerate(flags) if why]
+    if flagged:
+        lines.insert(0, f"✗ {plural(len(flagged), 'row')} marked ! in the table: " + "; ".join(
+            f"row {i + 1} {why}" for i, why in flagged[:3]) + ("; …" if len(flagged) > 3 else ""))
+    return Content("\n").join(Content.styled(line, "bold $text-warning" if "✗" in line else "")
+                              for line in lines or ["no QC report"])
+
+
+def vetoed_text(vetoed: dict[str, Any]) -> str:
+    """`Revised after n0003 was vetoed (too much replay): replay −561 · gold +12`."""
+    added, removed = vetoed.get("added") or {}, vetoed.get("removed") or {}
+    changes = []
+    for part in dict.fromkeys([*SLICES, *added, *removed]):
+        moves = ([f"+{added[part]}"] if added.get(part) else []) + ([f"−{removed[part]}"] if removed.get(part) else [])
+        if moves:
+            changes.append(f"{SLICE_NAMES.get(part, part)} {' '.join(moves)}")
+    why = f" ({vetoed['reason']})" if vetoed.get("reason") else ""
+    return (f"Revised after {short(str(vetoed.get('node_id', '?')))} was vetoed{why}: "
+            + (" · ".join(changes) or "the same inputs (outputs or slices changed)"))
+
+
+# -- dialogs ------------------------------------------------------------------------------------
+
+class RowEditorScreen(ModalScreen[dict | None]):
+    """Edit one example: slice, input and output. A classification output is picked from the run's
+    labels; NER spans and other structured outputs are JSON, checked as they are typed. A bad output
+    keeps the dialog open with the reason beside the field and everything typed kept."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+    DEFAULT_CSS = """
+    RowEditorScreen { align: center middle; }
+    RowEditorScreen > Vertical { width: 90%; height: 90%; border: thick $primary; background: $surface; }
+    RowEditorScreen TextArea { height: 1fr; }
+    RowEditorScreen Select { width: 40; }
+    RowEditorScreen #row-check { height: auto; padding: 0 1; }
+    RowEditorScreen #row-check.error { color: $text-error; text-style: bold; }
+    """
+
+    def __init__(self, row: dict[str, Any], title: str, task: str = "classification",
+                 labels: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.row, self.title_text, self.task_type, self.labels = row, title, task, tuple(labels)
+        self.pick = task == "classification" and bool(self.labels)
+        self.structured = task == "ner" or not isinstance(row.get("output", ""), str)
+
+    def compose(self) -> ComposeResult:
+        output = self.row.get("output", "")
+        with Vertical():
+            yield Static(Text(self.title_text, style="bold"))
+            yield Select([(s, s) for s in SLICES], value=slice_of(self.row), allow_blank=False, id="row-slice")
+            yield Label("input")
+            yield TextArea(str(self.row.get("input", "")), id="row-input", soft_wrap=True)
+            if self.pick:
+                yield Label(f"output: one of the {len(self.labels)} labels")
+                yield Select([(Text(label), label) for label in self.labels], prompt="pick a label", id="row-output",
+                             value=output if output in self.labels else Select.NULL)
+            else:
+                yield Label("output" + (" (JSON)" if self.structured else ""))
+                yield TextArea(json.dumps(output, ensure_ascii=False) if self.structured else str(output),
+                               id="row-output", soft_wrap=True)
+            yield Static(id="row-check")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#row-input", TextArea).focus()
+        self.check()
+
+    def on_text_area_changed(self) -> None:
+        self.check()
+
+    def on_select_changed(self) -> None:
+        self.check()
+
+    def read(self) -> tuple[str, Any, str | None]:
+        """(input, output, why they cannot be saved or None)."""
+        text = self.query_one("#row-input", TextArea).text
+        if self.pick:
+            value = self.query_one("#row-output", Select).value
+            output = None if value is Select.NULL else value
+            if output is None:
+                return text, output, "pick the expected label"
+        else:
+            output = raw = self.query_one("#row-output", TextArea).text.strip()
+            if self.structured:
+                try:
+                    output = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    return text, raw, f"not JSON (line {exc.lineno} col {exc.colno}: {exc.msg})"
+        if not text.strip():
+            return text, output, "the input is empty: write the example's input"
+        return text, output, output_error(output, text, self.task_type, self.labels)
+
+    def check(self) -> tuple[str, Any, str | None]:
+        """Read the fields and say beside them whether they can be saved (NER: what the spans cover)."""
+        text, output, error = self.read()
+        note = self.query_one("#row-check", Static)
+        note.set_class(error is not None, "error")
+        note.update(Text(f"✗ {error}" if error else
+                         f"✓ {span_preview(output, text)}" if self.task_type == "ner" else "✓"))
+        return text, output, error
+
+    def action_save(self) -> None:
+        text, output, error = self.check()
+        if error is None:
+            slice_name = self.query_one("#row-slice", Select).value
+            self.dismiss({**self.row, "input": text, "output": output, "slice": slice_name})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextPromptScreen(ModalScreen[str | None]):
+    """One line of text (a path, slice ratios). `check` says what the text would do as it is typed, or
+    raises ValueError: the reason shows under the field and enter keeps the dialog open, text intact."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    TextPromptScreen { align: center middle; }
+    TextPromptScreen > Vertical { width: 80%; height: auto; border: thick $primary; background: $surface;
+                                  padding: 0 1; }
+    TextPromptScreen #prompt-check.error { color: $text-error; text-style: bold; }
+    """
+
+    def __init__(self, prompt: str, value: str = "", placeholder: str = "",
+                 check: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self.prompt, self.value, self.placeholder, self.check_text = prompt, value, placeholder, check
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.prompt)
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static(id="prompt-check")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.value:
+            self.check(self.value)
+
+    def check(self, text: str) -> bool:
+        """Say under the field what `text` would do, or why it cannot be used; True when it can."""
+        try:
+            if not text.strip():
+                raise ValueError("write something, or press esc to cancel")
+            said, error = self.check_text(text) if self.check_text else "", False
+        except ValueError as exc:
+            said, error = f"✗ {exc}", True
+        note = self.query_one("#prompt-check", Static)
+        note.set_class(error, "error")
+        note.update(Text(said))
+        return not error
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.check(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.check(event.value):
+            self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class VetoScreen(ModalScreen[Decision | None]):
+    """Why a curriculum is vetoed: one or more of the engine's reasons (each revises the pipeline a
+    known way) and the person's own words; at least one of them, and words when "other" is picked."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "veto", "Veto"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+    DEFAULT_CSS = """
+    VetoScreen { align: center middle; }
+    VetoScreen > Vertical { width: 90%; max-width: 100; height: auto; border: thick $error;
+                            background: $surface; padding: 0 1; }
+    VetoScreen SelectionList { height: auto; max-height: 12; }
+    VetoScreen #veto-check { color: $text-error; text-style: bold; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("What is wrong with this curriculum? In your words (recorded with the veto):")
+            yield Input(placeholder="e.g. the replay rows are all one intent", id="veto-text")
+            yield Label("and / or what to change: the planner revises the curriculum by what you pick "
+                        "(tab here, space toggles); the revision is reviewed next.")
+            yield SelectionList[str](*((label, code) for code, label in VETO_REASONS.items()), id="veto-reasons")
+            yield Static(id="veto-check")
+        yield Footer()
+
+    def decision(self) -> Decision | str:
+        """The veto, or why it cannot be made yet."""
+        reasons = tuple(self.query_one(SelectionList).selected)
+        text = self.query_one("#veto-text", Input).value.strip()
+        if not reasons and not text:
+            return "pick a reason or write one"
+        if "other" in reasons and not text:
+            return "'other': say what is wrong in your words"
+        return Decision("veto", text or None, reasons=reasons)
+
+    def action_veto(self) -> None:
+        decision = self.decision()
+        if isinstance(decision, Decision):
+            self.dismiss(decision)
+        else:
+            self.query_one("#veto-check", Static).update(Text(f"✗ {decision}"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_veto()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# -- the review -----------------------------------------------------------------------------------
+
 class CurriculumReviewScreen(ModalScreen[Decision]):
-    """Dismisses with Decision("approve"), Decision("veto", reason) or Decision("edit", rows=...)."""
+    """Dismisses with Decision("approve"), Decision("veto", reason, reasons=...) or
+    Decision("edit", rows=...)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve"),
@@ -179,6 +429,8 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
     CurriculumReviewScreen { background: $background 60%; }
     CurriculumReviewScreen > Vertical { border: thick $accent; background: $surface; }
     CurriculumReviewScreen #review-summary { height: auto; padding: 0 1; }
+    CurriculumReviewScreen #review-vetoed { height: auto; padding: 0 1; color: $text-primary; text-style: bold; }
+    CurriculumReviewScreen #review-qc-box { height: auto; max-height: 30%; padding: 0 1; }
     CurriculumReviewScreen CurriculumTable { height: 1fr; }
     """
 
@@ -186,6 +438,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         super().__init__()
         self.review = review
         self.qc = qc or {}
+        self.task_type = review.pipeline.hyperparams.task
         self.original = [dict(r) for r in review.rows]
         self.rows = [dict(r) for r in review.rows]
         self._added = 0
@@ -196,7 +449,11 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
+            if self.review.vetoed:
+                yield Static(Text(vetoed_text(self.review.vetoed)), id="review-vetoed")
             yield Static(id="review-summary")
+            with VerticalScroll(id="review-qc-box"):
+                yield Static(id="review-qc")
             yield CurriculumTable(id="review-table")
         yield Footer()
 
@@ -204,24 +461,39 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         self._refresh()
         self.query_one(CurriculumTable).focus()
 
-    def summary_text(self) -> str:
+    def summary(self) -> Content:
         r = self.review
-        head = f"[b]Curriculum for node {r.node_id}[/b]"
+        parts: list[str | tuple[str, str]] = [(f"Curriculum for node {short(r.node_id)}", "bold")]
         if r.dataset_version_id:
-            head += f" · dataset {r.dataset_version_id}"
-        lines = [head, composition_line(slice_counts(table_rows(self.rows)))]
+            parts.append(f" · dataset {r.dataset_version_id}")
+        parts.append("\n" + composition_line(slice_counts(self.table_rows())))
         if self.edited:
-            lines[1] += (f"   [b yellow]edited[/] (was {len(self.original)} rows; "
-                         "ctrl+s submits, z discards)")
+            parts.append((f"   edited (was {len(self.original)} rows; ctrl+s submits, z discards)",
+                          "bold $text-warning"))
         if r.rationale:
-            lines.append(f"why: {r.rationale}")
-        qc = [line.removeprefix("- ") for line in qc_lines(self.qc)]
-        lines.append("QC: " + (" · ".join(qc) if qc else "no report"))
-        return "\n".join(lines)
+            parts.append(f"\nwhy: {r.rationale}")
+        return Content.assemble(*parts)
+
+    def summary_text(self) -> str:
+        """What the top of the review says, as plain text: the summary and the QC lines."""
+        return f"{self.summary().plain}\n{self.qc_report().plain}"
+
+    def flags(self) -> list[str]:
+        return row_flags(self.rows, self.task_type, self.review.labels)
+
+    def qc_report(self) -> Content:
+        title = "QC (recomputed for your edits: slices, label ratio, duplicates; the rest as proposed)" \
+            if self.edited else "QC"
+        return Content.assemble((title + "\n", "bold"), qc_text(live_qc(self.rows, self.review, self.qc), self.flags()))
+
+    def table_rows(self) -> list[CurriculumRow]:
+        return [CurriculumRow(slice_of(r), str(r.get("input", "")), r.get("output"), r.get("id"), flag)
+                for r, flag in zip(self.rows, self.flags(), strict=True)]
 
     def _refresh(self) -> None:
-        self.query_one("#review-summary", Static).update(self.summary_text())
-        self.query_one(CurriculumTable).set_rows(table_rows(self.rows))
+        self.query_one("#review-summary", Static).update(self.summary())
+        self.query_one("#review-qc", Static).update(self.qc_report())
+        self.query_one(CurriculumTable).set_rows(self.table_rows())
 
     def _cursor(self) -> int | None:
         table = self.query_one(CurriculumTable)
@@ -236,12 +508,11 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         self.dismiss(Decision("approve"))
 
     def action_veto(self) -> None:
-        def done(reason: str | None) -> None:
-            if reason:
-                self.dismiss(Decision("veto", reason))
+        def done(decision: Decision | None) -> None:
+            if decision is not None:
+                self.dismiss(decision)
 
-        self.app.push_screen(TextPromptScreen("Why veto this curriculum? (the reason is recorded)",
-                                              placeholder="e.g. too many replay rows from one intent"), done)
+        self.app.push_screen(VetoScreen(), done)
 
     def action_submit(self) -> None:
         if not self.edited:
@@ -266,6 +537,9 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
             del self.rows[index]
             self._refresh()
 
+    def _editor(self, row: dict[str, Any], title: str) -> RowEditorScreen:
+        return RowEditorScreen(row, title, self.task_type, self.review.labels)
+
     def action_edit_row(self) -> None:
         index = self._cursor()
         if index is None:
@@ -276,7 +550,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
                 self.rows[index] = row
                 self._refresh()
 
-        self.app.push_screen(RowEditorScreen(self.rows[index], f"Edit row {index + 1}"), done)
+        self.app.push_screen(self._editor(self.rows[index], f"Edit row {index + 1}"), done)
 
     def action_add_row(self) -> None:
         index = self._cursor()
@@ -286,7 +560,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         while f"tui-added-{self._added}" in ids:
             self._added += 1
         new_id = f"tui-added-{self._added}"
-        output: Any = "" if isinstance(template.get("output", ""), str) else template.get("output")
+        output: Any = [] if self.task_type == "ner" else ""
         row = {"id": new_id, "input": "", "output": output, "slice": slice_of(template) if template else "gold"}
 
         def done(edited: dict | None) -> None:
@@ -296,29 +570,30 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
                 table = self.query_one(CurriculumTable)
                 table.move_cursor(row=len(self.rows) - 1)
 
-        self.app.push_screen(RowEditorScreen(row, "Add a row"), done)
+        self.app.push_screen(self._editor(row, "Add a row"), done)
 
     def action_ratios(self) -> None:
-        counts = slice_counts(table_rows(self.rows))
-        total = sum(counts.values()) or 1
-        current = " ".join(f"{s}={100 * n / total:.0f}" for s, n in counts.items())
+        counts = Counter(slice_of(r) for r in self.rows)
+        current = " ".join(f"{s}={100 * counts[s] / len(self.rows):.0f}" for s in SLICES) if self.rows else ""
+
+        def resampled(text: str) -> list[dict[str, Any]]:
+            return resample_to_ratios(self.rows, parse_ratios(text))
+
+        def preview(text: str) -> str:
+            kept = resampled(text)
+            now = Counter(slice_of(r) for r in kept)
+            return f"keeps {composition_line({s: now[s] for s in SLICES})}; drops {len(self.rows) - len(kept)}"
 
         def done(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                ratios = parse_ratios(text)
-                resampled = resample_to_ratios(self.rows, ratios)
-            except ValueError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            dropped = len(self.rows) - len(resampled)
-            self.rows = resampled
-            self._refresh()
-            self.notify(f"ratios applied: {dropped} rows dropped, {len(resampled)} kept")
+            if text is not None:
+                kept = resampled(text)
+                self.notify(f"ratios applied: {len(self.rows) - len(kept)} rows dropped, {len(kept)} kept")
+                self.rows = kept
+                self._refresh()
 
         self.app.push_screen(TextPromptScreen(
-            "Slice ratios in percent (rows are only dropped, never invented):", current), done)
+            "Slice ratios in percent; enter applies them (rows are only dropped, never invented):", current,
+            placeholder="gold=50 hard_negative=35 replay=15", check=preview), done)
 
     def on_data_table_row_selected(self, event: CurriculumTable.RowSelected) -> None:
         event.stop()

@@ -257,3 +257,11 @@ def test_review_snapshot_80x24(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(create_app(store), terminal_size=(80, 24), run_before=show)
+
+
+def test_the_help_legend_says_what_the_marks_mean():
+    from pioneer_tui.screens.help import HELP
+    from widgets.curriculum_table import FLAG
+    from widgets.search_graph import STATUS_MARKERS
+
+    assert f"{STATUS_MARKERS['failed']} failed" in HELP and f"`{FLAG}` marks a row the review's QC flags" in HELP

@@ -8,6 +8,7 @@ UI through the EventBridge (events) and the TuiReviewer (human gates), nothing e
 from __future__ import annotations
 
 import getpass
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.search.reviewer import Reviewer
-from pioneer_tui.next_step import next_step
 from pioneer_tui.screens.bench import BenchScreen
 from pioneer_tui.screens.help import HelpScreen
 from pioneer_tui.screens.new_run import NewRunScreen, RunRequest
@@ -102,6 +102,20 @@ class ProductionRun:
 
 
 @dataclass(frozen=True)
+class ResumeRun:
+    """Continue a stopped or failed run from its stored events (as `pioneer-tui resume RUN` does)."""
+
+    run_id: str
+
+    def __call__(self, session: EngineSession) -> None:
+        from engine.search.loop import resume_run
+
+        with Store(session.workspace) as store:
+            resume_run(store, self.run_id, reviewer=session.reviewer, subscribers=(session.on_event,),
+                       should_stop=session.should_stop)
+
+
+@dataclass(frozen=True)
 class ForkRun:
     """"Fork from this node": a production run from the node's pipeline on its run's diagnosis."""
 
@@ -161,6 +175,7 @@ class PioneerApp(App[int]):
         self.who = f"tui:{getpass.getuser()}"
         self.review_log: list[ReviewDecided] = []
         self.main_screen: RunScreen | None = None
+        self._engine_running = threading.Event()
 
     def get_default_screen(self) -> RunScreen:
         runs = self.store.runs.list()
@@ -183,8 +198,9 @@ class PioneerApp(App[int]):
 
     @property
     def run_in_progress(self) -> bool:
-        """An engine run is going in this process (its worker has not ended)."""
-        return any(w.group == "engine" and not w.is_finished for w in self.workers)
+        """An engine run is going in this process. Its thread, not its worker's state, says so: a
+        cancelled worker's thread runs on until the loop sees the stop request."""
+        return self._engine_running.is_set()
 
     # -- actions -------------------------------------------------------------------------------
     def action_help(self) -> None:
@@ -229,10 +245,13 @@ class PioneerApp(App[int]):
                              self.start_request)
 
     def action_next_step(self) -> None:
-        """`N`: the step after a finished run (engine.demo's next week, or a run of the deployed model)."""
-        step = next_step(self.store, self.demo_dir)
+        """`N`: the step after the run on the main screen (resume it, engine.demo's next week, or a run of
+        the deployed model)."""
+        step = self.main_screen.next if self.main_screen is not None else None
         if step is None:
             self.report_unavailable("No next step: nothing is deployed. Start a run with n.")
+        elif step.resume is not None:
+            self.start_run(ResumeRun(step.resume))
         elif step.week is not None:
             self.start_run(NextWeekRun(step.week))
         else:
@@ -267,6 +286,7 @@ class PioneerApp(App[int]):
             return None
         self.main_screen.set_note("starting the run")
         reviewer = TuiReviewer(self, self.store, who=self.who)
+        self._engine_running.set()
         worker = self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
         self.main_screen.refresh_bindings()  # `d` and `N` are not offered while a run is going
         return worker
@@ -274,8 +294,13 @@ class PioneerApp(App[int]):
     @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
     def _engine_worker(self, hook: StartRun, reviewer: TuiReviewer, on_event: Callable[[Event], None]) -> None:
         worker = get_current_worker()
-        hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled,
-                           say=lambda message: self.call_from_thread(self.say, message), demo_dir=self.demo_dir))
+        try:
+            hook(EngineSession(self.store.workspace, reviewer, on_event, lambda: worker.is_cancelled,
+                               say=lambda message: self.call_from_thread(self.say, message), demo_dir=self.demo_dir))
+        finally:
+            self._engine_running.clear()
+            if self.is_running and self.main_screen is not None:
+                self.call_from_thread(self.main_screen.run_ended)  # a failed or stopped run says so in its row
 
     def say(self, message: str) -> None:
         """A line from the engine before its run exists (preparing the demo, serving traffic): a
@@ -300,19 +325,17 @@ class PioneerApp(App[int]):
             elapsed_ms=result.elapsed_ms, truncated=result.truncated)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures surface. An ended engine run also refreshes the main screen
-        from the run's row, which is where a failed or interrupted run records how it ended."""
+        """The one place worker failures surface (an engine error that left no failed run behind, e.g.
+        a bad traces file, also stays on the status bar)."""
         worker = event.worker
         if event.state == WorkerState.ERROR:
             error = worker.error
             message = f"{worker.name} failed: {type(error).__name__}: {error}"
             self.notify(message, title="Error", severity="error", timeout=15)
-            if worker.group == "engine" and self.main_screen is not None:
+            if worker.group == "engine" and self.main_screen is not None and self.main_screen.state.state != "failed":
                 self.main_screen.set_note(message)
         elif event.state == WorkerState.SUCCESS and worker.group == "engine":
             self.notify("The run finished.", title="Run")
-        if worker.group == "engine" and worker.is_finished and self.main_screen is not None:
-            self.main_screen.run_ended()
 
     def on_review_decided(self, message: ReviewDecided) -> None:
         self.review_log.append(message)

@@ -31,6 +31,7 @@ from widgets.status_bar import RunStatus, StepProgress
 # (regression_set, cross_checkpoint, monotone) rejects the candidate.
 SCORE_GATES = frozenset({"stop", "failure_set", "score"})
 RANKED_STATUSES = frozenset({"evaluated", "accepted", "deployed"})
+STOPPED = frozenset({"interrupted", "failed"})  # run states recorded only in the run's row
 
 
 class RunEvent(Message):
@@ -121,6 +122,8 @@ class RunState:
             return set()
         self.run_id = event.run_id
         self.last_seq = event.seq
+        if self.state in STOPPED and event.type != "run_finished":
+            self.state = "running"  # new events of a stopped run: it was resumed
         self.last_at = event_time(event) or self.last_at
         self.events.append(event)
         handler = getattr(self, f"_on_{event.type}", None)
@@ -187,6 +190,9 @@ class RunState:
         self.state = str(run["status"])
         self.stop_reason = str(run.get("stop_reason") or "")
         self.progress = None
+        for node in self.nodes.values():
+            if node.status == "training":
+                node.status = "stopped"  # its training was cut off (a resume trains it again)
         return True
 
     # -- handlers ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ SECTIONS: tuple[Section, ...] = (
         Key("?", "this help", ("question_mark",)),
         Key("ctrl+t", "light / dark theme"),
         Key("q", "quit (asks first while a run is going)"),
+        Key("ctrl+q", "quit from anywhere, dialogs included (asks first too)"),
         Key("ctrl+p", "command palette"),
     )),
     Section("Main screens: run, runs list, benchmark results", (
@@ -45,7 +46,8 @@ SECTIONS: tuple[Section, ...] = (
         Key("F", "fork from the highlighted node"),
     )),
     Section("Main run screen", (
-        Key("N", "the next step after a finished run, when one is offered (e.g. the demo's next week)"),
+        Key("N", "the next step after a run, when one is offered: resume a stopped run, the demo's next week, "
+                 "the deployed model's next run"),
         Key("d", "run the demo project (on a workspace without runs)"),
     )),
     Section("Search graph", (

@@ -1,8 +1,9 @@
 """What a person can do once a run has ended, offered on the main screen (`N`).
 
-After a promotion the improved model serves traffic nobody has judged yet, so the loop cannot run
-again until it has traces: on the demo the next week of traffic ships with the project (engine.demo),
-elsewhere the new-run form asks for a file of the deployed model's judged traces.
+A run that was stopped (quit during the run) or failed can be resumed. After a promotion the improved
+model serves traffic nobody has judged yet, so the loop cannot run again until it has traces: on the
+demo the next week of traffic ships with the project (engine.demo), elsewhere the new-run form asks
+for a file of the deployed model's judged traces.
 """
 
 from __future__ import annotations
@@ -17,15 +18,21 @@ from widgets.formatting import number
 
 @dataclass(frozen=True)
 class NextStep:
-    """One line for the main screen; `week` is the demo traffic to serve, None opens the new-run form."""
+    """One line for the main screen and what `N` does: resume `resume` (a run id), serve the demo's
+    `week`, or open the new-run form for `model_id`."""
 
     text: str
-    model_id: str
+    model_id: str | None = None
     week: NextWeek | None = None
+    resume: str | None = None
 
 
-def next_step(store: Store, demo_dir: Path) -> NextStep | None:
-    """The step that makes sense for the deployed model now, or None when nothing is deployed."""
+def next_step(store: Store, demo_dir: Path, run: dict | None = None) -> NextStep | None:
+    """The step that makes sense after `run` (the run row on screen) ended: resuming it when it stopped
+    or failed, else the next run of the deployed model; None when nothing is deployed."""
+    if run is not None and run["status"] in ("interrupted", "failed"):
+        return NextStep(f"N: resume {run['id']} where it {'stopped' if run['status'] == 'interrupted' else 'failed'}"
+                        " (decisions already made are kept; the step in progress starts again)", resume=run["id"])
     deployed = store.models.deployed()
     if deployed is None:
         return None

@@ -15,7 +15,7 @@ from tui_helpers import notes, screen_text, settle
 
 from engine.demo import NEXT_WEEK
 from engine.ingest import ingest_traces
-from pioneer_tui.app import ForkRun, NextWeekRun, create_app
+from pioneer_tui.app import ForkRun, NextWeekRun, ResumeRun, create_app
 from pioneer_tui.screens.confirm import GateConfirmScreen
 from pioneer_tui.screens.new_run import NewRunScreen
 from pioneer_tui.screens.review import CurriculumReviewScreen
@@ -132,3 +132,40 @@ async def test_f_forks_a_node_of_a_run_whose_model_was_promoted_away(tmp_path):
         assert isinstance(hook, ForkRun) and hook.plan.config.model == promoted and hook.plan.diagnosis_from is None
         assert hook.plan.node_id == source.node_id and hook.plan.root.data.targeted == ()
     store.close()
+
+
+async def test_a_run_stopped_by_quitting_is_offered_for_resuming(tmp_path):
+    store = Store(tmp_path / "ws")
+    deploy(store)
+    box: list = []
+    app = create_app(store, start_demo=paced_hook(box, [(1, 1)]), offer_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_demo()
+        await settle(pilot, lambda: box and box[0].curriculum.reached.is_set())
+        run_id = app.main_screen.state.run_id
+        app.workers.cancel_group(app, "engine")  # what quitting does to the run
+        await settle(pilot, lambda: app.main_screen.state.state == "interrupted" and not app.run_in_progress)
+        await pilot.pause(0.1)
+        assert str(app.main_screen.query_one("#next-step", Static).render()) == (
+            f"N: resume {run_id} where it stopped (decisions already made are kept; the step in progress starts "
+            "again)")
+        started: list = []
+        app.start_run = started.append
+        await pilot.press("N")
+        assert started == [ResumeRun(run_id)]
+    store.close()
+
+
+def test_a_node_whose_training_was_cut_off_shows_as_stopped():
+    from pioneer_tui.bridge import RunState
+    from store import Event
+
+    state = RunState()
+    for seq, (kind, payload) in enumerate([("run_started", {"mode": "production"}),
+                                           ("node_added", {"node_id": "r.n0001", "parent_id": None}),
+                                           ("train_started", {"node_id": "r.n0001"})], start=1):
+        state.apply(Event("r", seq, "2026-01-01T00:00:00+00:00", kind, payload))
+    assert state.set_stored_status({"id": "r", "status": "interrupted", "stop_reason": "stopped on request"})
+    assert state.nodes["r.n0001"].status == "stopped" and state.state == "interrupted" and state.progress is None
+    state.apply(Event("r", 4, "2026-01-01T00:01:00+00:00", "budget", {"spent": {"seconds": 3.0}}))
+    assert state.state == "running"  # resumed: its events flow again

@@ -76,7 +76,7 @@ async def test_the_main_screen_at_80x24_titles_its_panes_and_fits(store):
         await settle(pilot, lambda: "? Help" in screen_text(app))  # the footer is drawn last
         graph = screen_text(app).splitlines()
         assert graph[0].startswith(" production · finished · iter 4 · best 0.968 (1 regression) · 18:24/30:00")
-        assert graph[4].startswith(" Search graph · ● evaluated ✗ rejected")
+        assert graph[4].rstrip() == " Search graph ● evaluated ✗ rejected ⊘ vetoed ↺ rolled back ◆ deployed ★ best"
         assert any(line.startswith("─score per evaluated node · ┈ τ 0.96") for line in graph)
         assert " node 0  1  2  4  5" in [line.rstrip() for line in graph]  # each bar's node under it
         assert graph[-1].split("▏")[0].rstrip().endswith("? Help")  # the footer fits

@@ -26,7 +26,7 @@ from textual.strip import Strip
 PRUNED_STATUSES = frozenset({"rejected", "rolled_back", "failed", "vetoed"})
 STATUS_MARKERS = {
     "proposed": "○", "approved": "○", "training": "◐", "evaluated": "●", "accepted": "●",
-    "rejected": "✗", "vetoed": "⊘", "rolled_back": "↺", "deployed": "◆", "failed": "!",
+    "rejected": "✗", "vetoed": "⊘", "rolled_back": "↺", "deployed": "◆", "failed": "!", "stopped": "‖",
 }
 
 
@@ -99,7 +99,7 @@ class SearchGraph(ScrollView, can_focus=True):
         "search-graph--deployed", "search-graph--edge", "search-graph--proposed",
         "search-graph--approved", "search-graph--training", "search-graph--evaluated",
         "search-graph--accepted", "search-graph--rejected", "search-graph--vetoed",
-        "search-graph--rolled_back", "search-graph--failed",
+        "search-graph--rolled_back", "search-graph--failed", "search-graph--stopped",
     }
     DEFAULT_CSS = """
     SearchGraph { background: $surface; }
@@ -122,6 +122,7 @@ class SearchGraph(ScrollView, can_focus=True):
     SearchGraph > .search-graph--vetoed { color: $error; text-style: italic; }
     SearchGraph > .search-graph--rolled_back { color: $error; text-style: italic; }
     SearchGraph > .search-graph--failed { color: $error; text-style: bold; }
+    SearchGraph > .search-graph--stopped { color: $warning; text-style: italic; }
     """
 
     class NodeHighlighted(Message):

@@ -36,7 +36,7 @@ TAB_FOCUS = {"graph": "#search-graph", "clusters": "#cluster-table", "log": "#cu
 REPLAY_SPEEDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 TAIL_INTERVAL_S = 1.0
 CLOCK_INTERVAL_S = 1.0
-GRAPH_LEGEND = "Search graph · ● evaluated ✗ rejected ⊘ vetoed ↺ rolled back ◆ deployed ★ best · enter: details"
+GRAPH_LEGEND = "Search graph ● evaluated ✗ rejected ⊘ vetoed ↺ rolled back ◆ deployed ★ best"
 LOG_TITLE = "data-curation.md · regenerated from the run's events (never edited by hand)"
 
 
@@ -238,7 +238,8 @@ class RunScreen(Screen):
     def _show_next_step(self) -> None:
         """The main screen offers what to do once its run has ended (a replay only looks back)."""
         ended = self.follow_new_runs and self.state.run_id and self.state.state not in ("waiting", "running")
-        step = next_step(self.store, self.app.demo_dir) if ended else None  # type: ignore[attr-defined]
+        step = next_step(self.store, self.app.demo_dir, self.store.runs.get(self.state.run_id)) \
+            if ended else None  # type: ignore[attr-defined]
         if step != self.next:
             self.next = step
             bar = self.query_one("#next-step", Static)

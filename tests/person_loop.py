@@ -9,6 +9,8 @@ from typing import Any
 
 from fake_runner import Result, fake_run
 from rich.console import Console
+from textual.app import App
+from textual.screen import Screen
 
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
@@ -42,3 +44,14 @@ def rendered(renderable: Any, width: int = 400) -> str:
     console = Console(width=width, file=io.StringIO(), color_system=None)
     console.print(renderable)
     return console.file.getvalue()
+
+
+class ScreenHost(App):
+    """A bare app showing one screen: snapshots of a modal that other panes' changes cannot move."""
+
+    def __init__(self, make_screen: Callable[[], Screen]) -> None:
+        super().__init__()
+        self.make_screen = make_screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.make_screen())

@@ -9,17 +9,15 @@ import time
 
 import pytest
 from fake_runner import DEPLOYED, Result
-from person_loop import loop_app, rendered
+from person_loop import ScreenHost, loop_app, rendered
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 from tui_helpers import settle
 
 from engine.search.reviewer import Confirmation
-from pioneer_tui.app import create_app
 from pioneer_tui.screens.confirm import GateConfirmScreen, PromoteAnywayScreen, gate_row, render_review
 from pioneer_tui.screens.review import CurriculumReviewScreen
 from pioneer_tui.tui_reviewer import ReviewDecided, gate_review
-from store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -178,9 +176,5 @@ def test_broken_items_are_text_never_markup():
     (lambda: GateConfirmScreen(gate_review("promotion", PASSED)), (80, 24)),
     (lambda: GateConfirmScreen(gate_review("rollback", ROLLBACK)), (80, 24)),
 ], ids=["close_call", "promotion", "rollback"])
-def test_confirm_snapshots(snap_compare, tmp_path, make, size):
-    async def show(pilot: Pilot) -> None:
-        await pilot.app.push_screen(make())
-        await pilot.pause()
-
-    assert snap_compare(create_app(Store(tmp_path / "ws"), offer_demo=False), terminal_size=size, run_before=show)
+def test_confirm_snapshots(snap_compare, make, size):
+    assert snap_compare(ScreenHost(make), terminal_size=size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fake_runner import Result
 from fixtures.fixture_run import RUN_ID, build_fixture_run
-from person_loop import loop_app
+from person_loop import ScreenHost, loop_app
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, SelectionList, Static, TextArea
 from tui_helpers import screen_text, settle
@@ -68,7 +68,7 @@ async def test_a_veto_with_reasons_revises_the_curriculum_and_the_next_review_sa
         app.action_demo()
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         first = app.screen.review
-        assert first.vetoed is None and "Revised after" not in screen_text(app)
+        assert first.vetoed is None and "was vetoed" not in screen_text(app)
         await pilot.press("v")
         await settle(pilot, lambda: isinstance(app.screen, VetoScreen))
         await pilot.press("ctrl+s")  # neither a reason nor words: refused, the dialog stays
@@ -83,7 +83,7 @@ async def test_a_veto_with_reasons_revises_the_curriculum_and_the_next_review_sa
         assert app.review_log[0].result == Decision("veto", "86% replay, only 5% gold", reasons=("too_much_replay",))
         assert revised.review.vetoed["node_id"] == first.node_id
         vetoed_at = first.node_id.rsplit(".", 1)[-1]
-        assert f"Revised after {vetoed_at} was vetoed (too much replay; 86% replay, only 5% gold): replay −5" \
+        assert f"Since {vetoed_at} was vetoed (too much replay; 86% replay, only 5% gold): replay −5" \
             in screen_text(app)
         await pilot.press("a")
         await settle(pilot, lambda: isinstance(app.screen, GateConfirmScreen))
@@ -219,7 +219,7 @@ async def test_qc_is_recomputed_after_an_edit(tmp_path):
         await pilot.press("ctrl+s")
         await settle(pilot, lambda: app.screen is screen)
         said = screen.summary_text()
-        assert "QC (recomputed for your edits" in said
+        assert "QC (edited: slices, label ratio and duplicates recomputed)" in said
         assert "✗ exact duplicates 1 (limit 0)" in said
         assert "✗ 1 row marked ! in the table: row 8 repeats row 4's input" in said
         assert "✗ gold 37.5% (want 40%–60%)" in said  # 3 of 8: the new row is gold like the highlighted one
@@ -252,11 +252,8 @@ def test_review_snapshot_80x24(snap_compare, tmp_path):
         vetoed={"node_id": f"{RUN_ID}.n0001", "reason": "too much replay", "composition": {},
                 "added": {"gold": 12}, "removed": {"replay": 561}})
 
-    async def show(pilot: Pilot) -> None:
-        await pilot.app.push_screen(CurriculumReviewScreen(review, qc=store.datasets.get("ds-v2")["qc_report"]))
-        await pilot.pause()
-
-    assert snap_compare(create_app(store), terminal_size=(80, 24), run_before=show)
+    qc = store.datasets.get("ds-v2")["qc_report"]
+    assert snap_compare(ScreenHost(lambda: CurriculumReviewScreen(review, qc=qc)), terminal_size=(80, 24))
 
 
 def test_the_help_legend_says_what_the_marks_mean():

@@ -151,9 +151,8 @@ def what_happens(review: GateReview) -> Text:
                     f"{review.to_model or '?'}) and grow from there; {review.from_model or 'the current model'} is "
                     f"set aside. Refusing keeps growing from {short(review.node_id)}.")
     if review.close_call:
-        return Text("It passed every gate but the regression budget. Promoting it anyway records your reason "
-                    "with your name; keeping the deployed model ends the run without a promotion (it can still "
-                    f"be promoted later: {promote_command(review.node_id or 'NODE')}).")
+        return Text("Only the regression budget failed. Keeping the deployed model ends the run; it can be "
+                    f"promoted later: {promote_command(review.node_id or 'NODE')}")
     return Text("Promoting ends the run. Refusing keeps the deployed model for now: the run continues with the "
                 "budget left, and this candidate is not offered again.")
 
@@ -229,6 +228,8 @@ class PromoteAnywayScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "promote", "Promote anyway"),
         Binding("ctrl+n", "keep", "Keep the deployed model"),
+        Binding("pagedown", "page(1)", "More", show=False),
+        Binding("pageup", "page(-1)", "Back", show=False),
         Binding("escape", "nudge", "", show=False),
     ]
     DEFAULT_CSS = MODAL_CSS.format(name="PromoteAnywayScreen") + """
@@ -244,7 +245,7 @@ class PromoteAnywayScreen(ModalScreen[str | None]):
             yield Static(Text(self.review.title), id="confirm-title")
             with VerticalScroll():
                 yield Static(render_review(self.review), id="confirm-body")
-            yield Label("Why promote it anyway? (required; recorded with your name)")
+            yield Label("Why promote anyway? Required, recorded with your name (pgdn: more above)")
             yield Input(placeholder="e.g. the broken items are mislabelled traces", id="override-reason")
             yield Static(id="override-check")
             with Horizontal():
@@ -273,6 +274,11 @@ class PromoteAnywayScreen(ModalScreen[str | None]):
 
     def action_keep(self) -> None:
         self.dismiss(None)
+
+    def action_page(self, direction: int) -> None:
+        """Scroll the gates and broken items while the reason keeps the focus."""
+        body = self.query_one(VerticalScroll)
+        body.scroll_page_down() if direction > 0 else body.scroll_page_up()
 
     def action_nudge(self) -> None:
         self.notify("The run waits: ctrl+s promotes anyway (with a reason), ctrl+n keeps the deployed model.")

@@ -199,7 +199,8 @@ def qc_text(qc: dict[str, Any], flags: Sequence[str]) -> Content:
 
 
 def vetoed_text(vetoed: dict[str, Any]) -> str:
-    """`Revised after n0003 was vetoed (too much replay): replay −561 · gold +12`."""
+    """`Since n0003 was vetoed (too much replay): replay −561 · gold +12`: how this curriculum differs
+    from the run's last vetoed one (its revision, or any later proposal)."""
     added, removed = vetoed.get("added") or {}, vetoed.get("removed") or {}
     changes = []
     for part in dict.fromkeys([*SLICES, *added, *removed]):
@@ -207,7 +208,7 @@ def vetoed_text(vetoed: dict[str, Any]) -> str:
         if moves:
             changes.append(f"{SLICE_NAMES.get(part, part)} {' '.join(moves)}")
     why = f" ({vetoed['reason']})" if vetoed.get("reason") else ""
-    return (f"Revised after {short(str(vetoed.get('node_id', '?')))} was vetoed{why}: "
+    return (f"Since {short(str(vetoed.get('node_id', '?')))} was vetoed{why}: "
             + (" · ".join(changes) or "the same inputs (outputs or slices changed)"))
 
 
@@ -377,7 +378,7 @@ class VetoScreen(ModalScreen[Decision | None]):
         with Vertical():
             yield Static("What is wrong with this curriculum? In your words (recorded with the veto):")
             yield Input(placeholder="e.g. the replay rows are all one intent", id="veto-text")
-            yield Label("and / or what to change: the planner revises the curriculum by what you pick "
+            yield Static("and / or what to change: the planner revises the curriculum by what you pick "
                         "(tab here, space toggles); the revision is reviewed next.")
             yield SelectionList[str](*((label, code) for code, label in VETO_REASONS.items()), id="veto-reasons")
             yield Static(id="veto-check")
@@ -482,7 +483,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         return row_flags(self.rows, self.task_type, self.review.labels)
 
     def qc_report(self) -> Content:
-        title = "QC (recomputed for your edits: slices, label ratio, duplicates; the rest as proposed)" \
+        title = "QC (edited: slices, label ratio and duplicates recomputed)" \
             if self.edited else "QC"
         return Content.assemble((title + "\n", "bold"), qc_text(live_qc(self.rows, self.review, self.qc), self.flags()))
 

@@ -18,6 +18,7 @@ from engine.search.reviewer import Confirmation
 from pioneer_tui.screens.confirm import GateConfirmScreen, PromoteAnywayScreen, gate_row, render_review
 from pioneer_tui.screens.review import CurriculumReviewScreen
 from pioneer_tui.tui_reviewer import ReviewDecided, gate_review
+from store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -74,19 +75,27 @@ async def test_refusing_a_promotion_keeps_searching_and_the_next_candidate_is_of
     store.close()
 
 
-async def _close_call(tmp_path, box: dict):
-    app, store = loop_app(tmp_path, box, lambda p: Result(broken=5), iterations=1)
-    return app, store
+def _close_call(tmp_path, box: dict):
+    """A run whose one candidate breaks 5 of 100 held-out passes: a clear gain, over the 2% budget."""
+    return loop_app(tmp_path, box, lambda p: Result(broken=5), iterations=1)
+
+
+async def _at_close_call(app, pilot: Pilot) -> PromoteAnywayScreen:
+    app.action_demo()
+    await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
+    await _to_promotion(app, pilot, PromoteAnywayScreen)
+    return app.screen
+
+
+def _override(store: Store, run_id: str) -> dict:
+    return next(d for d in store.runs.decisions(run_id) if (d["diff"] or {}).get("override"))
 
 
 async def test_promote_anyway_needs_a_reason_and_promotes_with_it(tmp_path):
     box: dict = {}
-    app, store = await _close_call(tmp_path, box)
+    app, store = _close_call(tmp_path, box)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
-        await _to_promotion(app, pilot, PromoteAnywayScreen)
-        screen = app.screen
+        screen = await _at_close_call(app, pilot)
         review = screen.review
         said = rendered(render_review(review))
         assert review.close_call and "estimated gain" in review.reason
@@ -106,19 +115,16 @@ async def test_promote_anyway_needs_a_reason_and_promotes_with_it(tmp_path):
         assert result.promoted_model == review.to_model
         assert app.review_log[-1] == ReviewDecided("override", review.node_id, True, "the gain outweighs five broken passes")
     assert store.models.deployed()["id"] == review.to_model
-    override = next(d for d in store.runs.decisions(box["run_id"]) if (d["diff"] or {}).get("override"))
+    override = _override(store, box["run_id"])
     assert (override["action"], override["reason"]) == ("approve", "the gain outweighs five broken passes")
     store.close()
 
 
 async def test_keep_the_deployed_model_returns_none(tmp_path):
     box: dict = {}
-    app, store = await _close_call(tmp_path, box)
+    app, store = _close_call(tmp_path, box)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
-        await _to_promotion(app, pilot, PromoteAnywayScreen)
-        node_id = app.screen.review.node_id
+        node_id = (await _at_close_call(app, pilot)).review.node_id
         app.screen.query_one(Input).value = "typed, then thought better of it"
         await pilot.press("ctrl+n")
         await settle(pilot, lambda: "result" in box)
@@ -130,20 +136,16 @@ async def test_keep_the_deployed_model_returns_none(tmp_path):
 
 async def test_closing_the_app_during_a_close_call_keeps_the_deployed_model(tmp_path):
     box: dict = {}
-    app, store = await _close_call(tmp_path, box)
+    app, store = _close_call(tmp_path, box)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
-        await _to_promotion(app, pilot, PromoteAnywayScreen)
-        app.screen.query_one(Input).value = "half a reason"
+        (await _at_close_call(app, pilot)).query_one(Input).value = "half a reason"
         app.exit()
     deadline = time.monotonic() + 10
     while "result" not in box and time.monotonic() < deadline:
         time.sleep(0.05)
     assert box["result"].promoted_model is None
     assert store.models.deployed()["id"] == DEPLOYED
-    override = next(d for d in store.runs.decisions(box["run_id"]) if (d["diff"] or {}).get("override"))
-    assert override["action"] == "refuse"
+    assert _override(store, box["run_id"])["action"] == "refuse"
     store.close()
 
 

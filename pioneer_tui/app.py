@@ -284,12 +284,10 @@ class PioneerApp(App[int]):
         if self.run_in_progress:
             self.report_unavailable("A run is in progress: wait for it to finish (or quit) before starting another.")
             return None
-        self.main_screen.set_note("starting the run")
         reviewer = TuiReviewer(self, self.store, who=self.who)
         self._engine_running.set()
-        worker = self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
-        self.main_screen.refresh_bindings()  # `d` and `N` are not offered while a run is going
-        return worker
+        self.main_screen.run_starting()
+        return self._engine_worker(hook, reviewer, self.main_screen.bridge.publish)
 
     @work(thread=True, exclusive=True, group="engine", name="engine run", exit_on_error=False)
     def _engine_worker(self, hook: StartRun, reviewer: TuiReviewer, on_event: Callable[[Event], None]) -> None:

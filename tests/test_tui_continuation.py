@@ -9,7 +9,7 @@ import json
 
 import pytest
 from fixtures.fork_source import build_source
-from fixtures.paced_run import DEPLOYED, deploy, paced_hook
+from fixtures.paced_run import DEPLOYED, deploy, paced_hook, start_paced_run
 from textual.widgets import Input, Static
 from tui_helpers import notes, screen_text, settle
 
@@ -43,8 +43,7 @@ def demo_folder(tmp_path, model_id: str):
 
 async def promote_a_paced_run(app, pilot, box) -> str:
     """Run the paced production run to its promotion (approving it); the promoted model's id."""
-    app.action_demo()
-    await settle(pilot, lambda: box and box[0].curriculum.reached.is_set())
+    await start_paced_run(app, pilot, box)
     box[0].curriculum.release()
     await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
     await pilot.press("a")
@@ -140,8 +139,7 @@ async def test_a_run_stopped_by_quitting_is_offered_for_resuming(tmp_path):
     box: list = []
     app = create_app(store, start_demo=paced_hook(box, [(1, 1)]), offer_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: box and box[0].curriculum.reached.is_set())
+        await start_paced_run(app, pilot, box)
         run_id = app.main_screen.state.run_id
         app.workers.cancel_group(app, "engine")  # what quitting does to the run
         await settle(pilot, lambda: app.main_screen.state.state == "interrupted" and not app.run_in_progress)

@@ -137,7 +137,7 @@ def test_the_readme_key_table_is_the_help_screens():
 
 
 async def test_quit_during_a_run_asks_first_and_n_keeps_it_running(tmp_path):
-    from fixtures.paced_run import deploy, paced_hook
+    from fixtures.paced_run import deploy, paced_hook, start_paced_run
 
     from pioneer_tui.screens.quit import QuitScreen
 
@@ -146,10 +146,7 @@ async def test_quit_during_a_run_asks_first_and_n_keeps_it_running(tmp_path):
     box: list = []
     app = create_app(store, start_demo=paced_hook(box, [(1, 2)]), offer_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.action_demo()
-        await pilot.pause()
-        while not (box and box[0].curriculum.reached.is_set()):
-            await pilot.pause(0.05)
+        await start_paced_run(app, pilot, box)
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, QuitScreen) and app.is_running

@@ -6,7 +6,7 @@ between any two steps."""
 from __future__ import annotations
 
 import pytest
-from fixtures.paced_run import deploy, paced_hook
+from fixtures.paced_run import deploy, paced_hook, start_paced_run
 from textual.widgets import DataTable
 from tui_helpers import settle
 
@@ -17,6 +17,7 @@ from pioneer_tui.screens.confirm import GateConfirmScreen
 from pioneer_tui.screens.review import CurriculumReviewScreen
 from pioneer_tui.screens.runs import RunsScreen
 from store import Store
+from widgets.formatting import duration
 from widgets.status_bar import StatusBar, status_lines
 
 pytestmark = pytest.mark.anyio
@@ -37,8 +38,7 @@ async def test_status_clock_progress_and_eta_follow_the_run(tmp_path):
     box: list = []
     app = create_app(store, start_demo=paced_hook(box, [(10, 211), (110, 211), (211, 211)]), offer_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: box and box[0].curriculum.reached.is_set())
+        await start_paced_run(app, pilot, box)
         runner, status = box[0], app.main_screen.query_one(StatusBar)
         await settle(pilot, lambda: "curriculum" in lines(app)[1])
         assert lines(app)[0].startswith("production · running · iter 1 · best 0.000")
@@ -81,7 +81,7 @@ async def test_status_clock_progress_and_eta_follow_the_run(tmp_path):
         first, second = lines(app)
         assert first.startswith("production · finished · iter 1 · best 1.000 (1 regression) · ")
         spent = store.runs.list()[-1]["spent"]["spent"]["seconds"]
-        assert f" · {int(spent) // 60}:{int(spent) % 60:02d}/20:00" in first  # the stored clock, not a guess
+        assert f" · {duration(spent)}/20:00" in first  # the stored clock, not a guess
         assert second.startswith("gates passed at ")
         assert status.status.spent["seconds"] == pytest.approx(spent, abs=0.5)
 
@@ -99,8 +99,7 @@ async def test_a_run_that_fails_says_failed_and_why(tmp_path, capsys):
     hook = paced_hook(box, [(5, 10)], fail_training=RuntimeError("the trainer ran out of memory"))
     app = create_app(store, start_demo=hook, offer_demo=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.action_demo()
-        await settle(pilot, lambda: box and box[0].curriculum.reached.is_set())
+        await start_paced_run(app, pilot, box)
         box[0].curriculum.release()
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         await pilot.press("a")

@@ -76,6 +76,7 @@ class RunScreen(Screen):
         self._log_stale = False
         self._tail_timer: Timer | None = None
         self._note = ""
+        self._engine_ended = False  # this process's engine thread has ended since the last start
         self.next: NextStep | None = None
 
     def compose(self) -> ComposeResult:
@@ -148,12 +149,22 @@ class RunScreen(Screen):
         if tail and run is not None and run["status"] == "running":
             self._tail_timer = self.set_interval(TAIL_INTERVAL_S, self._tail)
 
+    def run_starting(self) -> None:
+        self._engine_ended = False
+        self.set_note("starting the run")
+        self.refresh_bindings()  # `d` and `N` are not offered while a run is going
+
     def run_ended(self) -> None:
-        """The engine worker ended: a run that failed or was stopped says so only in its row."""
+        """The engine thread ended: a run that failed or was stopped says so only in its row (events
+        still queued for this screen sync it again when they arrive)."""
+        self._engine_ended = True
+        self._sync_stored_status()
+        self.refresh_bindings()
+
+    def _sync_stored_status(self) -> None:
         if self.state.set_stored_status(self.store.runs.get(self.state.run_id)):
             self._note = ""
         self._mark({"status"})
-        self.refresh_bindings()
 
     def _rebuild(self, events: list[Event], run_id: str | None) -> None:
         self.state = RunState(run_id=run_id or "")
@@ -178,9 +189,13 @@ class RunScreen(Screen):
         if self.follow_new_runs and event.run_id != self.state.run_id:
             self._note = ""  # what was said while the run was being set up
             self.load_run(event.run_id, tail=False)  # a run started in this process: its events come here
+            if self._engine_ended:
+                self._sync_stored_status()
             self.refresh_bindings()
             return
         self._mark(self.state.apply(event))
+        if self._engine_ended:
+            self._sync_stored_status()
         if event.type == "run_finished" and self._tail_timer is not None:
             self._tail_timer.stop()
             self._tail_timer = None

@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--judge", choices=("exact", "imperfect"), default="imperfect")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which variants to train (default: all)")
     args = parser.parse_args()
     scenario = bp.SCENARIOS[args.scenario]
     torch_threads(args.threads)
@@ -102,7 +104,7 @@ def main() -> None:
               f"({len(d.regression)} in the regression set); root recipe {parts.root.hyperparams.method}", flush=True)
 
         results: dict[str, list[dict[str, Any]]] = {}
-        for k, (name, change) in enumerate(VARIANTS.items()):
+        for k, (name, change) in enumerate((n, VARIANTS[n]) for n in args.variants):
             for seed in args.seeds:
                 pipeline = parts.root.modify({**change, "hyperparams.seed": seed})
                 node = Node(f"{bus.run_id}.v{k}s{seed}", pipeline, None, "expand", 1)

@@ -19,6 +19,7 @@ hyperparameter. The loop's gates decide; only the Reviewer promotes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -570,7 +571,9 @@ class ProductionRunner:
         kept = cur.with_row_ids(kept)
         composition = Counter(r["slice"] for r in kept)
         qc = qc_checks(report, qc_config)
-        qc["bands"] = {k: {"value": v["value"], "band": v["band"], "ok": v["ok"]} for k, v in built.bands().items()}
+        kept_bands = dataclasses.replace(built, rows=kept).bands()  # what survived the quality controls
+        qc["bands"] = {k: {"value": v["value"], "band": v["band"], "ok": v["ok"], "of": v.get("of")}
+                       for k, v in kept_bands.items()}
         qc["per_cluster"] = {cid: {k: info[k] for k in ("gold", "hard_negative", "shortfall")}
                              for cid, info in built.per_cluster.items()}
         if spec.gold_filter != "none":

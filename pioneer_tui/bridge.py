@@ -27,10 +27,11 @@ from widgets.score_chart import ScorePoint
 from widgets.search_graph import GraphNode
 from widgets.status_bar import RunStatus, StepProgress
 
-# Gates whose failure only means "below the threshold, keep searching"; any other failing gate
-# (regression_set, cross_checkpoint, monotone) rejects the candidate.
+# Gates whose failure only means "below the threshold, keep searching"; failing only the regression
+# budget makes a close call (a person may promote it anyway); any other failing gate rejects it.
 SCORE_GATES = frozenset({"stop", "failure_set", "score"})
-RANKED_STATUSES = frozenset({"evaluated", "accepted", "deployed"})
+BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
+RANKED_STATUSES = frozenset({"evaluated", "accepted", "deployed", "close_call", "refused"})
 STOPPED = frozenset({"interrupted", "failed"})  # run states recorded only in the run's row
 
 
@@ -113,6 +114,7 @@ class RunState:
     promoted_model: str | None = None
     last_at: datetime | None = None  # the newest event's time: "now" for a replay or a finished run
     budget_at: datetime | None = None  # when `spent` was measured
+    clock_paused: bool = False  # the wall-clock budget stops while a person decides
     train_at: datetime | None = None  # when the running train step started
     rate_from: tuple[int, datetime] | None = None  # (step, time) of its first progress report
 
@@ -164,7 +166,7 @@ class RunState:
         best = self.nodes.get(self.best_id or "")
         now = now if now is not None and self.state == "running" else self.last_at
         spent = dict(self.spent)
-        if self.state == "running" and now and self.budget_at and "seconds" in spent:
+        if self.state == "running" and now and self.budget_at and "seconds" in spent and not self.clock_paused:
             spent["seconds"] += max((now - self.budget_at).total_seconds(), 0.0)
         progress = self.progress
         if progress is not None and now:  # the phase's time: preparing since the start, evaluating since the end
@@ -253,6 +255,9 @@ class RunState:
         node = self._node(p)
         if node is not None and p.get("kind") == "curriculum":
             node.status = "vetoed" if p.get("action") == "veto" else "approved"
+        if node is not None and p.get("kind") == "promotion" and p.get("action") == "refuse" \
+                and not (p.get("diff") or {}).get("override"):
+            node.status = "refused"  # a person kept the deployed model; the search goes on
         if p.get("kind") == "curriculum" and p.get("action") == "edit" and self.curriculum is not None:
             self.curriculum = {**self.curriculum, "dataset_version_id": p.get("dataset_version_id"),
                                "edited_by": p.get("who"), "diff": p.get("diff") or {}}
@@ -307,7 +312,9 @@ class RunState:
         node.gates.append({k: p.get(k) for k in ("gate", "passed", "value", "threshold")})
         if node.status in ("evaluated", "accepted", "rejected"):
             failed = [g["gate"] for g in node.gates if not g["passed"]]
-            if any(g not in SCORE_GATES for g in failed):
+            if failed and set(failed) <= BUDGET_GATES:
+                node.status = "close_call"
+            elif any(g not in SCORE_GATES for g in failed):
                 node.status = "rejected"
             elif not failed:
                 node.status = "accepted"
@@ -341,6 +348,7 @@ class RunState:
         self.spent = {k: float(v) for k, v in (p.get("spent") or {}).items() if isinstance(v, int | float)}
         self.limits = {k: float(v) for k, v in (p.get("limits") or {}).items() if isinstance(v, int | float)}
         self.budget_at = self.last_at
+        self.clock_paused = bool(p.get("paused"))
         return {"status"}
 
     def _on_run_finished(self, p: dict[str, Any]) -> set[str]:

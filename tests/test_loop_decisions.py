@@ -84,6 +84,24 @@ def test_a_vetoed_curriculum_is_never_proposed_again_unchanged(store):
         store.datasets.get(vetoed["dataset_version_id"])["content_hash"]
     assert twin["metrics"]["veto_reason"].startswith(f"the same rows as the curriculum vetoed at {vetoed['id']}")
     assert twin["id"] not in runner.trained
+    engine_veto = next(d for d in store.runs.decisions(bus.run_id) if d["node_id"] == twin["id"])
+    assert (engine_veto["who"], engine_veto["action"]) == ("engine", "veto")  # shown as what it is, not a person's
+
+
+def test_the_clock_stops_while_a_person_decides(store):
+    class Slow(Reviews):
+        def review_curriculum(self, review):
+            import time
+
+            time.sleep(0.3)
+            return super().review_curriculum(review)
+
+    bus, parts, _ = fake_run(store, lambda p: Result(broken=1), budget_config())
+    run_loop(bus, parts, Slow([], [True]), BudgetLimits(iterations=1))
+    spent = store.runs.get(bus.run_id)["spent"]["spent"]["seconds"]
+    assert spent < 0.25  # the 0.3 s review is not charged to the search
+    paused = [e.payload.get("paused") for e in store.runs.events(bus.run_id) if e.type == "budget"]
+    assert paused.count(True) == 2  # the review and the promotion
 
 
 def test_refusing_a_promotion_continues_the_search_and_the_next_passing_candidate_is_offered(store):

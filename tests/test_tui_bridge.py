@@ -6,10 +6,15 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fake_runner import Result, fake_run
 from fixtures.fixture_run import RUN_ID, build_fixture_run
 from textual.app import App
 
 from engine.curation_log import render_curation_log
+from engine.search.budget import BudgetLimits
+from engine.search.gates import GateConfig
+from engine.search.loop import LoopConfig, run_loop
+from engine.search.reviewer import Decision, ScriptedReviewer
 from pioneer_tui.app import create_app
 from pioneer_tui.bridge import EventBridge, RunEvent, RunState
 from pioneer_tui.screens.run_screen import ReplayScreen
@@ -180,3 +185,35 @@ async def test_live_run_and_its_replay_show_the_same_thing(tmp_path):
             replay.state.best_id, replay.state.deployed_id, replay.state.clusters)
         assert live.status() == replay.state.status()
         assert main.curation_markdown() == replay.curation_markdown()
+
+
+def test_refused_close_call_and_paused_clock_show_as_they_are(tmp_path):
+    """The fold reads the engine's decisions instead of re-deriving them: a candidate a person refused
+    is `refused`, one that failed only the regression budget a `close_call`, and the run's clock stops
+    while a person decides."""
+    class InOrder:
+        """The first candidate breaks 1 held-out pass (passes its gates), the next 5 (over the budget)."""
+
+        def __init__(self) -> None:
+            self.seen: dict[str, Result] = {}
+
+        def __call__(self, pipeline):
+            if pipeline.hash not in self.seen:
+                self.seen[pipeline.hash] = Result(broken=1 if not self.seen else 5)
+            return self.seen[pipeline.hash]
+
+    class RefuseAll(ScriptedReviewer):
+        def review_curriculum(self, review):
+            return Decision("approve")
+
+    with Store(tmp_path / "ws") as store:
+        bus, parts, _ = fake_run(store, InOrder(), LoopConfig(gates=GateConfig(max_regression_rate=0.02)))
+        run_loop(bus, parts, RefuseAll([False, False], who="tester"), BudgetLimits(iterations=2))
+        events = store.runs.events(bus.run_id)
+    state = fold(events)
+    statuses = {n.id.rsplit(".", 1)[-1]: n.status for n in state.nodes.values()}
+    assert statuses["n0001"] == "refused" and statuses["n0002"] == "close_call"
+    paused = [e for e in events if e.type == "budget" and e.payload.get("paused")]
+    assert paused  # every human gate paused the clock, and the next budget event resumed it
+    assert state.clock_paused is False
+    assert fold(events[: events.index(paused[0]) + 1]).clock_paused is True

@@ -27,6 +27,7 @@ PRUNED_STATUSES = frozenset({"rejected", "rolled_back", "failed", "vetoed"})
 STATUS_MARKERS = {
     "proposed": "○", "approved": "○", "training": "◐", "evaluated": "●", "accepted": "●",
     "rejected": "✗", "vetoed": "⊘", "rolled_back": "↺", "deployed": "◆", "failed": "!", "stopped": "‖",
+    "refused": "⊖", "close_call": "◒",
 }
 
 
@@ -100,6 +101,7 @@ class SearchGraph(ScrollView, can_focus=True):
         "search-graph--approved", "search-graph--training", "search-graph--evaluated",
         "search-graph--accepted", "search-graph--rejected", "search-graph--vetoed",
         "search-graph--rolled_back", "search-graph--failed", "search-graph--stopped",
+        "search-graph--refused", "search-graph--close_call",
     }
     DEFAULT_CSS = """
     SearchGraph { background: $surface; }
@@ -123,6 +125,8 @@ class SearchGraph(ScrollView, can_focus=True):
     SearchGraph > .search-graph--rolled_back { color: $error; text-style: italic; }
     SearchGraph > .search-graph--failed { color: $error; text-style: bold; }
     SearchGraph > .search-graph--stopped { color: $warning; text-style: italic; }
+    SearchGraph > .search-graph--refused { color: $warning; text-style: italic; }
+    SearchGraph > .search-graph--close_call { color: $warning; }
     """
 
     class NodeHighlighted(Message):

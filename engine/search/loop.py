@@ -31,7 +31,8 @@ import importlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ from engine.search.reviewer import (
     VETO_REASONS,
     Confirmation,
     CurriculumReview,
+    Decision,
     Reviewer,
     record_confirmation,
     record_override,
@@ -295,8 +297,10 @@ class AgentLoop:
                     self.bus.emit("curriculum_proposed", node_id=node.id, dataset_version_id=version,
                                   composition=info.get("composition") or {}, qc=info.get("qc_report") or {})
                     if (same := self._vetoed_twin(node.id, info.get("content_hash"))) is not None:
-                        self.mcgs.veto(node.id, f"the same rows as the curriculum vetoed at {same}: never proposed "
-                                                "again unchanged")
+                        why = f"the same rows as the curriculum vetoed at {same}: never proposed again unchanged"
+                        self.mcgs.veto(node.id, why)
+                        record_review(self.bus, "engine", CurriculumReview(node.id, node.pipeline, (), version),
+                                      Decision("veto", why))
                 self._write_log()
             if node.status == "vetoed":
                 return
@@ -318,7 +322,8 @@ class AgentLoop:
         rows = tuple(self.store.datasets.rows(version))
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
                                   node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()))
-        decision = self.reviewer.review_curriculum(review)  # outside any transaction: a person may take minutes
+        with self._waiting_for_person():  # outside any transaction: a person may take minutes
+            decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():
             chosen = record_review(self.bus, self.reviewer.who, review, decision)
             if decision.action == "veto":
@@ -352,8 +357,10 @@ class AgentLoop:
 
     def _against_vetoed(self, node_id: str, rows: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
         """The run's last curriculum a person vetoed, and how this one differs from it (by input)."""
+        by_person = {d["node_id"] for d in self.store.runs.decisions(self.run_id)
+                     if d["kind"] == "curriculum" and d["action"] == "veto" and d["who"] != "engine"}
         vetoed = [n for n in self.graph.nodes.values() if n.status == "vetoed" and n.dataset_version_id
-                  and n.id != node_id and "veto_reason" in n.metrics]
+                  and n.id != node_id and n.id in by_person]
         if not vetoed:
             return None
         last = vetoed[-1]
@@ -484,7 +491,8 @@ class AgentLoop:
         if recorded:
             return recorded[-1]["action"] == "approve"
         ask = self.reviewer.confirm_rollback if kind == "rollback" else self.reviewer.confirm_promotion
-        ok = bool(ask(info))
+        with self._waiting_for_person():
+            ok = bool(ask(info))
         record_confirmation(self.bus, self.reviewer.who, "rollback" if kind == "rollback" else "promotion", info, ok)
         return ok
 
@@ -493,10 +501,25 @@ class AgentLoop:
         recorded = self._recorded("override", info.node_id)
         if recorded:
             return recorded[-1]["reason"] if recorded[-1]["action"] == "approve" else None
-        reason = self.reviewer.promote_anyway(info)
+        with self._waiting_for_person():
+            reason = self.reviewer.promote_anyway(info)
         reason = reason.strip() if isinstance(reason, str) and reason.strip() else None
         record_override(self.bus, self.reviewer.who, info, reason)
         return reason
+
+    @contextmanager
+    def _waiting_for_person(self) -> Iterator[None]:
+        """The wall-clock budget stops while a person decides (it measures the search, not the review),
+        and the stream says so, so a live clock stops with it."""
+        self.budget.pause()
+        with self.store.transaction():
+            self._save_budget(paused=True)
+        try:
+            yield
+        finally:
+            self.budget.start()
+            with self.store.transaction():
+                self._save_budget()
 
     def _recorded(self, kind: str, node_id: str | None) -> list[dict[str, Any]]:
         """This node's recorded answers of `kind` ("override": a close-call promotion decision)."""
@@ -594,11 +617,11 @@ class AgentLoop:
         return [{"eval_set": r["eval_set"], "id": r["example_id"], "input": r["input"], "expected": r["expected"],
                  "prediction": r["prediction"]} for r in rows[:limit]]
 
-    def _save_budget(self) -> None:
+    def _save_budget(self, paused: bool = False) -> None:
         spent = self.budget.to_dict()
         best = self.mcgs.best()
         self.store.runs.update(self.run_id, spent=spent, best_score=best.score if best else None)
-        self.bus.emit("budget", **spent)
+        self.bus.emit("budget", **spent, **({"paused": True} if paused else {}))
 
     def _write_log(self) -> None:
         write_curation_log(self.store, self.run_id)

@@ -16,7 +16,7 @@ KEYS_INTRO = """\
 # Pioneer TUI — keys
 
 The mouse works everywhere too: click tabs, rows and nodes; scroll with the wheel. Graph marks:
-◐ training · ● evaluated / accepted · ✗ rejected · ⊘ vetoed · ↺ rolled back · ◆ deployed · ★ best · ! failed;
+◐ training · ● evaluated / accepted · ◒ close call (over the regression budget) · ⊖ refused by a person · ✗ rejected · ⊘ vetoed · ↺ rolled back · ◆ deployed · ★ best · ! failed;
 `← …` is what a node changed from its parent. In a curriculum table, `!` marks a row the review's QC flags.
 """
 

@@ -84,7 +84,24 @@ SECTIONS: tuple[Section, ...] = (
         Key("s", "change the slice ratios"),
         Key("ctrl+s", "submit the edited curriculum"),
     )),
-    Section("Rollback / promotion (esc decides nothing: the run waits)", (Key("y", "approve"), Key("n", "refuse"))),
+    Section("Veto (v in the review)", (
+        Key("ctrl+s", "veto (also enter in your words; tab moves to the reasons, space picks one)"),
+        Key("esc", "cancel", ("escape",)),
+    )),
+    Section("Edit a row (e / n in the review)", (
+        Key("ctrl+s", "save (refused with the reason beside the field)"),
+        Key("esc", "cancel", ("escape",)),
+    )),
+    Section("Rollback / promotion (esc decides nothing: the run waits)", (
+        Key("y", "approve (promote / roll back)"),
+        Key("n", "refuse (a promotion: keep searching with the budget left; a rollback: keep growing from this "
+                 "node)"),
+    )),
+    Section("Close call: promote anyway (esc decides nothing)", (
+        Key("ctrl+s", "promote anyway (needs your reason)"),
+        Key("ctrl+n", "keep the deployed model"),
+        Key("pgdn pgup", "the gates and broken items", ("pagedown", "pageup")),
+    )),
     Section("Benchmark results", (
         Key("↑ ↓", "pick a result", ("up", "down")),
         Key("o", "open another result.json"),

@@ -15,10 +15,10 @@ from engine.search.reviewer import CurriculumReview
 from pioneer_tui.app import create_app
 from pioneer_tui.keys import SECTIONS, markdown_table
 from pioneer_tui.screens.bench import BenchScreen
-from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview
+from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview, PromoteAnywayScreen
 from pioneer_tui.screens.help import HELP
 from pioneer_tui.screens.new_run import NewRunScreen
-from pioneer_tui.screens.review import CurriculumReviewScreen
+from pioneer_tui.screens.review import CurriculumReviewScreen, RowEditorScreen, VetoScreen
 from pioneer_tui.screens.run_screen import ReplayScreen
 from pioneer_tui.screens.runs import RunsScreen
 from pioneer_tui.screens.trace_view import TraceScreen
@@ -60,6 +60,11 @@ async def open_section(where: str, app, pilot, store: Store) -> None:
         "New run": lambda: NewRunScreen(store),
         "Curriculum review (before every train step)": lambda: review_screen(store),
         "Rollback / promotion (esc decides nothing: the run waits)": lambda: GateConfirmScreen(
+            GateReview("promotion", to_model="m2")),
+        "Veto (v in the review)": VetoScreen,
+        "Edit a row (e / n in the review)": lambda: RowEditorScreen(
+            {"id": "g1", "input": "hello", "output": "greet", "slice": "gold"}, "Edit g1", labels=("greet", "bye")),
+        "Close call: promote anyway (esc decides nothing)": lambda: PromoteAnywayScreen(
             GateReview("promotion", to_model="m2")),
         "Benchmark results": lambda: BenchScreen(store.workspace.root),
     }

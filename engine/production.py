@@ -594,6 +594,11 @@ class ProductionRunner:
             return
         rows = self.store.datasets.rows(dataset_version_id)
         examples = cur.to_examples(rows, self.task)
+        spec = node.pipeline.data
+        if spec.replay_scope == "all":  # the composition holds as loss shares (engine.data.curriculum)
+            shares = {"gold": spec.gold_fraction, "hard_negative": spec.hard_negative_fraction,
+                      "replay": spec.replay_fraction}
+            examples = [replace(ex, weight=w) for ex, w in zip(examples, cur.slice_weights(rows, shares), strict=True)]
         strategy = node.pipeline.strategy
         if strategy.distillation == "focal":
             examples = self._with_teacher(examples, [r.get("slice") == "replay" for r in rows])
@@ -706,9 +711,9 @@ class ProductionRunner:
         give the same weights, so a threshold sweep or an inert move costs an evaluation, not a training run."""
         digest = (self.store.datasets.get(dataset_version_id) or {}).get("content_hash")
         want = _training_key(node.pipeline.hyperparams.to_dict())
-        teach = _distillation(node.pipeline.to_dict())
+        extras = _beyond_rows(node.pipeline.to_dict())
         for other in self.store.runs.nodes(self.run_id):
-            if _distillation(other["pipeline"]) != teach:
+            if _beyond_rows(other["pipeline"]) != extras:
                 continue
             model = self.store.models.get(other["model_id"]) if other.get("model_id") else None
             if model is None or model["id"] == self.d.deployed_id or not model.get("artifact_path") \
@@ -902,9 +907,13 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
             "confidence": None if confidence is None else float(confidence)}
 
 
-def _distillation(pipeline: dict[str, Any]) -> tuple[str, float]:
-    strategy = pipeline.get("strategy") or {}
-    return strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0)
+def _beyond_rows(pipeline: dict[str, Any]) -> tuple[Any, ...]:
+    """What a training run reads from its pipeline besides the rows and hyperparameters: the
+    distillation, and the slice shares that weight the loss when the whole pool is replayed."""
+    strategy, data = pipeline.get("strategy") or {}, pipeline.get("data") or {}
+    shares = tuple(data.get(k) for k in ("gold_fraction", "hard_negative_fraction", "replay_fraction")) \
+        if data.get("replay_scope") == "all" else ()
+    return strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0), shares
 
 
 def _training_key(hyperparameters: dict[str, Any]) -> dict[str, Any]:

@@ -225,3 +225,20 @@ def test_row_ids_are_stable_and_unique_per_slice_and_source():
     rows = [{"slice": "gold", "source": "t1"}, {"slice": "gold", "source": "t1"}, {"slice": "hard_negative"}]
     assert [r["id"] for r in with_row_ids(rows)] == ["gold:t1", "gold:t1#2", "hard_negative:row"]
     assert with_row_ids(rows) == with_row_ids(list(rows)) and "id" not in rows[0]
+
+
+def test_slice_weights_give_each_slice_its_share_of_the_loss():
+    from engine.data.curriculum import slice_weights
+
+    rows = [{"slice": "gold"}] * 24 + [{"slice": "hard_negative"}] * 49 + [{"slice": "replay"}] * 426
+    weights = slice_weights(rows, {"gold": 0.5, "hard_negative": 0.3, "replay": 0.2})
+    total = sum(weights)
+    assert total == pytest.approx(len(rows))  # mean weight 1: the loss keeps its scale
+    by_slice = {s: sum(w for w, r in zip(weights, rows, strict=True) if r["slice"] == s) / total
+                for s in ("gold", "hard_negative", "replay")}
+    assert by_slice == pytest.approx({"gold": 0.5, "hard_negative": 0.3, "replay": 0.2})
+    # an empty slice's share goes to the others; a slice the pipeline gives no share keeps weight 1
+    assert slice_weights([{"slice": "gold"}, {"slice": "replay"}], {"gold": 0.6, "hard_negative": 0.3,
+                                                                   "replay": 0.1}) == pytest.approx([1.714, 0.286],
+                                                                                                    abs=1e-3)
+    assert slice_weights([{"slice": "edited"}], {"gold": 1.0}) == [1.0]

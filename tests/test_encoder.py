@@ -394,3 +394,23 @@ def test_distilled_rows_take_the_teachers_distribution(base, tmp_path, method):
     assert accuracy(load_predictor(kd_dir), examples) == 1.0  # the labels still win
     manifest = json.loads((kd_dir / "pioneer.json").read_text())
     assert manifest["distilled_rows"] == len(examples) and manifest["distill_weight"] == 5.0
+
+
+def test_row_weights_scale_each_rows_share_of_the_loss(base):
+    from engine.models.encoder import _loss
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    per = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert float(_loss(logits, labels, torch.ones(3))) == pytest.approx(float(_loss(logits, labels)))
+    assert float(_loss(logits, labels, torch.tensor([0.5, 2.0, 0.5]))) == pytest.approx(
+        float((per * torch.tensor([0.5, 2.0, 0.5])).mean()))
+    tokens = torch.tensor([[0, 1, -100], [1, -100, -100]])  # NER: a row's weight covers its labelled tokens
+    token_logits = torch.randn(2, 3, 2)
+    ce = torch.nn.functional.cross_entropy(token_logits.reshape(6, 2), tokens.reshape(-1), ignore_index=-100,
+                                           reduction="none")
+    expected = (ce * torch.tensor([3.0, 3.0, 3.0, 1.0, 1.0, 1.0])).sum() / 3
+    assert float(_loss(token_logits, tokens, torch.tensor([3.0, 1.0]))) == pytest.approx(float(expected))
+    with pytest.raises(TrainingError, match="row weight"):
+        trainer()._encode(load_tokenizer(base, "classification"), [Example("a", "x", weight=0.0)],
+                          "classification", ["x", "y"], 16)

@@ -225,17 +225,17 @@ def test_a_regression_gate_failure_forgets_less_instead_of_repeating_the_move():
     s = SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4)
     proposals = RulePlanner().expand(replace(s, n_candidates=6))
     mods = [x.modification for x in proposals]
-    assert mods[0] == {"strategy.distillation": ["none", "focal"]}
-    assert mods[1] == {"data.replay_scope": ["share", "all"]}
-    assert mods[2] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
-    assert mods[3] == {"hyperparams.epochs": [5.0, 3.0]}
-    assert mods[4]["data.replay_fraction"] == [0.15, 0.2]
-    assert "hyperparams.learning_rate" in mods[5] and "data.replay_fraction" in mods[5]
+    assert mods[0] == {"data.replay_scope": ["share", "all"]}
+    assert mods[1] == {"hyperparams.learning_rate": [1e-3, 5e-4], "hyperparams.head_learning_rate": [3e-3, 1.5e-3]}
+    assert mods[2] == {"hyperparams.epochs": [5.0, 3.0]}
+    assert mods[3]["data.replay_fraction"] == [0.15, 0.2]
+    assert "hyperparams.learning_rate" in mods[4] and "data.replay_fraction" in mods[4]
+    assert mods[5] == {"strategy.distillation": ["none", "focal"]}
     assert all("7 regression(s) (regression_set gate failed)" in x.rationale for x in proposals)
     # once the whole pool is replayed, asking for a larger replay share would change nothing: not proposed
     everything = p.modify({"data.replay_scope": "all", "strategy.distillation": "focal"})
     again = RulePlanner().expand(replace(s, node=_gated(everything, {"regression_rate"}), n_candidates=6))
-    assert again[0].modification == {"strategy.distill_weight": [1.0, 3.0]}
+    assert {"strategy.distill_weight": [1.0, 3.0]} in [x.modification for x in again]
     assert not any("data.replay_fraction" in x.modification or "data.replay_scope" in x.modification for x in again)
     assert not any("hyperparams.threshold" in m for m in mods)
     evolved = RulePlanner().evolve(SearchState(node=_gated(p, {"cross_checkpoint"}), action=action, operator="evolve"))
@@ -249,13 +249,13 @@ def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores(
                         batch_size=16)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
     proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4))
-    assert [x.modification for x in proposals[:2]] == [{"strategy.distillation": ["none", "focal"]},
-                                                       {"data.replay_scope": ["share", "all"]}]
-    first = proposals[2].pipeline.hyperparams
+    assert proposals[0].modification == {"data.replay_scope": ["share", "all"]}
+    first = proposals[1].pipeline.hyperparams
     assert (first.method, first.epochs, first.learning_rate, first.head_learning_rate, first.batch_size) == \
         ("lora", 3.0, 5e-4, None, 32)
-    assert "fine-tune the encoder" in proposals[2].rationale
-    assert proposals[3].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
+    assert "fine-tune the encoder" in proposals[1].rationale
+    assert proposals[2].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
+    assert proposals[3].modification == {"strategy.distillation": ["none", "focal"]}
     for x in proposals:
         assert not changes_nothing(p, x.pipeline)
     tune = RulePlanner().expand(SearchState(node=_gated(p, set()), action=Action(

@@ -411,6 +411,22 @@ def to_examples(rows: Iterable[Mapping[str, Any]], task: str) -> list[Example]:
                     id=str(r.get("source") or i)) for i, r in enumerate(rows)]
 
 
+def slice_weights(rows: Sequence[Mapping[str, Any]], shares: Mapping[str, float]) -> list[float]:
+    """Per-row loss weights giving each slice its share of the loss (renormalised over the slices
+    present), mean weight 1. When the whole replay pool is replayed, replay can be 85% of the rows
+    and gold 5%: the pipeline's composition then holds as loss shares, not row counts."""
+    counts = Counter(str(r.get("slice")) for r in rows)
+    present = {s: shares.get(s, 0.0) for s in counts if shares.get(s, 0.0) > 0}
+    total = sum(present.values())
+    if not rows or not total:
+        return [1.0] * len(rows)
+    per = {s: share / total * len(rows) / counts[s] for s, share in present.items()}
+    weights = [per.get(str(r.get("slice")), 0.0) for r in rows]
+    missing = sum(1 for w in weights if w == 0.0)  # rows of a slice the pipeline gives no share: weight 1
+    scale = (len(rows) - missing) / len(rows) if missing else 1.0
+    return [w * scale if w else 1.0 for w in weights]
+
+
 def with_row_ids(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Stable, unique row ids (slice:source, then #2, #3...) so a reviewer's edit diffs by row."""
     seen: Counter = Counter()

@@ -44,6 +44,7 @@ class Example:
     `messages` carries an OpenAI-style chat for decoders when the row came in that form.
     `teacher` is another model's probability for each label, in the trainer's label order, that a
     classifier is also distilled towards (focal distillation: set only where that model was right).
+    `weight` scales the row's share of the loss (a curriculum's slice shares; 1 for every row by default).
     """
 
     input: str
@@ -51,6 +52,7 @@ class Example:
     id: str | None = None
     messages: tuple[dict, ...] | None = None
     teacher: tuple[float, ...] | None = None
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)

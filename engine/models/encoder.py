@@ -350,10 +350,12 @@ def fit_linear_head(
     max_iter: int,
     on_iter: Callable[[int, float], None] | None = None,
     teacher: Distillation | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression by L-BFGS on standardised features (as scikit-learn would),
     returned as weight and bias for the raw features so the head is one plain nn.Linear. With a
-    `teacher`, its rows are also distilled (see `distill_loss`)."""
+    `teacher`, its rows are also distilled (see `Distillation.loss`); `weights` scale each item's
+    cross-entropy (mean weight 1 keeps the L2's balance)."""
     x = features.float()
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     x = (x - mean) / std
@@ -366,7 +368,9 @@ def fit_linear_head(
     def closure() -> torch.Tensor:
         opt.zero_grad()
         logits = x @ weight.T + bias
-        loss = F.cross_entropy(logits, targets) + 0.5 * l2 * weight.pow(2).sum()
+        ce = F.cross_entropy(logits, targets) if weights is None else \
+            (F.cross_entropy(logits, targets, reduction="none") * weights).mean()
+        loss = ce + 0.5 * l2 * weight.pow(2).sum()
         if teacher is not None:
             loss = loss + teacher.loss(logits, slice(None))
         loss.backward()
@@ -462,6 +466,7 @@ class _Data:
     targets: list[Any]  # int per row (classification) or list of tag ids per token (ner)
     n_truncated: int
     teacher: Distillation | None = None
+    weights: torch.Tensor | None = None  # per row; None when every row weighs 1
 
 
 @dataclass
@@ -564,9 +569,13 @@ class EncoderTrainer:
             if any(ex.teacher is not None for ex in examples):
                 raise ConfigError("distillation from a teacher is for classification; NER rows carry no teacher")
             targets = [token_tags(offs, ex.output, index) for offs, ex in zip(enc.offsets, examples, strict=True)]
+        weights = [float(ex.weight) for ex in examples]
+        if any(not (w > 0 and math.isfinite(w)) for w in weights):
+            raise TrainingError(f"example #{next(i for i, w in enumerate(weights) if not w > 0)}: a row weight must "
+                                "be a finite number > 0")
         return _Data(enc.ids, targets, enc.n_truncated,
                      Distillation.of(examples, len(names), self.options.distill_weight) if task == "classification"
-                     else None)
+                     else None, None if all(w == 1.0 for w in weights) else torch.tensor(weights))
 
     def _wrap_lora(self, model: Any, config: TrainConfig) -> Any:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -622,7 +631,7 @@ class EncoderTrainer:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with autocast(device, opts.precision):
                     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = _loss(logits, batch["labels"])
+                loss = _loss(logits, batch["labels"], None if data.weights is None else data.weights[idx])
                 if data.teacher is not None:
                     loss = loss + data.teacher.loss(logits, torch.tensor(idx))
                 loss.backward()
@@ -668,6 +677,7 @@ class EncoderTrainer:
         feats = classifier_inputs(model, data.ids, pad_id, opts.inference_batch_size, opts.precision, on_batch)
         x, y = _stack_targets(feats, data.targets)
         l2 = config.weight_decay if config.weight_decay > 0 else 1.0 / len(y)
+        weights = None if data.weights is None else _item_weights(data)
         losses: list[float] = []
 
         def on_iter(i: int, loss: float) -> None:
@@ -678,7 +688,7 @@ class EncoderTrainer:
                 clock.report(n_batches + i, 1.0, loss)
 
         weight, bias = fit_linear_head(x, y, model.classifier.out_features, l2=l2, max_iter=opts.probe_max_iter,
-                                       on_iter=on_iter, teacher=data.teacher)
+                                       on_iter=on_iter, teacher=data.teacher, weights=weights)
         with torch.no_grad():
             model.classifier.weight.copy_(weight)
             model.classifier.bias.copy_(bias)
@@ -728,11 +738,16 @@ class EncoderTrainer:
 # ---------------------------------------------------------------- helpers
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over labelled positions; a batch with none gives 0, not NaN."""
+def _loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions, each scaled by its row's weight when given; a batch
+    with none gives 0, not NaN."""
     flat = labels.reshape(-1)
-    total = F.cross_entropy(logits.float().reshape(flat.numel(), -1), flat, ignore_index=-100, reduction="sum")
-    return total / (flat != -100).sum().clamp_min(1)
+    if weights is None:
+        total = F.cross_entropy(logits.float().reshape(flat.numel(), -1), flat, ignore_index=-100, reduction="sum")
+        return total / (flat != -100).sum().clamp_min(1)
+    per = F.cross_entropy(logits.float().reshape(flat.numel(), -1), flat, ignore_index=-100, reduction="none")
+    scale = weights.to(per.device).reshape(-1, *([1] * (labels.dim() - 1))).expand_as(labels).reshape(-1)
+    return (per * scale).sum() / (flat != -100).sum().clamp_min(1)
 
 
 def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -753,6 +768,15 @@ def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(param_groups, fused=True)
     except (RuntimeError, TypeError):  # fused kernels need matching devices/dtypes (e.g. 4-bit bases)
         return torch.optim.AdamW(param_groups, foreach=True)
+
+
+def _item_weights(data: _Data) -> torch.Tensor:
+    """Row weights per item `_stack_targets` stacks: per sequence, or repeated per labelled token."""
+    assert data.weights is not None
+    if data.targets and isinstance(data.targets[0], int):
+        return data.weights
+    counts = torch.tensor([sum(1 for t in row if t != -100) for row in data.targets])
+    return torch.repeat_interleave(data.weights, counts)
 
 
 def _stack_targets(feats: list[torch.Tensor], targets: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:

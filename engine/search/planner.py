@@ -8,11 +8,11 @@ RulePlanner encodes the paper's rules on top of the iteration policy's band:
   plateau -> more capacity (LoRA rank) or another method; precision-dominated -> threshold sweep;
 - surgical augmentation: 2-3 targeted examples per remaining failure pattern.
 - a node that fixed the failures but broke what worked (a regression gate or the regression budget
-  failed) gets, before any band rule, moves that forget less: focal distillation from the deployed
-  model (its answers where it was right), replaying the whole pool, a stronger distillation, a lower
-  learning rate, fewer epochs, more replay. A linear probe has no learning rate to lower: its frozen
-  features put the fixed failures and the broken passes on one linear boundary, so after
-  distillation it moves to fine-tuning the encoder (or a stronger L2).
+  failed) gets, before any band rule, moves that forget less: replaying the whole pool, a lower
+  learning rate, fewer epochs, more replay, then focal distillation from the deployed model (its
+  answers where it was right) and a stronger one. A linear probe has no learning rate to lower: its
+  frozen features put the fixed failures and the broken passes on one linear boundary, so it moves to
+  fine-tuning the encoder (or a stronger L2).
 - a person's veto names what is wrong (engine.search.reviewer.VETO_REASONS); each reason maps to a
   revision of the vetoed pipeline (too much replay -> sample the replay band; too little gold -> more
   gold; wrong focus -> drop the focus pairs and targeted examples; bad corrections -> drop gold whose
@@ -424,15 +424,9 @@ class RulePlanner:
         h, p = node.pipeline.hyperparams, node.pipeline
         why = f"failures fixed but {node.regressions} regression(s) ({', '.join(sorted(broke))} gate failed)"
         out: list[Change] = []
-        if h.task == "classification" and p.strategy.distillation == "none":
-            out.append(({"strategy.distillation": "focal"},
-                        f"{why}: distil the deployed model where it was right (focal distillation)"))
         if p.data.mode == "production" and p.data.replay_scope == "share":
             out.append(({"data.replay_scope": "all"},
                         f"{why}: replay every verified pass and all of D_parent"))
-        if p.strategy.distillation != "none" and p.strategy.distill_weight < 100:
-            weight = _round(min(100.0, p.strategy.distill_weight * 3))
-            out.append(({"strategy.distill_weight": weight}, f"{why}: stronger distillation ({weight:g})"))
         if h.method == "linear_probe":
             out += [(_fine_tune(h), f"{why}: frozen features hold the fixed failures and the broken passes on one "
                                     "linear boundary; fine-tune the encoder (LoRA) from the probe's head"),
@@ -447,6 +441,14 @@ class RulePlanner:
             if p.data.replay_scope == "share" and (shift := self._shift(p, "replay")) is not None:
                 out.append((shift, f"{why}: more replay of the parent data"))
                 out.append(({**shift, **lower}, f"{why}: more replay and a lower learning rate"))
+        # distillation last: on the CLINC deployments measured (scripts/bench_regression_control.py) it cost
+        # fixes and added flips; the search keeps it only where it helps
+        if h.task == "classification" and p.strategy.distillation == "none":
+            out.append(({"strategy.distillation": "focal"},
+                        f"{why}: distil the deployed model where it was right (focal distillation)"))
+        elif p.strategy.distillation != "none" and p.strategy.distill_weight < 100:
+            weight = _round(min(100.0, p.strategy.distill_weight * 3))
+            out.append(({"strategy.distill_weight": weight}, f"{why}: stronger distillation ({weight:g})"))
         if helpful:
             out.sort(key=lambda change: _signature_of(p, change[0]) not in helpful)
         return out

@@ -88,3 +88,15 @@ def test_regression_set_stratifies_ner_by_entity_type():
 
 def test_judge_method_default():
     assert judge_method(Trace("x", "a", "b", None, "pass", "classification")) == "auto"
+
+
+def test_the_fix_holdout_draws_inputs_and_holds_out_every_copy():
+    from engine.diagnosis.eval_sets import EvalItem, fix_holdout
+
+    items = [EvalItem(f"t{i}", f"request {i % 10}", "a" if i % 2 else "b", "a" if i % 2 else "b", "auto", True)
+             for i in range(20)]  # ten inputs, each seen twice
+    items.append(EvalItem("p", "junk", "a", "a", "auto", False))  # poison: never held out
+    held = fix_holdout(items, 0.2, seed=3)
+    inputs = {i.input for i in items if i.id in held}
+    assert len(inputs) == 2 and len(held) == 4  # 20% of the ten inputs, both copies of each
+    assert "p" not in held and fix_holdout(items, 0.2, seed=3) == held

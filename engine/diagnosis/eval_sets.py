@@ -109,11 +109,17 @@ def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5
 
 
 def fix_holdout(items: Sequence[EvalItem], fraction: float, seed: int = 0) -> list[str]:
-    """Ids of round(fraction x n) fixable, corrected failure-set items, stratified by expected answer:
-    kept out of training so a candidate's fix rate is measured on failures it never saw."""
+    """Ids of about fraction x n fixable, corrected failure-set items, stratified by expected answer:
+    kept out of training so a candidate's fix rate is measured on failures it never saw. Inputs are
+    drawn, not traces: every copy of a repeated request is held out with it (a copy left in training
+    would teach the held-out answer)."""
     fixable = [i for i in items if i.fixable is not False and i.expected is not None]
-    chosen = stratified_sample(fixable, round(fraction * len(fixable)), lambda i: i.stratum, seed)
-    return sorted(i.id for _, i in chosen)
+    first: dict[str, EvalItem] = {}
+    for item in sorted(fixable, key=lambda i: i.id):
+        first.setdefault(item.input, item)
+    chosen = stratified_sample(list(first.values()), round(fraction * len(first)), lambda i: i.stratum, seed)
+    held = {i.input for _, i in chosen}
+    return sorted(i.id for i in fixable if i.input in held)
 
 
 def stratified_sample(population: Sequence[Any], n: int, stratum_of: Any, seed: int) -> list[tuple[str, Any]]:

@@ -11,7 +11,9 @@ evaluation code a run uses):
 - paper: replay the 10-20% band of the replay pool, no distillation (the baseline);
 - + replay all: every verified pass outside the protected sets and all of D_parent;
 - + focal distillation: the deployed model's probabilities on the rows it got right;
-- + both.
+- + both;
+- + replay all with half the learning rate (a fine-tune), or fine-tuning the encoder with LoRA from
+  the probe's head (a linear probe).
 
 Printed per variant (mean over seeds): fixes on the held-out fixable failures, negative flips on the
 regression set (passes the candidate never trained on, now wrong; the negative flip rate is their
@@ -52,6 +54,10 @@ VARIANTS = {
     "+ replay all": {"data.replay_scope": "all"},
     "+ focal distillation": {"data.replay_scope": "share", "strategy.distillation": "focal"},
     "+ both": {"data.replay_scope": "all", "strategy.distillation": "focal"},
+    "+ replay all, lower learning rate": {"data.replay_scope": "all", "hyperparams.learning_rate": "half"},
+    "+ replay all, LoRA from the probe's head": {"data.replay_scope": "all", "hyperparams.method": "lora",
+                                                 "hyperparams.learning_rate": 5e-4, "hyperparams.epochs": 3.0,
+                                                 "hyperparams.batch_size": 32, "hyperparams.head_learning_rate": None},
 }
 
 
@@ -106,6 +112,8 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {}
         for k, (name, change) in enumerate((n, VARIANTS[n]) for n in args.variants):
             for seed in args.seeds:
+                lr = parts.root.hyperparams.learning_rate
+                change = {k: lr / 2 if v == "half" else v for k, v in change.items()}
                 pipeline = parts.root.modify({**change, "hyperparams.seed": seed})
                 node = Node(f"{bus.run_id}.v{k}s{seed}", pipeline, None, "expand", 1)
                 t0 = time.perf_counter()

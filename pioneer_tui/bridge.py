@@ -149,10 +149,13 @@ class RunState:
 
     @property
     def threshold(self) -> float | None:
-        """tau from the run's config, wherever the mode nested it (e.g. config.loop.gates.tau)."""
+        """tau from the run's config, wherever the mode nested it (e.g. config.loop.gates.tau); None
+        under the traffic rule, whose gate is not a score threshold."""
         level: list[dict[str, Any]] = [self.config]
         while level:
             for d in level:
+                if "traffic" in (d.get("rule"), d.get("gate")):
+                    return None
                 if isinstance(d.get("tau"), int | float):
                     return float(d["tau"])
             level = [v for d in level for v in d.values() if isinstance(v, dict)]

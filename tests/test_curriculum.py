@@ -131,10 +131,11 @@ def test_replay_all_replays_the_whole_pool(scenario):
     assert cur.replay["bounds"] == [len(parent), len(parent)]
     bands = cur.bands()
     # every pool row that is not protected is trained on, as replay or as a hard negative
-    assert bands["replay"] == {"value": 1.0, "band": [1.0, 1.0], "of": "replay pool", "ok": True}
-    # gold and hard negatives are shares of the new data, against bands scaled to it
-    new = len(by_slice(cur, "gold")) + len(hard)
-    assert bands["gold"]["of"] == "new data" and bands["gold"]["value"] == round(len(by_slice(cur, "gold")) / new, 4)
+    assert bands["replay_coverage"] == {"value": 1.0, "band": [0.9, 1.0], "of": "replay pool", "ok": True}
+    # each slice is a share of the loss (the rows are weighted), which holds the composition by construction
+    assert {k: (v["of"], v["ok"]) for k, v in bands.items() if k != "replay_coverage"} == {
+        "gold": ("loss", True), "hard_negative": ("loss", True), "replay": ("loss", True)}
+    assert sum(bands[k]["value"] for k in ("gold", "hard_negative", "replay")) == pytest.approx(1.0, abs=1e-3)
     # the replay share (the pipeline's replay fraction) keeps the 10-20% band
     shared = build_curriculum(tax, fail, pool=pool, parent=parent, config=CurriculumConfig())
     assert len(by_slice(shared, "replay")) <= math.floor(0.20 * len(parent))

@@ -217,3 +217,11 @@ def test_refused_close_call_and_paused_clock_show_as_they_are(tmp_path):
     assert paused  # every human gate paused the clock, and the next budget event resumed it
     assert state.clock_paused is False
     assert fold(events[: events.index(paused[0]) + 1]).clock_paused is True
+
+
+def test_the_score_chart_draws_tau_only_where_a_score_threshold_gates():
+    state = RunState()
+    state.config = {"production": {"tau": 0.96, "gate": "traffic"}, "loop": {"gates": {"tau": 0.96, "rule": "traffic"}}}
+    assert state.threshold is None
+    state.config = {"production": {"tau": 0.96, "gate": "strict"}, "loop": {"gates": {"tau": 0.96, "rule": "strict"}}}
+    assert state.threshold == 0.96

@@ -228,7 +228,7 @@ async def test_qc_is_recomputed_after_an_edit(tmp_path):
         assert "! 8" in table_text
 
 
-def test_replay_of_the_whole_pool_bands_gold_against_gold_and_hard_negatives():
+def test_replay_of_the_whole_pool_bands_each_slice_as_its_share_of_the_loss():
     from pioneer_tui.screens.review import live_qc
 
     rows = _rows()
@@ -236,10 +236,13 @@ def test_replay_of_the_whole_pool_bands_gold_against_gold_and_hard_negatives():
     whole = CurriculumReview(review.node_id, Pipeline(DatasetSpec(
         mode="production", gold_fraction=0.5, hard_negative_fraction=0.3, replay_fraction=0.2, replay_scope="all"),
         TrainConfig(task="classification")), review.rows)
-    built = {"bands": {"replay": {"value": 1.0, "band": [1.0, 1.0], "ok": True}}}
+    built = {"bands": {"replay_coverage": {"value": 1.0, "band": [0.9, 1.0], "ok": True}}}
     bands = live_qc(rows[:-1], whole, built)["bands"]
-    assert bands["gold"]["value"] == 5 / 8 and bands["gold"]["band"] == [0.5, 0.75] and bands["gold"]["ok"]
-    assert bands["replay"]["value"] == 0.5 and not bands["replay"]["ok"]  # one of the pool's two rows dropped
+    # the rows are weighted so each slice is the pipeline's share of the loss, whatever the row counts
+    assert (bands["gold"]["value"], bands["hard_negative"]["value"], bands["replay"]["value"]) == \
+        pytest.approx((0.5, 0.3, 0.2)) and all(bands[p]["ok"] for p in ("gold", "hard_negative", "replay"))
+    # the pool's coverage is what an edit changes: one of its two replay rows removed
+    assert bands["replay_coverage"]["value"] == 0.5 and not bands["replay_coverage"]["ok"]
 
 
 def test_review_snapshot_80x24(snap_compare, tmp_path):

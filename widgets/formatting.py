@@ -11,7 +11,8 @@ from typing import Any
 
 DASH = "—"
 RULES = {">=": "≥", "<=": "≤"}
-SLICE_NAMES = {"gold": "gold", "hard_negative": "hard negatives", "replay": "replay"}
+SLICE_NAMES = {"gold": "gold", "hard_negative": "hard negatives", "replay": "replay",
+               "replay_coverage": "replay pool covered"}
 DROP_NAMES = {"exact_duplicate": "exact duplicates", "near_duplicate": "near duplicates", "leakage": "leaked",
               "surface_repeat": "surface repeats"}
 
@@ -137,6 +138,13 @@ def qc_lines(qc: Any) -> list[str]:
 
 
 def _band_text(name: str, band: dict[str, Any]) -> str:
-    low, high = (band.get("band") or (None, None))[:2]
+    """`✓ gold 52.6% of the loss (want 40%–60%)`; a share with no band to check (a cold-start target) is
+    stated without a verdict."""
+    label = f"{SLICE_NAMES.get(name, name)} {percent(band.get('value'))}" + \
+        (" of the loss" if band.get("of") == "loss" else "")
+    if not band.get("band"):
+        target = band.get("target")
+        return label + ("" if target is None else f" (target {percent(target)})")
+    low, high = band["band"][:2]
     want = f"{percent(low)}–{percent(high)}" if high is not None and high < 1 else f"≥ {percent(low)}"
-    return f"{'✓' if band.get('ok') else '✗'} {SLICE_NAMES.get(name, name)} {percent(band.get('value'))} (want {want})"
+    return f"{'✓' if band.get('ok') else '✗'} {label} (want {want})"

@@ -115,27 +115,40 @@ class Curriculum:
         return {s: round(n / total, 4) for s, n in self.composition().items()}
 
     def bands(self) -> dict[str, dict[str, Any]]:
-        """Each slice's share against its band — the Reviewer's check. Gold and hard negatives are
-        shares of D_post, or of the new data (gold + hard) when the whole pool is replayed; replay is a
-        share of the replay pool (all of what is not protected or gold when the whole pool is replayed;
-        rows it shares with the hard negatives count as replayed)."""
+        """Each slice's share against its band — the Reviewer's check. Gold and hard negatives are shares
+        of D_post and replay a share of the replay pool; when the whole pool is replayed every slice is
+        a share of the loss instead (slice_weights: the composition holds by construction), and
+        `replay_coverage` says how much of the pool survived the quality controls (rows mined as hard
+        negatives count as covered)."""
         comp, cfg = self.composition(), self.config
-        whole = full_replay(self.parent_size, cfg)
-        new = comp["gold"] + comp["hard_negative"]
-        base, scale = (new, 1.0 / (1.0 - cfg.replay_share)) if whole else (len(self.rows), 1.0)
-        out = {part: {"value": round(comp[part] / base, 4) if base else 0.0,
-                      "band": [round(min(1.0, x * scale), 4) for x in band], "of": "new data" if whole else "D_post"}
+        if full_replay(self.parent_size, cfg):
+            return self._loss_bands(comp)
+        out = {part: {"value": round(comp[part] / len(self.rows), 4) if self.rows else 0.0, "band": list(band),
+                      "of": "D_post"}
                for part, band in (("gold", cfg.gold_band), ("hard_negative", cfg.hard_band))}
         if cfg.mode == "cold_start":
             out["gold"]["band"] = out["hard_negative"]["band"] = None
         if cfg.mode == "production":
-            covered = comp["replay"] + (self.replay.get("pool_as_hard_negatives", 0) if whole else 0)
-            pool = self.replay.get("replayable", self.parent_size) if whole else self.parent_size
-            frac = covered / pool if pool else None
-            band = [1.0, 1.0] if whole else list(cfg.replay_band)
-            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": band, "of": "replay pool"}
+            frac = comp["replay"] / self.parent_size if self.parent_size else None
+            out["replay"] = {"value": None if frac is None else round(frac, 4), "band": list(cfg.replay_band),
+                             "of": "replay pool"}
         for v in out.values():
             v["ok"] = v["band"] is None or (v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
+        return out
+
+    def _loss_bands(self, comp: dict[str, int]) -> dict[str, dict[str, Any]]:
+        cfg = self.config
+        bands = {"gold": list(cfg.gold_band), "hard_negative": list(cfg.hard_band),
+                 "replay": [round(max(0.0, cfg.replay_share - 0.05), 4), round(cfg.replay_share + 0.05, 4)]}
+        shares = loss_shares(comp, {part: (band[0] + band[1]) / 2 for part, band in bands.items()})
+        out: dict[str, dict[str, Any]] = {
+            part: {"value": round(shares.get(part, 0.0), 4), "band": band, "of": "loss"} for part, band in bands.items()}
+        covered = comp["replay"] + self.replay.get("pool_as_hard_negatives", 0)
+        pool = self.replay.get("replayable", self.parent_size)
+        out["replay_coverage"] = {"value": round(covered / pool, 4) if pool else None, "band": [0.9, 1.0],
+                                  "of": "replay pool"}
+        for v in out.values():
+            v["ok"] = v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -409,6 +422,14 @@ def to_examples(rows: Iterable[Mapping[str, Any]], task: str) -> list[Example]:
     """Curriculum rows as backend Examples (NER outputs become Span tuples)."""
     return [Example(input=r["input"], output=parse_output(r["output"], task, f"dataset row {i} field output"),
                     id=str(r.get("source") or i)) for i, r in enumerate(rows)]
+
+
+def loss_shares(counts: Mapping[str, int], shares: Mapping[str, float]) -> dict[str, float]:
+    """Each present slice's share of the loss under slice_weights: its share renormalised over the
+    slices that have rows."""
+    present = {s: shares[s] for s, n in counts.items() if n and shares.get(s, 0.0) > 0}
+    total = sum(present.values())
+    return {s: v / total for s, v in present.items()} if total else {}
 
 
 def slice_weights(rows: Sequence[Mapping[str, Any]], shares: Mapping[str, float]) -> list[float]:

@@ -22,6 +22,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, SelectionList, Static, TextArea
 
+from engine.data.curriculum import loss_shares
 from engine.data.quality import input_hash, row_label
 from engine.search.pipeline import BANDS
 from engine.search.reviewer import VETO_REASONS, CurriculumReview, Decision
@@ -136,35 +137,41 @@ def row_flags(rows: Sequence[dict[str, Any]], task: str, labels: Sequence[str]) 
 
 def _band(part: str, review: CurriculumReview, built: dict[str, Any]) -> list[float]:
     """The band a slice's share must lie in: the one the engine built against, else the pipeline's
-    mode's band (scaled to the new data when the whole pool is replayed, as the engine does)."""
+    mode's band."""
     if isinstance(built.get("band"), list | tuple):
         return list(built["band"])
-    data = review.pipeline.data
-    low, high = BANDS[data.mode][part]
-    scale = 1 / (1 - data.replay_fraction) if data.replay_scope == "all" else 1.0
-    return [min(1.0, low * scale), min(1.0, high * scale)]
+    return list(BANDS[review.pipeline.data.mode][part])
 
 
 def slice_bands(rows: Sequence[dict[str, Any]], review: CurriculumReview,
                 built: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each slice's share of the edited rows against its band. Gold and hard negatives are shares of
-    the curriculum, or of gold + hard negatives when replay is the whole pool (replay_scope "all");
-    replay is a share of the replay pool, which an edit does not change, so it scales with the
-    replay rows from the share the engine measured."""
+    the curriculum and replay a share of the replay pool (an edit does not change the pool, so it
+    scales with the replay rows from the share the engine measured). When the whole pool is replayed
+    (replay_scope "all") the rows are weighted so each slice is the pipeline's share of the loss
+    (engine.data.curriculum.loss_shares); then the pool's coverage is what an edit can change."""
     now = Counter(slice_of(r) for r in rows)
-    whole = review.pipeline.data.replay_scope == "all"
-    base = now["gold"] + now["hard_negative"] if whole else len(rows)
+    data = review.pipeline.data
     bands = {}
-    for part in ("gold", "hard_negative"):
-        band = _band(part, review, built.get(part) or {})
-        value = now[part] / base if base else 0.0
-        bands[part] = {"value": value, "band": band, "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
-    replay = built.get("replay") or {}
+    if data.replay_scope == "all":
+        shares = loss_shares(now, {"gold": data.gold_fraction, "hard_negative": data.hard_negative_fraction,
+                                   "replay": data.replay_fraction})
+        for part in ("gold", "hard_negative", "replay"):
+            band, value = _band(part, review, built.get(part) or {}), shares.get(part, 0.0)
+            bands[part] = {"value": value, "band": band, "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
+        measured = "replay_coverage"
+    else:
+        for part in ("gold", "hard_negative"):
+            band = _band(part, review, built.get(part) or {})
+            value = now[part] / len(rows) if rows else 0.0
+            bands[part] = {"value": value, "band": band, "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
+        measured = "replay"
+    replay = built.get(measured) or {}
     at_build = Counter(slice_of(r) for r in review.rows)["replay"]
     if replay.get("value") is not None and replay.get("band") and at_build:
         value = replay["value"] * now["replay"] / at_build
         low, high = replay["band"][:2]
-        bands["replay"] = {"value": value, "band": replay["band"],
+        bands[measured] = {"value": value, "band": replay["band"],
                            "ok": low - TOLERANCE <= value <= high + TOLERANCE}
     return bands
 

@@ -51,7 +51,7 @@ def test_a_veto_revises_the_pipeline_by_its_reasons_and_the_next_review_shows_th
     assert nodes[first.node_id]["status"] == "vetoed"
     assert nodes[first.node_id]["metrics"]["veto_reason"] == "too much replay; 86% replay, only 5% gold"
     assert nodes[second.node_id]["parent_id"] == first.node_id
-    assert nodes[second.node_id]["rationale"].startswith(f"revised after {first.node_id} was vetoed: ")
+    assert nodes[second.node_id]["rationale"].startswith(f"revised after {first.node_id} was vetoed (\"86% replay")
     assert store.datasets.get(first.dataset_version_id)["content_hash"] != \
         store.datasets.get(second.dataset_version_id)["content_hash"]
     assert second.vetoed["node_id"] == first.node_id and second.vetoed["removed"] == {"replay": 5}

@@ -305,5 +305,5 @@ def test_each_veto_reason_revises_the_vetoed_pipeline(reasons, pipeline_changes,
                     n_candidates=1, veto=feedback)
     proposal = RulePlanner().expand(s)[0]
     assert proposal.modification == expected
-    assert proposal.rationale.startswith("revised after n3 was vetoed: 86% replay, 5% gold: ")
+    assert proposal.rationale.startswith('revised after n3 was vetoed ("86% replay, 5% gold"): ')
     assert RulePlanner().expand(replace(s, veto=replace(feedback, reasons=("other",)))) == []

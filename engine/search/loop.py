@@ -550,7 +550,8 @@ class AgentLoop:
             detail = f"best {best.id}: score {best.score:.4f}, {_gate_summary(best)}" \
                 if best is not None and best.metrics.get("gates") else "no candidate was evaluated"
             outcome = f"{keep}: no candidate passed the gates ({detail})"
-        best = self.mcgs.best()
+        best = next((n for n in self.graph.nodes.values() if promoted and n.model_id == promoted), None) \
+            or self.mcgs.best()  # the promoted candidate is the run's best, whatever ties its score
         with self.store.transaction():
             self._save_budget()
             self.bus.emit("run_finished", status="finished", reason=reason, best_node=best.id if best else None,

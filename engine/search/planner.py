@@ -224,7 +224,8 @@ class RulePlanner:
     def expand(self, state: SearchState) -> list[Proposal]:
         if state.veto is not None:
             proposals = self.realise(state, self._revise(state), "expand", state.n_candidates,
-                                     f"revised after {state.veto.node_id} was vetoed: ")
+                                     f"revised after {state.veto.node_id} was vetoed"
+                                     + (f" (\"{state.veto.text}\")" if state.veto.text else "") + ": ")
             self._log("expand")
             return proposals
         band = state.action.band
@@ -457,27 +458,26 @@ class RulePlanner:
         """A person's veto reasons as changes to the vetoed pipeline, in the order they were given."""
         veto, p = state.veto, state.node.pipeline
         assert veto is not None
-        said = f"{veto.text}: " if veto.text else ""
         out: list[Change] = []
         for reason in veto.reasons:
             if reason == "too_much_replay":
                 change: dict[str, Any] = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
                 low = self._shift(p, "gold") if not change else None
-                out.append(({**change, **(low or {})}, f"{said}too much replay: sample the replay band"
-                            if change else f"{said}too much replay: more gold instead"))
+                out.append(({**change, **(low or {})}, "too much replay: sample the replay band"
+                            if change else "too much replay: more gold instead"))
             elif reason == "too_little_gold":
                 change = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
-                out.append(({**change, **(self._shift(p, "gold") or {})}, f"{said}too little gold: more gold"))
+                out.append(({**change, **(self._shift(p, "gold") or {})}, "too little gold: more gold"))
             elif reason == "wrong_focus":
                 change = {k: [] for k in ("data.focus_pairs", "data.targeted")
                           if getattr(p.data, k.split(".")[1])}
                 out.append((change or (self._shift(p, "gold") or {}),
-                            f"{said}wrong focus: drop the focus pairs and targeted examples" if change
-                            else f"{said}wrong focus: fewer hard negatives, more gold"))
+                            "wrong focus: drop the focus pairs and targeted examples" if change
+                            else "wrong focus: fewer hard negatives, more gold"))
             elif reason == "bad_corrections" and p.hyperparams.task == "classification" \
                     and p.data.gold_filter == "none":
                 out.append(({"data.gold_filter": "neighbours"},
-                            f"{said}bad corrections: drop gold whose correction its verified neighbours contradict"))
+                            "bad corrections: drop gold whose correction its verified neighbours contradict"))
         return [(change, why) for change, why in out if change]
 
     # -- seeded fill-in moves ---------------------------------------------------------------

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.dotted import flatten
 from engine.escape import code, markdown, markdown_block
-from engine.search.pipeline import flatten
 from store import Event, Store, atomic_write_text
 
 SLICE_ORDER = ("gold", "hard_negative", "replay")

@@ -119,10 +119,10 @@ class ResumeRun:
 class ForkRun:
     """"Fork from this node": a production run from the node's pipeline on its run's diagnosis."""
 
-    plan: Any  # engine.fork.ForkPlan
+    plan: Any  # engine.production.fork.ForkPlan
 
     def __call__(self, session: EngineSession) -> None:
-        from engine.fork import fork_run
+        from engine.production.fork import fork_run
 
         with Store(session.workspace) as store:
             fork_run(store, self.plan, reviewer=session.reviewer, subscribers=(session.on_event,),

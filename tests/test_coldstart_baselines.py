@@ -19,7 +19,7 @@ from engine.coldstart.baselines import (
     training_lexicon,
 )
 from engine.coldstart.eval_sets import build_held_out_set
-from engine.diagnosis.fixability import MiniLMEmbedder
+from engine.diagnosis.embedders import MiniLMEmbedder
 from engine.models.base import Example
 
 

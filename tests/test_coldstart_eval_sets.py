@@ -20,7 +20,7 @@ from engine.coldstart.eval_sets import (
 )
 from engine.coldstart.registry import LoadedData
 from engine.data.quality import input_hash
-from engine.diagnosis.fixability import fitted_tfidf
+from engine.diagnosis.embedders import fitted_tfidf
 from engine.models.base import Example, Span
 from engine.search.pipeline import DatasetSpec
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from engine.data.curriculum import (
+from engine.curriculum import (
     CurriculumConfig,
     build_curriculum,
     cluster_ratio,
@@ -16,7 +16,7 @@ from engine.data.curriculum import (
     with_row_ids,
 )
 from engine.data.quality import input_hash
-from engine.diagnosis.fixability import fitted_tfidf
+from engine.diagnosis.embedders import fitted_tfidf
 from engine.diagnosis.taxonomy import build_taxonomy
 from engine.diagnosis.traces import LabelledText, Trace, pool_from_rows, pool_from_traces
 from engine.models.base import ConfigError, Span
@@ -229,7 +229,7 @@ def test_row_ids_are_stable_and_unique_per_slice_and_source():
 
 
 def test_slice_weights_give_each_slice_its_share_of_the_loss():
-    from engine.data.curriculum import slice_weights
+    from engine.curriculum import slice_weights
 
     rows = [{"slice": "gold"}] * 24 + [{"slice": "hard_negative"}] * 49 + [{"slice": "replay"}] * 426
     weights = slice_weights(rows, {"gold": 0.5, "hard_negative": 0.3, "replay": 0.2})

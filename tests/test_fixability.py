@@ -10,16 +10,13 @@ import pytest
 
 from engine.data.perturb import perturb_examples
 from engine.data.perturb_types import INJECTIONS, JAILBREAK_TEMPLATES, NEAR_EMPTY, TYPES
+from engine.diagnosis.embedders import CachedEmbedder, MiniLMEmbedder, TfidfEmbedder, fitted_tfidf
 from engine.diagnosis.fixability import (
-    CachedEmbedder,
-    MiniLMEmbedder,
     OffDomainDetector,
-    TfidfEmbedder,
     TriageConfig,
     apply_judgment,
     cluster_triage,
     empty_reason,
-    fitted_tfidf,
     gibberish_reason,
     injection_reason,
     input_poison,

@@ -1,4 +1,4 @@
-"""Fork from a node (engine.fork): a new production run whose root pipeline is exactly the historical
+"""Fork from a node (engine.production.fork): a new production run whose root pipeline is exactly the historical
 node's and which works on the source run's diagnosis, recorded in its config and curation log,
 resumable like any run; after the diagnosed model was replaced, the node's recipe carried over to the
 deployed model's own traces; and the forks it refuses, each with a one-line reason."""
@@ -12,10 +12,10 @@ import pytest
 from fixtures.fork_source import LLM_CHANGES, build_source
 
 from engine.curation_log import render_curation_log
-from engine.fork import fork_run, plan_fork
 from engine.ingest import ingest_traces
 from engine.models.base import ConfigError
 from engine.production import load_diagnosis
+from engine.production.fork import fork_run, plan_fork
 from engine.search.loop import resume_run
 from engine.search.pipeline import Pipeline
 from engine.search.reviewer import Confirmation, CurriculumReview, Decision, HeadlessReviewer

@@ -64,8 +64,7 @@ def test_production_config_names_the_bad_field():
 
 
 def test_auto_embedder_is_minilm_when_its_package_is_installed(monkeypatch):
-    from engine.diagnosis.fixability import MiniLMEmbedder
-    from engine.production import resolve_embedder
+    from engine.diagnosis.embedders import MiniLMEmbedder, resolve_embedder
 
     assert ProductionConfig(model="m").embedder == "auto"
     assert resolve_embedder("tfidf") == "tfidf" and resolve_embedder("minilm") == "minilm"

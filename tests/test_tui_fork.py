@@ -1,4 +1,4 @@
-"""`F` on a replayed run: the real fork (engine.fork on the app's engine worker) starts a production run
+"""`F` on a replayed run: the real fork (engine.production.fork on the app's engine worker) starts a production run
 from the highlighted node's pipeline on the source run's diagnosis, shown live on the main screen
 with its first curriculum up for review; forks the engine refuses say why and start nothing."""
 

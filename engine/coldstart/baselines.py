@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.coldstart.analysis import TaskAnalysis
 from engine.coldstart.eval_sets import HeldOutSet, score_held_out
-from engine.diagnosis.fixability import Embedder
+from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.traces import output_to_json
 from engine.models.base import Example, Prediction, Span
 

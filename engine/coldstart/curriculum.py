@@ -2,7 +2,7 @@
 quality controls.
 
 Gold is a label-stratified sample of the training pool (gold_fraction of the rows used). Hard
-negatives are mined by production's 2-for-1 rule (engine.data.curriculum in cold_start mode): for
+negatives are mined by production's 2-for-1 rule (engine.curriculum in cold_start mode): for
 each gold example, up to two of the most similar remaining pool inputs whose answer differs, across
 the focus label pairs when the search names some (else across any label). Targeted examples (the
 policy's surgical augmentation) are pool inputs nearest to the held-out failures of a pattern that
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from engine import curriculum as cur
 from engine.coldstart.eval_sets import stratified_sample
-from engine.data import curriculum as cur
 from engine.data.quality import QCConfig, input_hash, run_quality_controls
-from engine.diagnosis.fixability import Embedder
+from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
 from engine.diagnosis.traces import LabelledText, Trace, output_to_json
 from engine.models.base import Example

@@ -31,8 +31,8 @@ from engine.coldstart.analysis import TaskAnalysis
 from engine.coldstart.registry import LoadedData
 from engine.data.perturb import DEFAULT_RATES, perturb_examples
 from engine.data.quality import input_hash
+from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.eval_sets import allocate
-from engine.diagnosis.fixability import Embedder
 from engine.diagnosis.traces import output_to_json, primary_label
 from engine.eval import metrics as m
 from engine.models.base import Example

@@ -24,12 +24,12 @@ from engine.coldstart.eval_sets import (
     score_held_out,
 )
 from engine.coldstart.setup import DATASET_TEACHER, ColdStartConfig, ColdStartSetup, make_embedder
-from engine.data.curriculum import to_examples
-from engine.diagnosis.fixability import Embedder
+from engine.curriculum import to_examples
+from engine.data.quality import qc_checks
+from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.traces import output_to_json, parse_output
 from engine.eval.metrics import score as score_metric
 from engine.models.base import Example, ProgressCallback, head_init
-from engine.production import qc_checks
 from engine.search.graph import Node
 from engine.search.loop import NodeEvaluation, NodeFailed
 from engine.search.pipeline import Strategy

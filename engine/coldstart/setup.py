@@ -25,12 +25,12 @@ from engine.coldstart.eval_sets import (
     stratified_sample,
 )
 from engine.coldstart.registry import DataUnavailable, LoadedData, load_source, synthesise_seed_examples
-from engine.diagnosis.fixability import CachedEmbedder, Embedder, MiniLMEmbedder
+from engine.diagnosis.embedders import CachedEmbedder, Embedder, MiniLMEmbedder
+from engine.diagnosis.embedders import make_embedder as shared_embedder
 from engine.diagnosis.traces import output_to_json
 from engine.events import EventBus
 from engine.models.base import TASKS, ConfigError, Example, TrainConfig
 from engine.models.resolve import ALIASES, resolve_model
-from engine.production import make_embedder as shared_embedder
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.seed import seed_everything

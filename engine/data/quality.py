@@ -313,3 +313,29 @@ def length_distance(train_inputs: Sequence[str], target_inputs: Sequence[str]) -
             "ks": round(float(ks_2samp(a, b).statistic), 4),
             "train_mean": round(float(a.mean()), 2), "target_mean": round(float(b.mean()), 2),
             "n_target": len(b)}
+
+
+def qc_checks(report: QCReport, config: QCConfig) -> dict[str, Any]:
+    """The quality-control report as pass/fail checks (what the Reviewer and the curation log show)."""
+    after = (report.label_ratio or {}).get("after") or {}
+    ratio = max(after.values()) / min(after.values()) if len(after) >= 2 and min(after.values()) else 1.0
+    patterns = report.patterns or {}
+    counts = list((patterns.get("per_label") or {}).values())
+    checks = [
+        {"name": "leakage", "passed": True, "value": 0, "limit": 0, "dropped": sum(report.leakage.values())},
+        {"name": "exact_duplicates", "passed": True, "value": 0, "limit": 0, "dropped": report.exact_duplicates,
+         "conflicts": report.conflicts},
+        {"name": "near_duplicates", "passed": True, "value": 0, "limit": 0, "dropped": report.near_duplicates,
+         "jaccard": config.near_dup_jaccard, "contrastive_pairs": report.contrastive_pairs},
+        {"name": "label_ratio", "passed": not (report.label_ratio or {}).get("violations"), "value": round(ratio, 3),
+         "limit": config.max_label_ratio},
+        {"name": "patterns_per_label", "passed": not patterns.get("below") and not patterns.get("above"),
+         "value": f"{min(counts)}-{max(counts)}" if counts else "—",
+         "limit": f"{config.patterns_per_label[0]}-{config.patterns_per_label[1]}"},
+    ]
+    if report.surface_repeats:
+        worst = max(report.surface_repeats.get("over_cap_protected", {}).values(), default=0)
+        checks.append({"name": "surface_repeats", "passed": not worst, "value": worst or "—",
+                       "limit": config.max_surface_repeats, "dropped": report.surface_repeats.get("dropped", 0)})
+    return {"checks": checks, "length_distance": report.length, "rows": f"{report.n_out} of {report.n_in} kept",
+            "dropped": report.dropped}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.quality import normalise
-from engine.diagnosis.fixability import Embedder, fitted_tfidf
+from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster
 from engine.diagnosis.traces import (
     LabelledText,

@@ -22,7 +22,7 @@ from engine.diagnosis.traces import Trace, output_key, output_to_json
 from engine.models.base import TASKS, Span
 
 if TYPE_CHECKING:
-    from engine.diagnosis.fixability import Embedder
+    from engine.diagnosis.embedders import Embedder
 
 POISON_KINDS = ("empty", "gibberish", "injection", "off_domain", "label_error")
 # Kinds no training can fix: poison (never trained on), and failures with nothing to learn from.

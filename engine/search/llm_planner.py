@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 import jsonschema
 
+from engine.dotted import flatten
 from engine.models.base import ConfigError
-from engine.search.pipeline import BANDS, Pipeline, flatten
+from engine.search.pipeline import BANDS, Pipeline
 from engine.search.planner import (
     ClusterInfo,
     Fixability,

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.dotted import flatten
 from engine.models.base import ConfigError, TrainConfig
 
 Mode = Literal["cold_start", "production"]
@@ -233,18 +234,6 @@ class Pipeline:
         """Dotted keys whose value differs: {key: [mine, other's]}."""
         mine, theirs = flatten(self.to_dict()), flatten(other.to_dict())
         return {k: [mine.get(k), theirs.get(k)] for k in sorted(mine) if mine.get(k) != theirs.get(k)}
-
-
-def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to dotted keys; lists stay leaf values."""
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def _known(raw: Any, where: str, allowed: set[str]) -> None:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.diagnosis.embedders import EMBEDDERS
 from engine.escape import terminal
 from engine.ingest import IngestError, ingest_traces
 from engine.models.base import TASKS, ConfigError
-from engine.production import EMBEDDERS, ProductionConfig, ProductionSummary, deployed_model, improve
+from engine.production import ProductionConfig, ProductionSummary, deployed_model, improve
 from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
 from pioneer_tui.cli import Context, UserError

@@ -18,9 +18,9 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent,
 
 from engine.coldstart.mode import ColdStartConfig
 from engine.demo import DEMO_DIR, next_week
-from engine.fork import plan_fork
 from engine.models.base import ConfigError
 from engine.production import ProductionConfig
+from engine.production.fork import plan_fork
 from store import Store
 
 
@@ -49,7 +49,7 @@ def traces_count(store: Store, model: dict[str, Any]) -> int:
 
 
 def fork_request(store: Store, run_id: str | None, node_id: str | None) -> RunRequest:
-    """A fork of a historical node (engine.fork): refused with a one-line reason when it cannot be."""
+    """A fork of a historical node (engine.production.fork): refused with a one-line reason when it cannot be."""
     if not run_id or not node_id:
         raise ConfigError("Fork: highlight a node of a stored run in the graph first")
     return RunRequest("fork", plan_fork(store, run_id, node_id))

@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, SelectionList, Static, TextArea
 
-from engine.data.curriculum import loss_shares
+from engine.curriculum import loss_shares
 from engine.data.quality import input_hash, row_label
 from engine.search.pipeline import BANDS
 from engine.search.reviewer import VETO_REASONS, CurriculumReview, Decision
@@ -149,7 +149,7 @@ def slice_bands(rows: Sequence[dict[str, Any]], review: CurriculumReview,
     the curriculum and replay a share of the replay pool (an edit does not change the pool, so it
     scales with the replay rows from the share the engine measured). When the whole pool is replayed
     (replay_scope "all") the rows are weighted so each slice is the pipeline's share of the loss
-    (engine.data.curriculum.loss_shares); then the pool's coverage is what an edit can change."""
+    (engine.curriculum.loss_shares); then the pool's coverage is what an edit can change."""
     now = Counter(slice_of(r) for r in rows)
     data = review.pipeline.data
     bands = {}

@@ -309,7 +309,7 @@ class RunScreen(Screen):
     # -- actions -------------------------------------------------------------------------------
     def action_fork(self) -> None:
         """Fork from the highlighted node: a new production run whose root pipeline is that node's, on
-        this run's diagnosis (engine.fork)."""
+        this run's diagnosis (engine.production.fork)."""
         node_id = self.query_one(SearchGraph).highlighted_id
         try:
             request = fork_request(self.store, self.state.run_id, node_id)

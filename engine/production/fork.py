@@ -7,7 +7,8 @@ previous-checkpoint sets, triage, taxonomy and probes) instead of diagnosing aga
 since, or a taxonomy rebuilt from them, would be a different state. Its root is still the deployed
 model scored on that failure set (as in every production run); the search grows from the node's
 pipeline. The run config records `root`, `diagnosis_from` and `forked_from`, so `resume` rebuilds the
-same loop (engine.production.loop_parts); the adopted diagnosis is snapshotted under the fork's own
+same loop (engine.production.mode.loop_parts); the adopted diagnosis (engine.production.diagnosis.
+adopt_diagnosis) is snapshotted under the fork's own
 run with a copy of the source's taxonomy_built event and a "Fork" curation note, in one transaction.
 
 When the model the source run diagnosed is no longer deployed (its run, or a later one, promoted a
@@ -23,23 +24,14 @@ recipe whose deployed model has no traces yet to diagnose.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
-from engine.events import EventBus, Subscriber
+from engine.events import Subscriber
 from engine.models.base import ConfigError
-from engine.production import (
-    Diagnosis,
-    ProductionConfig,
-    ProductionSummary,
-    improve,
-    load_diagnosis,
-    model_traces,
-    parent_data,
-    save_diagnosis,
-)
+from engine.production.config import ProductionConfig
+from engine.production.diagnosis import model_traces, parent_data, source_diagnosis
+from engine.production.mode import ProductionSummary, improve
 from engine.search.loop import LoopConfig
 from engine.search.pipeline import Pipeline
 from engine.search.planner import Planner
@@ -76,7 +68,7 @@ def plan_fork(store: Store, run_id: str, node_id: str) -> ForkPlan:
     if "production" not in raw:
         raise ConfigError(f"Fork: run {run_id} has no stored production configuration to reuse")
     config = ProductionConfig.from_dict(raw["production"])
-    diagnosis = _source_diagnosis(store, run_id)
+    diagnosis = source_diagnosis(store, run_id)
     model = store.models.get(diagnosis.deployed_id)
     if model is None:
         raise ConfigError(f"Fork: model {diagnosis.deployed_id}, which run {run_id} diagnosed, is no longer "
@@ -105,49 +97,4 @@ def fork_run(store: Store, plan: ForkPlan, *, reviewer: Reviewer, planner: Plann
                    diagnosis_from=plan.diagnosis_from, forked_from=plan.node_id)
 
 
-def adopt_diagnosis(store: Store, bus: EventBus, run_config: dict[str, Any]) -> Diagnosis:
-    """Snapshot the source run's diagnosis as this run's, with its taxonomy_built event and a note
-    on where the fork came from (engine.production.loop_parts calls this once per forked run)."""
-    source = str(run_config["diagnosis_from"])
-    diagnosis = _source_diagnosis(store, source)
-    events = store.runs.events(source)
-    taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
-    with store.transaction():
-        save_diagnosis(store, bus.run_id, diagnosis)
-        bus.emit("taxonomy_built", **taxonomy)
-        bus.emit("curation_note", section="Fork", markdown=fork_note(store, source, run_config, diagnosis))
-    return diagnosis
-
-
-def fork_note(store: Store, source: str, run_config: dict[str, Any], d: Diagnosis) -> str:
-    """Where the fork came from: the node, what its pipeline changed from the source's root, the sets."""
-    node_id = run_config.get("forked_from")
-    lines = [f"Forked from node `{node_id}` of run `{source}`." if node_id else f"Search restarted on run "
-             f"`{source}`'s diagnosis."]
-    if run_config.get("root"):
-        root = Pipeline.from_dict(run_config["root"])
-        source_root = next((n for n in store.runs.nodes(source) if n["parent_id"] is None), None)
-        changes = Pipeline.from_dict(source_root["pipeline"]).diff(root) if source_root else {}
-        lines.append("Its pipeline is this run's root; it differs from the source's root in: " + (
-            "; ".join(f"`{k}` {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in changes.items()) or "nothing")
-            + ".")
-    failure, regression = d.failure, d.regression
-    lines.append(f"Diagnosis adopted from run `{source}`, not rebuilt: deployed model `{d.deployed_id}`, "
-                 f"failure set {len(failure) if failure else 0}, regression set {len(regression) if regression else 0}, "
-                 f"previous checkpoint's set {len(d.cross)}, {len(d.taxonomy.clusters) if d.taxonomy else 0} "
-                 f"clusters, {len(d.probes)} probe reports.")
-    return "\n\n".join(lines)
-
-
-def _source_diagnosis(store: Store, run_id: str) -> Diagnosis:
-    try:
-        diagnosis = load_diagnosis(store, run_id)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"Fork: run {run_id}'s diagnosis snapshot cannot be read ({type(exc).__name__}: {exc}); "
-                          "it cannot be forked") from exc
-    if diagnosis is None:
-        raise ConfigError(f"Fork: run {run_id} was never diagnosed (no taxonomy_built event); start a new run")
-    return diagnosis
-
-
-__all__ = ["ForkPlan", "adopt_diagnosis", "fork_note", "fork_run", "plan_fork"]
+__all__ = ["ForkPlan", "fork_run", "plan_fork"]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.quality import input_hash
-from engine.diagnosis.fixability import Embedder, fitted_tfidf
+from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
 from engine.diagnosis.traces import (
     LabelledText,

@@ -120,3 +120,53 @@ def test_empty_workspace_offers_the_demo(tmp_path, tmux_app):
     screen = tmux.wait_for("No run on screen")  # the demo stays on offer after the welcome is dismissed
     assert "d runs the demo project" in screen and "d Demo" in screen
     tmux.send("q")
+
+
+@pytest.mark.slow
+def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmux_app):
+    """The person in the loop on the real demo (real training, a few minutes): a veto with a reason
+    changes the next proposal, a ratio typo is refused in place, refusing a promotion keeps the search
+    going, and a later candidate is promoted. The store then holds exactly those decisions."""
+    workspace = tmp_path / "demo"
+    tmux = tmux_app(workspace)
+    tmux.wait_for("Run the demo (d)")
+    tmux.send("d")
+    tmux.wait_for("Curriculum for node n0001", timeout=300)
+    tmux.send("v")
+    tmux.wait_for("What is wrong with this curriculum?")
+    for keys in ("too many hard negatives", "Tab", "Down", "Space", "C-s"):  # the second reason: too little gold
+        tmux.send(keys)
+        time.sleep(0.5)  # one key at a time, as a person types: the dialog moves focus between them
+    screen = tmux.wait_for("Since n0001 was vetoed (too little gold; too many hard negatives)", timeout=300)
+    assert "revised after" in screen
+    tmux.send("s")  # the slice ratios, mistyped
+    tmux.wait_for("slice")
+    time.sleep(0.5)
+    tmux.send("hard=50")
+    time.sleep(0.5)
+    tmux.send("Enter")
+    assert "write slice=value" in tmux.wait_for("✗ 'hard=50'")
+    tmux.send("Escape")
+    tmux.wait_gone("✗ 'hard=50'")
+    tmux.send("a")
+    tmux.wait_for("Promote run-", timeout=300)
+    tmux.send("n")  # refuse: the search goes on
+    refused_once = True
+    deadline = time.monotonic() + 900
+    while "· finished ·" not in (screen := tmux.screen()):
+        assert time.monotonic() < deadline, f"the run never finished; the screen was:\n{screen}"
+        if "Promote run-" in screen and not refused_once:
+            tmux.send("y")
+        elif "Roll back from" in screen:
+            tmux.send("y")
+        elif "Curriculum for node" in screen:
+            tmux.send("a")
+        refused_once = False if "Curriculum for node" in screen else refused_once
+        time.sleep(1.0)
+    with Store(workspace) as store:
+        run = store.runs.list()[-1]["id"]
+        decisions = [(d["kind"], d["action"]) for d in store.runs.decisions(run)]
+        veto = next(d for d in store.runs.decisions(run) if d["action"] == "veto")
+        assert veto["diff"]["reasons"] == ["too_little_gold"] and veto["reason"] == "too many hard negatives"
+        assert ("promotion", "refuse") in decisions and decisions[-1] == ("promotion", "approve")
+        assert store.models.deployed()["id"] != "demo-intent-v1"

@@ -57,6 +57,7 @@ class CurriculumConfig:
     replay_band: tuple[float, float] = (0.10, 0.20)  # fraction of |D_parent|
     replay_share: float = 0.15  # preferred share of D_post, clamped into replay_band x |D_parent|
     replay_all: bool = False  # production: replay the whole pool instead of the replay band
+    balance: bool = False  # with replay_all: weight the slices so the composition holds as loss shares
     cold_start_ratio: tuple[float, float] = (0.65, 0.35)  # gold : hard
     hard_per_gold: int = 2
     seed: int = 0
@@ -116,13 +117,13 @@ class Curriculum:
 
     def bands(self) -> dict[str, dict[str, Any]]:
         """Each slice's share against its band — the Reviewer's check. Gold and hard negatives are shares
-        of D_post and replay a share of the replay pool; when the whole pool is replayed every slice is
-        a share of the loss instead (slice_weights: the composition holds by construction), and
-        `replay_coverage` says how much of the pool survived the quality controls (rows mined as hard
-        negatives count as covered)."""
+        of D_post and replay a share of the replay pool. When the whole pool is replayed, `replay_coverage`
+        says how much of it survived the quality controls (rows mined as hard negatives count as covered),
+        and the slices are shares of the loss when they are balanced (slice_weights: the composition holds
+        by construction), else row shares with no band to meet (the pool's size sets them)."""
         comp, cfg = self.composition(), self.config
         if full_replay(self.parent_size, cfg):
-            return self._loss_bands(comp)
+            return self._whole_pool_bands(comp)
         out = {part: {"value": round(comp[part] / len(self.rows), 4) if self.rows else 0.0, "band": list(band),
                       "of": "D_post"}
                for part, band in (("gold", cfg.gold_band), ("hard_negative", cfg.hard_band))}
@@ -136,19 +137,24 @@ class Curriculum:
             v["ok"] = v["band"] is None or (v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
         return out
 
-    def _loss_bands(self, comp: dict[str, int]) -> dict[str, dict[str, Any]]:
+    def _whole_pool_bands(self, comp: dict[str, int]) -> dict[str, dict[str, Any]]:
         cfg = self.config
         bands = {"gold": list(cfg.gold_band), "hard_negative": list(cfg.hard_band),
                  "replay": [round(max(0.0, cfg.replay_share - 0.05), 4), round(cfg.replay_share + 0.05, 4)]}
-        shares = loss_shares(comp, {part: (band[0] + band[1]) / 2 for part, band in bands.items()})
-        out: dict[str, dict[str, Any]] = {
-            part: {"value": round(shares.get(part, 0.0), 4), "band": band, "of": "loss"} for part, band in bands.items()}
+        if cfg.balance:
+            shares = loss_shares(comp, {part: (band[0] + band[1]) / 2 for part, band in bands.items()})
+            out: dict[str, dict[str, Any]] = {part: {"value": round(shares.get(part, 0.0), 4), "band": band,
+                                                     "of": "loss"} for part, band in bands.items()}
+        else:
+            total = sum(comp.values()) or 1
+            out = {part: {"value": round(comp[part] / total, 4), "band": None, "of": "D_post"} for part in bands}
         covered = comp["replay"] + self.replay.get("pool_as_hard_negatives", 0)
         pool = self.replay.get("replayable", self.parent_size)
         out["replay_coverage"] = {"value": round(covered / pool, 4) if pool else None, "band": [0.9, 1.0],
                                   "of": "replay pool"}
         for v in out.values():
-            v["ok"] = v["value"] is not None and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9
+            v["ok"] = v["band"] is None or (v["value"] is not None
+                                            and v["band"][0] - 1e-9 <= v["value"] <= v["band"][1] + 1e-9)
         return out
 
     def to_dict(self) -> dict[str, Any]:

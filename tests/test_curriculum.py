@@ -132,10 +132,15 @@ def test_replay_all_replays_the_whole_pool(scenario):
     bands = cur.bands()
     # every pool row that is not protected is trained on, as replay or as a hard negative
     assert bands["replay_coverage"] == {"value": 1.0, "band": [0.9, 1.0], "of": "replay pool", "ok": True}
-    # each slice is a share of the loss (the rows are weighted), which holds the composition by construction
-    assert {k: (v["of"], v["ok"]) for k, v in bands.items() if k != "replay_coverage"} == {
+    # unbalanced, the slices are row shares the pool's size sets: stated, with no band to meet
+    assert {k: (v["of"], v["band"], v["ok"]) for k, v in bands.items() if k != "replay_coverage"} == {
+        "gold": ("D_post", None, True), "hard_negative": ("D_post", None, True), "replay": ("D_post", None, True)}
+    # balanced, each slice is its share of the loss (the rows are weighted): the composition holds
+    balanced = build_curriculum(tax, fail, pool=pool, parent=parent, exclude_inputs=regression,
+                                config=CurriculumConfig(replay_all=True, balance=True)).bands()
+    assert {k: (v["of"], v["ok"]) for k, v in balanced.items() if k != "replay_coverage"} == {
         "gold": ("loss", True), "hard_negative": ("loss", True), "replay": ("loss", True)}
-    assert sum(bands[k]["value"] for k in ("gold", "hard_negative", "replay")) == pytest.approx(1.0, abs=1e-3)
+    assert sum(balanced[k]["value"] for k in ("gold", "hard_negative", "replay")) == pytest.approx(1.0, abs=1e-3)
     # the replay share (the pipeline's replay fraction) keeps the 10-20% band
     shared = build_curriculum(tax, fail, pool=pool, parent=parent, config=CurriculumConfig())
     assert len(by_slice(shared, "replay")) <= math.floor(0.20 * len(parent))

@@ -295,6 +295,9 @@ def test_a_move_that_did_not_improve_is_not_proposed_again_on_that_path():
     (("too_much_replay",), {"data.replay_scope": "all"}, {"data.replay_scope": ["all", "share"]}),
     (("too_much_replay",), {}, {"data.gold_fraction": [0.5, 0.55], "data.hard_negative_fraction": [0.35, 0.3]}),
     (("too_little_gold",), {}, {"data.gold_fraction": [0.5, 0.55], "data.hard_negative_fraction": [0.35, 0.3]}),
+    (("too_little_gold",), {"data.replay_scope": "all"}, {"data.balance": [False, True]}),
+    (("too_much_replay",), {"data.replay_scope": "all", "data.balance": True},
+     {"data.balance": [True, False], "data.replay_scope": ["all", "share"]}),
     (("wrong_focus",), {"data.focus_pairs": [["a", "b"]]}, {"data.focus_pairs": [[["a", "b"]], []]}),
     (("bad_corrections",), {}, {"data.gold_filter": ["none", "neighbours"]}),
 ])

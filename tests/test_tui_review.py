@@ -234,7 +234,8 @@ def test_replay_of_the_whole_pool_bands_each_slice_as_its_share_of_the_loss():
     rows = _rows()
     review = _review(rows)
     whole = CurriculumReview(review.node_id, Pipeline(DatasetSpec(
-        mode="production", gold_fraction=0.5, hard_negative_fraction=0.3, replay_fraction=0.2, replay_scope="all"),
+        mode="production", gold_fraction=0.5, hard_negative_fraction=0.3, replay_fraction=0.2, replay_scope="all",
+        balance=True),
         TrainConfig(task="classification")), review.rows)
     built = {"bands": {"replay_coverage": {"value": 1.0, "band": [0.9, 1.0], "ok": True}}}
     bands = live_qc(rows[:-1], whole, built)["bands"]

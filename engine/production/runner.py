@@ -106,7 +106,8 @@ class ProductionRunner:
         config = cur.CurriculumConfig(mode="production", gold_band=_band(spec.gold_fraction),
                                       hard_band=_band(spec.hard_negative_fraction), replay_share=spec.replay_fraction,
                                       replay_band=(spec.replay_fraction, max(spec.replay_fraction, 0.20)),
-                                      replay_all=spec.replay_scope == "all", seed=self.config.seed)
+                                      replay_all=spec.replay_scope == "all", balance=spec.balance,
+                                      seed=self.config.seed)
         taxonomy = self._focused(spec.focus_pairs)
         excluded = [x for inputs in self.protected.values() for x in inputs]
         # replay keeps the parent's competence: D_parent plus the deployed model's verified passes (T_pass
@@ -154,7 +155,7 @@ class ProductionRunner:
         rows = self.store.datasets.rows(dataset_version_id)
         examples = cur.to_examples(rows, self.task)
         spec = node.pipeline.data
-        if spec.replay_scope == "all":  # the composition holds as loss shares (engine.curriculum)
+        if spec.balance:  # the composition holds as loss shares (engine.curriculum)
             shares = {"gold": spec.gold_fraction, "hard_negative": spec.hard_negative_fraction,
                       "replay": spec.replay_fraction}
             examples = [replace(ex, weight=w) for ex, w in zip(examples, cur.slice_weights(rows, shares), strict=True)]
@@ -442,10 +443,10 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
 
 def _beyond_rows(pipeline: dict[str, Any]) -> tuple[Any, ...]:
     """What a training run reads from its pipeline besides the rows and hyperparameters: the
-    distillation, and the slice shares that weight the loss when the whole pool is replayed."""
+    distillation, and the slice shares that weight the loss when the slices are balanced."""
     strategy, data = pipeline.get("strategy") or {}, pipeline.get("data") or {}
     shares = tuple(data.get(k) for k in ("gold_fraction", "hard_negative_fraction", "replay_fraction")) \
-        if data.get("replay_scope") == "all" else ()
+        if data.get("balance") else ()
     return strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0), shares
 
 

@@ -83,7 +83,10 @@ class DatasetSpec:
     patterns with the number of targeted examples to add for each (surgical augmentation, 2-3).
     `replay_scope` (production): "share" replays the replay fraction, "all" the whole replay pool.
     `gold_filter`: "neighbours" drops gold rows whose correction the nearest verified rows contradict
-    (classification; what a person's "bad corrections" veto asks for).
+    (classification; what a person's "bad corrections" veto asks for). `balance` (with replay_scope
+    "all"): weight the slices so the gold / hard-negative / replay fractions hold as shares of the loss
+    (off: every row weighs one, so a large pool dominates; on a small pool of fixable failures
+    balancing overfit them: 20% of held-out passes broken on an AdaptFT CLINC150 stage).
     """
 
     mode: Mode = "cold_start"
@@ -96,6 +99,7 @@ class DatasetSpec:
     targeted: tuple[tuple[str, int], ...] = ()
     replay_scope: str = "share"
     gold_filter: str = "none"
+    balance: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.source_versions, str):
@@ -105,6 +109,8 @@ class DatasetSpec:
         object.__setattr__(self, "targeted", tuple(tuple(t) for t in self.targeted))
         if self.mode not in MODES:
             _fail("DatasetSpec.mode", self.mode, f"one of {', '.join(MODES)}")
+        if not isinstance(self.balance, bool) or (self.balance and self.replay_scope != "all"):
+            _fail("DatasetSpec.balance", self.balance, "true or false; true only with replay_scope 'all'")
         if self.gold_filter not in GOLD_FILTERS:
             _fail("DatasetSpec.gold_filter", self.gold_filter, f"one of {', '.join(GOLD_FILTERS)}")
         if self.replay_scope not in REPLAY_SCOPES or (self.mode == "cold_start" and self.replay_scope != "share"):

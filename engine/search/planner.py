@@ -461,13 +461,16 @@ class RulePlanner:
         out: list[Change] = []
         for reason in veto.reasons:
             if reason == "too_much_replay":
-                change: dict[str, Any] = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
+                change: dict[str, Any] = {"data.replay_scope": "share", "data.balance": False} \
+                    if p.data.replay_scope == "all" else {}
                 low = self._shift(p, "gold") if not change else None
                 out.append(({**change, **(low or {})}, "too much replay: sample the replay band"
                             if change else "too much replay: more gold instead"))
+            elif reason == "too_little_gold" and p.data.replay_scope == "all" and not p.data.balance:
+                out.append(({"data.balance": True}, "too little gold: keep the whole pool, weight gold to its "
+                                                     "share of the loss"))
             elif reason == "too_little_gold":
-                change = {"data.replay_scope": "share"} if p.data.replay_scope == "all" else {}
-                out.append(({**change, **(self._shift(p, "gold") or {})}, "too little gold: more gold"))
+                out.append((self._shift(p, "gold") or {}, "too little gold: more gold"))
             elif reason == "wrong_focus":
                 change = {k: [] for k in ("data.focus_pairs", "data.targeted")
                           if getattr(p.data, k.split(".")[1])}

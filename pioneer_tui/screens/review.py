@@ -148,17 +148,23 @@ def slice_bands(rows: Sequence[dict[str, Any]], review: CurriculumReview,
     """Each slice's share of the edited rows against its band. Gold and hard negatives are shares of
     the curriculum and replay a share of the replay pool (an edit does not change the pool, so it
     scales with the replay rows from the share the engine measured). When the whole pool is replayed
-    (replay_scope "all") the rows are weighted so each slice is the pipeline's share of the loss
-    (engine.curriculum.loss_shares); then the pool's coverage is what an edit can change."""
+    (replay_scope "all") the pool's coverage is what an edit can change, and the slices are the
+    pipeline's shares of the loss when balanced (engine.curriculum.loss_shares), else plain row shares."""
     now = Counter(slice_of(r) for r in rows)
     data = review.pipeline.data
     bands = {}
     if data.replay_scope == "all":
         shares = loss_shares(now, {"gold": data.gold_fraction, "hard_negative": data.hard_negative_fraction,
-                                   "replay": data.replay_fraction})
+                                   "replay": data.replay_fraction}) if data.balance else \
+            {part: now[part] / len(rows) for part in now} if rows else {}
         for part in ("gold", "hard_negative", "replay"):
-            band, value = _band(part, review, built.get(part) or {}), shares.get(part, 0.0)
-            bands[part] = {"value": value, "band": band, "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
+            value = shares.get(part, 0.0)
+            if data.balance:
+                band = _band(part, review, built.get(part) or {})
+                bands[part] = {"value": value, "band": band, "of": "loss",
+                               "ok": band[0] - TOLERANCE <= value <= band[1] + TOLERANCE}
+            else:  # row shares the pool's size sets: stated, nothing to meet
+                bands[part] = {"value": value, "band": None, "ok": True}
         measured = "replay_coverage"
     else:
         for part in ("gold", "hard_negative"):

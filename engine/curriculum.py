@@ -33,15 +33,9 @@ import numpy as np
 from engine.data.quality import input_hash
 from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
-from engine.diagnosis.traces import (
-    LabelledText,
-    Trace,
-    output_key,
-    output_to_json,
-    parse_output,
-    primary_label,
-)
+from engine.diagnosis.traces import LabelledText, Trace
 from engine.models.base import ConfigError, Example
+from engine.tasks import task_type
 
 SLICES = ("gold", "hard_negative", "replay")
 
@@ -202,7 +196,7 @@ def build_curriculum(
 
     rows: list[dict[str, Any]] = []
     for c in chosen:
-        rows += [{"input": g.input, "output": output_to_json(g.output, task), "slice": "gold", "source": g.source,
+        rows += [{"input": g.input, "output": task_type(task).to_json(g.output), "slice": "gold", "source": g.source,
                   "cluster": c.id} for g in gold[c.id]]
     used: set[int] = set()
     per_cluster = {}
@@ -296,7 +290,7 @@ def _gold_rows(chosen: list[FailureCluster], traces: Iterable[Trace], extra: Seq
         if cid not in gold or not isinstance(row.get("input"), str):
             skipped["extra_gold_unmatched"] += 1
             continue
-        output = parse_output(row.get("output"), task, f"extra gold row {i} field output")
+        output = task_type(task).parse(row.get("output"), f"extra gold row {i} field output")
         gold[cid].append(_Gold(row["input"], output, str(row.get("source") or f"extra:{i}"), None))
     return gold
 
@@ -323,7 +317,7 @@ class _Vectors:
 def _boundary_labels(g: _Gold, cluster: FailureCluster, task: str) -> set[str]:
     """Classification: the labels across the confusion from this gold example (what the model said,
     and the cluster's other labels). Empty set = any different answer will do."""
-    if task != "classification":
+    if not task_type(task).single_label:
         return set()
     labels = set(cluster.labels) | ({str(g.prediction)} if g.prediction is not None else set())
     return labels - {str(g.output)}
@@ -334,17 +328,17 @@ def _mine_hard(cluster: FailureCluster, gold: list[_Gold], candidates: Sequence[
     if quota <= 0 or not candidates or not gold:
         return []
     key_ids: dict[Any, int] = {}
-    keys = np.array([key_ids.setdefault(output_key(p.output, task), len(key_ids)) for p in candidates])
+    keys = np.array([key_ids.setdefault(task_type(task).key(p.output), len(key_ids)) for p in candidates])
     depth = config.hard_per_gold * 4 + 8
     ranked: list[list[int]] = []
     for start in range(0, len(gold), 256):
         chunk = gold[start:start + 256]
         sims = vectors.similarities([g.input for g in chunk])
         for g, row in zip(chunk, sims, strict=True):
-            allowed = keys != key_ids.get(output_key(g.output, task), -1)
+            allowed = keys != key_ids.get(task_type(task).key(g.output), -1)
             boundary = _boundary_labels(g, cluster, task)
             if boundary:  # classification: a candidate's key is its label
-                wanted = (output_key(b, task) for b in boundary)
+                wanted = (task_type(task).key(b) for b in boundary)
                 allowed &= np.isin(keys, [key_ids[k] for k in wanted if k in key_ids])
             masked = np.where(allowed, row, -np.inf)
             top = np.argsort(-masked, kind="stable")[:depth]
@@ -361,7 +355,7 @@ def _mine_hard(cluster: FailureCluster, gold: list[_Gold], candidates: Sequence[
                 j = ranked[i][cursor[i]]
                 used.add(j)
                 p = candidates[j]
-                out.append({"input": p.input, "output": output_to_json(p.output, task), "slice": "hard_negative",
+                out.append({"input": p.input, "output": task_type(task).to_json(p.output), "slice": "hard_negative",
                             "source": p.id, "cluster": cluster.id, "anchor": g.source})
     return out
 
@@ -376,19 +370,19 @@ def _synthesise(cluster: FailureCluster, gold: list[_Gold], have: list[dict[str,
         need = min(config.hard_per_gold - per_anchor[g.source], quota - len(have) - len(out))
         if need <= 0:
             continue
-        anchor = {"input": g.input, "output": output_to_json(g.output, task), "source": g.source}
+        anchor = {"input": g.input, "output": task_type(task).to_json(g.output), "source": g.source}
         for row in list(synthesize(anchor, need, cluster))[:need]:
             text = row.get("input") if isinstance(row, Mapping) else None
             try:
-                output = parse_output(row.get("output"), task, "synthesised row field output") if text else None
+                output = task_type(task).parse(row.get("output"), "synthesised row field output") if text else None
             except ValueError:
                 output = None
             if (not isinstance(text, str) or not text.strip() or output is None or input_hash(text) in blocked
-                    or output_key(output, task) == output_key(g.output, task)):
+                    or task_type(task).key(output) == task_type(task).key(g.output)):
                 skipped["synth_invalid"] += 1
                 continue
             blocked.add(input_hash(text))
-            out.append({"input": text, "output": output_to_json(output, task), "slice": "hard_negative",
+            out.append({"input": text, "output": task_type(task).to_json(output), "slice": "hard_negative",
                         "source": f"synth:{g.source}", "cluster": cluster.id, "anchor": g.source})
     return out
 
@@ -403,10 +397,10 @@ def _replay(new_rows: list[dict[str, Any]], available: list[LabelledText], paren
     rng = random.Random(config.seed)
     strata: dict[str, list[LabelledText]] = defaultdict(list)
     for p in sorted(available, key=lambda p: p.id):
-        strata[primary_label(p.output, task)].append(p)
+        strata[task_type(task).stratum(p.output)].append(p)
     for members in strata.values():
         rng.shuffle(members)
-    counts = Counter(primary_label(parse_output(r["output"], task, "curriculum row"), task) for r in new_rows)
+    counts = Counter(task_type(task).stratum(task_type(task).parse(r["output"], "curriculum row")) for r in new_rows)
     heap = [(counts.get(lab, 0), lab) for lab in sorted(strata)]
     heapq.heapify(heap)
     taken: Counter = Counter()
@@ -418,7 +412,7 @@ def _replay(new_rows: list[dict[str, Any]], available: list[LabelledText], paren
         n, lab = heapq.heappop(heap)
         taken[lab] += 1
         heapq.heappush(heap, (n + 1, lab))
-    rows = [{"input": p.input, "output": output_to_json(p.output, task), "slice": "replay", "source": p.id,
+    rows = [{"input": p.input, "output": task_type(task).to_json(p.output), "slice": "replay", "source": p.id,
              "cluster": None} for lab in sorted(taken) for p in strata[lab][:taken[lab]]]
     return rows, {"target": target, "wanted": want, "bounds": [lo, hi], "parent_size": parent_size,
                   "available": len(available), "strata": dict(sorted(taken.items()))}
@@ -426,7 +420,7 @@ def _replay(new_rows: list[dict[str, Any]], available: list[LabelledText], paren
 
 def to_examples(rows: Iterable[Mapping[str, Any]], task: str) -> list[Example]:
     """Curriculum rows as backend Examples (NER outputs become Span tuples)."""
-    return [Example(input=r["input"], output=parse_output(r["output"], task, f"dataset row {i} field output"),
+    return [Example(input=r["input"], output=task_type(task).parse(r["output"], f"dataset row {i} field output"),
                     id=str(r.get("source") or i)) for i, r in enumerate(rows)]
 
 

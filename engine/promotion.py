@@ -13,7 +13,7 @@ import getpass
 from dataclasses import dataclass
 
 from engine.curation_log import write_curation_log
-from engine.events import EventBus
+from engine.events import DecisionRecorded, EventBus
 from engine.models.base import ConfigError
 from engine.search.gates import Candidate, Deployment, GateError, GateReport
 from store import Store
@@ -53,9 +53,9 @@ def promote_node(store: Store, node_id: str, reason: str, who: str | None = None
     with store.transaction():
         decision = store.runs.record_decision(run_id, "promotion", "approve", who, node_id=node_id, reason=reason,
                                               diff={"override": override, "after_run": True})
-        bus.emit("decision_recorded", decision_id=decision, kind="promotion", action="approve", who=who,
-                 reason=reason, node_id=node_id, dataset_version_id=None,
-                 diff={"override": override, "after_run": True})
+        bus.emit(DecisionRecorded(decision_id=decision, kind="promotion", action="approve", who=who, reason=reason,
+                                  node_id=node_id, dataset_version_id=None,
+                                  diff={"override": override, "after_run": True}))
         try:
             Deployment(store, bus).promote(candidate, report, override=reason if override else None)
         except GateError as exc:

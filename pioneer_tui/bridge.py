@@ -20,6 +20,24 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from engine.curation_log import pipeline_change
+from engine.events import (
+    BudgetSpent,
+    CurriculumProposed,
+    DecisionRecorded,
+    GateChecked,
+    NodeAdded,
+    NodeEvaluated,
+    Promoted,
+    Rollback,
+    RunFinished,
+    RunStarted,
+    TaxonomyBuilt,
+    TrainProgress,
+    TrainStarted,
+    decode,
+    encode,
+)
+from engine.search.gates import standing
 from store import Event
 from widgets.cluster_pane import ClusterExample, ClusterView
 from widgets.formatting import duration
@@ -27,10 +45,6 @@ from widgets.score_chart import ScorePoint
 from widgets.search_graph import GraphNode
 from widgets.status_bar import RunStatus, StepProgress
 
-# Gates whose failure only means "below the threshold, keep searching"; failing only the regression
-# budget makes a close call (a person may promote it anyway); any other failing gate rejects it.
-SCORE_GATES = frozenset({"stop", "failure_set", "score"})
-BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
 RANKED_STATUSES = frozenset({"evaluated", "accepted", "deployed", "close_call", "refused"})
 STOPPED = frozenset({"interrupted", "failed"})  # run states recorded only in the run's row
 
@@ -102,7 +116,7 @@ class RunState:
     deployed_id: str | None = None
     clusters: list[ClusterView] = field(default_factory=list)
     curriculum: dict[str, Any] | None = None
-    decisions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[DecisionRecorded] = field(default_factory=list)
     progress: StepProgress | None = None
     spent: dict[str, float] = field(default_factory=dict)
     limits: dict[str, float] = field(default_factory=dict)
@@ -119,7 +133,8 @@ class RunState:
     rate_from: tuple[int, datetime] | None = None  # (step, time) of its first progress report
 
     def apply(self, event: Event) -> set[str]:
-        """Fold one event; returns the names of the panes it changed. Old or foreign events are ignored."""
+        """Fold one event (decoded once, to the engine's typed event); returns the names of the panes it
+        changed. Old or foreign events are ignored."""
         if event.seq <= self.last_seq or (self.run_id and event.run_id != self.run_id):
             return set()
         self.run_id = event.run_id
@@ -132,7 +147,7 @@ class RunState:
         changed = {"log"} if event.type != "train_progress" else set()
         activity = self.activity
         if handler is not None:
-            changed |= handler(event.payload)
+            changed |= handler(decode(event))
         if self.activity != activity:
             self.activity_at = self.last_at
         return changed
@@ -201,167 +216,148 @@ class RunState:
         return True
 
     # -- handlers ------------------------------------------------------------------------------
-    def _on_run_started(self, p: dict[str, Any]) -> set[str]:
-        self.mode = str(p.get("mode") or "")
-        self.config = dict(p.get("config") or {})
+    def _on_run_started(self, e: RunStarted) -> set[str]:
+        self.mode = e.mode
+        self.config = dict(e.config)
         self.state = "running"
         self.activity = ("diagnosing the traces: triage, failure taxonomy, probes" if self.mode == "production"
                          else "preparing the data and the held-out evaluation set")
         return {"status", "chart"}
 
-    def _on_taxonomy_built(self, p: dict[str, Any]) -> set[str]:
+    def _on_taxonomy_built(self, e: TaxonomyBuilt) -> set[str]:
         self.clusters = [
-            ClusterView(id=str(c.get("id", i)), name=str(c.get("name", "?")), kind=str(c.get("kind", "?")),
-                        size=int(c.get("size") or 0), fixability=str(c.get("fixability", "?")),
-                        confirmation_rate=c.get("confirmation_rate"),
-                        characteristics=dict(c.get("characteristics") or {}),
-                        examples=tuple(ClusterExample(str(e.get("trace_id", "")), str(e.get("input", "")),
-                                                      str(e.get("prediction", "")), str(e.get("correction", "")),
-                                                      str(e.get("reasoning") or ""))
-                                       for e in c.get("examples") or ()))
-            for i, c in enumerate(p.get("clusters") or [])
+            ClusterView(id=c.id, name=c.name, kind=c.kind, size=c.size, fixability=c.fixability,
+                        confirmation_rate=c.confirmation_rate, characteristics=dict(c.characteristics),
+                        examples=tuple(ClusterExample(x.trace_id, x.input, str(x.prediction), str(x.correction),
+                                                      x.reasoning or "") for x in c.examples))
+            for c in e.clusters
         ]
         self.activity = "scoring the deployed model on its failures"
         return {"clusters", "status"}
 
-    def _on_node_added(self, p: dict[str, Any]) -> set[str]:
-        node_id = str(p["node_id"])
-        parent = self.nodes.get(str(p.get("parent_id")))
-        modification = p.get("modification")
-        if not isinstance(modification, str):
-            modification = pipeline_change(parent.pipeline if parent else None, p.get("pipeline"), limit=2,
-                                           short=True)
-        prefix = f"{self.run_id}."
-        self.nodes[node_id] = GraphNode(
-            id=node_id, parent_id=p.get("parent_id"), name=node_id.removeprefix(prefix),
-            iteration=int(p.get("iteration") or 0), operator=str(p.get("operator") or ""),
-            modification=modification, rationale=str(p.get("rationale") or ""),
-            pipeline=dict(p.get("pipeline") or {}))
-        self.iteration = max(self.iteration, self.nodes[node_id].iteration)
-        self.activity = "building the next curriculum" if p.get("parent_id") else f"evaluating {self.nodes[node_id].name}"
+    def _on_node_added(self, e: NodeAdded) -> set[str]:
+        parent = self.nodes.get(str(e.parent_id))
+        self.nodes[e.node_id] = GraphNode(
+            id=e.node_id, parent_id=e.parent_id, name=e.node_id.removeprefix(f"{self.run_id}."),
+            iteration=e.iteration, operator=e.operator,
+            modification=pipeline_change(parent.pipeline if parent else None, dict(e.pipeline), limit=2, short=True),
+            rationale=e.rationale or "", pipeline=dict(e.pipeline))
+        self.iteration = max(self.iteration, e.iteration)
+        self.activity = "building the next curriculum" if e.parent_id else f"evaluating {self.nodes[e.node_id].name}"
         return {"graph", "status"}
 
-    def _node(self, p: dict[str, Any]) -> GraphNode | None:
-        return self.nodes.get(str(p.get("node_id")))
+    def _node(self, node_id: str | None) -> GraphNode | None:
+        return self.nodes.get(str(node_id))
 
-    def _name(self, p: dict[str, Any]) -> str:
-        node = self._node(p)
-        return node.name if node else str(p.get("node_id")).removeprefix(f"{self.run_id}.")
+    def _name(self, node_id: str | None) -> str:
+        node = self._node(node_id)
+        return node.name if node else str(node_id).removeprefix(f"{self.run_id}.")
 
-    def _on_curriculum_proposed(self, p: dict[str, Any]) -> set[str]:
-        self.curriculum = dict(p)
-        self.activity = f"waiting for a person to review {self._name(p)}'s curriculum"
+    def _on_curriculum_proposed(self, e: CurriculumProposed) -> set[str]:
+        self.curriculum = encode(e)[1]  # the curriculum pane reads it as plain data
+        self.activity = f"waiting for a person to review {self._name(e.node_id)}'s curriculum"
         return {"curriculum", "status"}
 
-    def _on_decision_recorded(self, p: dict[str, Any]) -> set[str]:
-        self.decisions.append(dict(p))
-        node = self._node(p)
-        if node is not None and p.get("kind") == "curriculum":
-            node.status = "vetoed" if p.get("action") == "veto" else "approved"
-        if node is not None and p.get("kind") == "promotion" and p.get("action") == "refuse" \
-                and not (p.get("diff") or {}).get("override"):
+    def _on_decision_recorded(self, e: DecisionRecorded) -> set[str]:
+        self.decisions.append(e)
+        node = self._node(e.node_id)
+        if node is not None and e.kind == "curriculum":
+            node.status = "vetoed" if e.action == "veto" else "approved"
+        if node is not None and e.kind == "promotion" and e.action == "refuse" and not e.override:
             node.status = "refused"  # a person kept the deployed model; the search goes on
-        if p.get("kind") == "curriculum" and p.get("action") == "edit" and self.curriculum is not None:
-            self.curriculum = {**self.curriculum, "dataset_version_id": p.get("dataset_version_id"),
-                               "edited_by": p.get("who"), "diff": p.get("diff") or {}}
-        if p.get("kind") == "curriculum":
-            self.activity = f"planning after the veto of {self._name(p)}" if p.get("action") == "veto" else \
-                f"training {self._name(p)}"
+        if e.kind == "curriculum" and e.action == "edit" and self.curriculum is not None:
+            self.curriculum = {**self.curriculum, "dataset_version_id": e.dataset_version_id, "edited_by": e.who,
+                               "diff": dict(e.diff)}
+        if e.kind == "curriculum":
+            self.activity = f"planning after the veto of {self._name(e.node_id)}" if e.action == "veto" else \
+                f"training {self._name(e.node_id)}"
         return {"graph", "curriculum", "status"}
 
-    def _on_train_started(self, p: dict[str, Any]) -> set[str]:
+    def _on_train_started(self, e: TrainStarted) -> set[str]:
         """The step's length is unknown until the trainer's first report: the loop's estimate counts
         other steps than some trainers do (a linear probe embeds first, then fits), so none is shown."""
-        node = self._node(p)
+        node = self._node(e.node_id)
         if node is not None:
             node.status = "training"
-        self.progress = StepProgress(f"train {self._name(p)}", 0, 0)
+        self.progress = StepProgress(f"train {self._name(e.node_id)}", 0, 0)
         self.train_at = self.last_at
         self.rate_from = None
         return {"graph", "status"}
 
-    def _on_train_progress(self, p: dict[str, Any]) -> set[str]:
+    def _on_train_progress(self, e: TrainProgress) -> set[str]:
         """ETA from the measured rate between this report and the step's first one (the first report
         follows setup such as tokenizing or embedding, so its own estimate says little)."""
-        step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
+        step, total = e.step, e.total_steps
         eta = None
         if self.rate_from is None or step < self.rate_from[0]:
             self.rate_from = (step, self.last_at) if self.last_at else None
         elif step > self.rate_from[0] and self.last_at:
             per_step = (self.last_at - self.rate_from[1]).total_seconds() / (step - self.rate_from[0])
             eta = max(total - step, 0) * per_step
-        self.progress = StepProgress(f"train {self._name(p)}", step, total, eta_s=eta, loss=p.get("loss"))
+        self.progress = StepProgress(f"train {self._name(e.node_id)}", step, total, eta_s=eta, loss=e.loss)
         if step >= total > 0:
-            self.activity = f"evaluating {self._name(p)}"
+            self.activity = f"evaluating {self._name(e.node_id)}"
         return {"status"}
 
-    def _on_node_evaluated(self, p: dict[str, Any]) -> set[str]:
-        node = self._node(p)
+    def _on_node_evaluated(self, e: NodeEvaluated) -> set[str]:
+        node = self._node(e.node_id)
         if node is None:
             return set()
-        node.score = p.get("score")
-        node.regressions = p.get("regressions")
-        node.metrics = dict(p.get("metrics") or {})
-        node.status = str(p.get("status") or "evaluated")
+        node.score = e.score
+        node.regressions = e.regressions
+        node.metrics = dict(e.metrics)
+        node.status = e.status
         self.progress = None
         self.activity = f"checking {node.name} against the gates, then planning the next step"
         self._rank()
         return {"graph", "status", "chart"}
 
-    def _on_gate_checked(self, p: dict[str, Any]) -> set[str]:
-        node = self._node(p)
+    def _on_gate_checked(self, e: GateChecked) -> set[str]:
+        node = self._node(e.node_id)
         if node is None:
             return set()
-        node.gates.append({k: p.get(k) for k in ("gate", "passed", "value", "threshold")})
-        if node.status in ("evaluated", "accepted", "rejected"):
-            failed = [g["gate"] for g in node.gates if not g["passed"]]
-            if failed and set(failed) <= BUDGET_GATES:
-                node.status = "close_call"
-            elif any(g not in SCORE_GATES for g in failed):
-                node.status = "rejected"
-            elif not failed:
-                node.status = "accepted"
-            else:
-                node.status = "evaluated"
-            self._rank()
+        node.gates.append({"gate": e.gate, "passed": e.passed, "value": e.value, "threshold": e.threshold})
         failed = [g["gate"] for g in node.gates if not g["passed"]]
+        if node.status in ("evaluated", "accepted", "rejected"):
+            node.status = standing(failed)
+            self._rank()
         self.activity = (f"{node.name} failed the {', '.join(failed)} gate; planning the next step" if failed else
                          f"{node.name} passed every gate so far: a promotion needs a person's approval")
         return {"graph", "status", "chart"}
 
-    def _on_rollback(self, p: dict[str, Any]) -> set[str]:
-        node = self._node(p)
+    def _on_rollback(self, e: Rollback) -> set[str]:
+        node = self._node(e.node_id)
         if node is not None:
             node.status = "rolled_back"
         self._rank()
         return {"graph", "status", "chart"}
 
-    def _on_promoted(self, p: dict[str, Any]) -> set[str]:
+    def _on_promoted(self, e: Promoted) -> set[str]:
         previous = self.nodes.get(self.deployed_id or "")
         if previous is not None and previous.status == "deployed":
             previous.status = "accepted"
-        node = self._node(p)
+        node = self._node(e.node_id)
         if node is not None:
             node.status = "deployed"
             self.deployed_id = node.id
         self._rank()
         return {"graph", "status", "chart"}
 
-    def _on_budget(self, p: dict[str, Any]) -> set[str]:
-        self.spent = {k: float(v) for k, v in (p.get("spent") or {}).items() if isinstance(v, int | float)}
-        self.limits = {k: float(v) for k, v in (p.get("limits") or {}).items() if isinstance(v, int | float)}
+    def _on_budget(self, e: BudgetSpent) -> set[str]:
+        self.spent = {k: float(v) for k, v in e.spent.items() if isinstance(v, int | float)}
+        self.limits = {k: float(v) for k, v in e.limits.items() if isinstance(v, int | float)}
         self.budget_at = self.last_at
-        self.clock_paused = bool(p.get("paused"))
+        self.clock_paused = e.paused
         return {"status"}
 
-    def _on_run_finished(self, p: dict[str, Any]) -> set[str]:
-        self.state = str(p.get("status") or "finished")
-        self.stop_reason = str(p.get("reason") or "")
-        self.outcome = str(p.get("outcome") or "")
-        self.promoted_model = p.get("promoted_model") or None
+    def _on_run_finished(self, e: RunFinished) -> set[str]:
+        self.state = e.status
+        self.stop_reason = e.reason
+        self.outcome = e.outcome
+        self.promoted_model = e.promoted_model or None
         self.progress = None
-        if p.get("best_node") in self.nodes:
-            self.declared_best = str(p["best_node"])
+        if e.best_node in self.nodes:
+            self.declared_best = e.best_node
         self._rank()
         return {"graph", "status"}
 

@@ -40,7 +40,6 @@ from _deployment import add_run_options, judged_traffic, reported_model, torch_t
 
 from engine.coldstart.registry import parse_conll  # noqa: E402
 from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
-from engine.diagnosis.traces import output_to_json, parse_output  # noqa: E402
 from engine.eval.metrics import entity_report  # noqa: E402
 from engine.models.base import Example, TrainConfig, head_init  # noqa: E402
 from engine.models.factory import train_and_register, trainer_for  # noqa: E402
@@ -48,6 +47,7 @@ from engine.models.predictor import load_predictor  # noqa: E402
 from engine.production import ProductionConfig, improve, load_diagnosis  # noqa: E402
 from engine.search.reviewer import HeadlessReviewer  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
+from engine.tasks import task_type  # noqa: E402
 from store import Store  # noqa: E402
 
 FILES = {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"}
@@ -72,7 +72,7 @@ def load_wnut(data_dir: Path) -> dict[str, list[Example]]:
 
 
 def rows_of(examples: Sequence[Example], prefix: str) -> list[dict[str, Any]]:
-    return [{"id": f"{prefix}-{i}", "input": ex.input, "output": output_to_json(ex.output, "ner")}
+    return [{"id": f"{prefix}-{i}", "input": ex.input, "output": task_type("ner").to_json(ex.output)}
             for i, ex in enumerate(examples)]
 
 
@@ -99,7 +99,7 @@ def score(predict, threshold: float | None, sets: dict[str, list[dict[str, Any]]
     out = dict(zip(texts, (p.output for p in predict(texts, threshold)), strict=True))
 
     def same(row: dict[str, Any]) -> bool:
-        gold = parse_output(row["gold"], "ner", "gold")
+        gold = task_type("ner").parse(row["gold"], "gold")
         return {(s.start, s.end, s.label) for s in gold} == {(s.start, s.end, s.label) for s in out[row["input"]]}
     result = {name: entity_scores([r["gold"] for r in rows], [out[r["input"]] for r in rows])
               for name, rows in sets.items()}
@@ -110,7 +110,7 @@ def score(predict, threshold: float | None, sets: dict[str, list[dict[str, Any]]
 
 
 def deploy(store: Store, train: list[Example], threads: int | None) -> None:
-    rows = [{"id": ex.id, "input": ex.input, "output": output_to_json(ex.output, "ner")} for ex in train]
+    rows = [{"id": ex.id, "input": ex.input, "output": task_type("ner").to_json(ex.output)} for ex in train]
     dataset = store.datasets.create(rows, name="WNUT-17 D_parent", task="ner", composition={"gold": len(rows)},
                                     note="small WNUT-17 train slice")
     seed_everything(RECIPE["seed"])
@@ -150,7 +150,7 @@ def main() -> None:
         deploy(store, train, args.threads)
         deployed = store.models.get(MODEL_ID)
         predictor = load_predictor(deployed["artifact_path"])
-        preds = [output_to_json(p.output, "ner") for p in predictor.predict([r["input"] for r in prod])]
+        preds = [task_type("ner").to_json(p.output) for p in predictor.predict([r["input"] for r in prod])]
         traces = judged_traffic(store, Path(tmp), prod, preds, model_id=MODEL_ID, task="ner", source="wnut17",
                                 seed=args.seed)
         n_fail = sum(t["verdict"] == "fail" for t in traces)
@@ -183,7 +183,7 @@ def main() -> None:
         pioneer = score(load_predictor(model["artifact_path"]).predict, threshold, sets) if model else None
 
         t2 = time.perf_counter()
-        naive_rows = list(train) + [Example(t["input"], parse_output(gold(t), "ner", t["id"]), t["id"])
+        naive_rows = list(train) + [Example(t["input"], task_type("ner").parse(gold(t), t["id"]), t["id"])
                                     for t in traces]
         seed_everything(RECIPE["seed"])
         naive_config = TrainConfig(**hyper)

@@ -78,7 +78,7 @@ def test_improve_output_and_json_summary(template, tmp_path, capsys):
     narration = captured.err
     assert "Failure taxonomy: 23 failing, 43 passing traces" in narration
     assert "prompt-injection / jailbreak attempts" in narration and "triage: fixable" in narration
-    assert "gate failure_set:" in narration and "gate regression_set:" in narration
+    assert "gate gain:" in narration and "gate regression_rate:" in narration  # the default (traffic) rule
     assert f"Final decision: {summary['outcome']}" in narration
     assert summary["status"] == "finished" and summary["clusters"] and summary["iterations"][0]["operator"] == "root"
     for it in summary["iterations"][1:]:

@@ -16,7 +16,7 @@ from engine.curation_log import (
     render_curation_log,
     write_curation_log,
 )
-from engine.events import EventBus
+from engine.events import CurationNote, EventBus
 from store import Event, Store
 
 
@@ -71,7 +71,7 @@ def test_write_is_atomic_and_regenerates_from_new_events(store):
     assert path == curation_log_path(store, RUN_ID) == store.artifacts / "runs" / RUN_ID / "data-curation.md"
     assert path.read_text(encoding="utf-8") == render_curation_log(store.runs.events(RUN_ID))
     assert [p.name for p in path.parent.iterdir()] == ["data-curation.md"]  # no temp files left
-    EventBus(store, RUN_ID).emit("curation_note", section="Follow-up", markdown="Re-judge 3 traces by hand.")
+    EventBus(store, RUN_ID).emit(CurationNote(section="Follow-up", markdown="Re-judge 3 traces by hand."))
     write_curation_log(store, RUN_ID)
     assert path.read_text(encoding="utf-8").endswith("## Follow-up\n\nRe-judge 3 traces by hand.\n\n"
                                                      "## Budget\n\n- dollars: 0 of 1\n- iterations: 4 of 6\n"

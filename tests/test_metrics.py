@@ -103,7 +103,7 @@ def test_predictions_are_unwrapped():
 def test_bad_metric_task_and_lengths_are_rejected():
     with pytest.raises(ConfigError, match="entity_f1.*classification"):
         score("classification", "entity_f1", ["a"], ["a"])
-    with pytest.raises(ConfigError, match="task='summarise'"):
+    with pytest.raises(ConfigError, match="task 'summarise' is not a task type"):
         score("summarise", "accuracy", ["a"], ["a"])
     with pytest.raises(ConfigError, match="f1:"):
         score("classification", "f1:", ["a"], ["a"])

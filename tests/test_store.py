@@ -145,26 +145,26 @@ def test_atomic_write_dir_replaces_whole_directory(tmp_path):
 
 
 def test_events_publish_only_after_commit(tmp_path):
-    from engine.events import EventBus
+    from engine.events import BudgetSpent, EventBus, NodeAdded, RunFinished, RunStarted
 
     with Store(tmp_path) as store:
         bus = EventBus(store, store.runs.create("production"))
         seen: list[str] = []
         bus.subscribe(lambda e: seen.append(e.type))
         with store.transaction():
-            bus.emit("run_started", mode="production")
+            bus.emit(RunStarted(mode="production"))
             assert seen == []
         assert seen == ["run_started"]
         with pytest.raises(RuntimeError), store.transaction():
-            bus.emit("node_added", node_id="n1")
+            bus.emit(NodeAdded(node_id="n1"))
             raise RuntimeError
-        bus.emit("run_finished", status="finished")
+        bus.emit(RunFinished(status="finished"))
         assert seen == ["run_started", "run_finished"]
         with store.transaction():  # a rolled-back savepoint publishes none of its events, the rest still go
             with pytest.raises(RuntimeError), store.transaction():
-                bus.emit("node_added", node_id="n2")
+                bus.emit(NodeAdded(node_id="n2"))
                 raise RuntimeError
-            bus.emit("budget", spent={})
+            bus.emit(BudgetSpent(spent={}))
         assert seen == ["run_started", "run_finished", "budget"]
         assert [e.type for e in bus.history()] == ["run_started", "run_finished", "budget"]
 

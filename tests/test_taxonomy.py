@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from engine.diagnosis.taxonomy import TaxonomyConfig, build_taxonomy, ner_errors
+from engine.diagnosis.taxonomy import TaxonomyConfig, build_taxonomy
 from engine.diagnosis.traces import Trace, load_traces, partition
-from engine.events import EventBus
+from engine.events import EventBus, TaxonomyBuilt
 from engine.models.base import Span
+from engine.tasks.ner import ner_errors
 from store import Store
 from store.traces import TRACE_COLUMNS
 
@@ -153,7 +154,7 @@ def test_taxonomy_payload_round_trips_through_the_event_stream(cls_fail, tmp_pat
     tax = build_taxonomy(cls_fail, task="classification", poison={"inj": "injection"})
     with Store(tmp_path / "ws") as store:
         bus = EventBus(store, store.runs.create("production"))
-        bus.emit("taxonomy_built", **tax.to_dict())
+        bus.emit(TaxonomyBuilt.from_payload(tax.to_dict()))
         (event,) = bus.history()
     assert event.type == "taxonomy_built"
     assert event.payload == json.loads(json.dumps(tax.to_dict()))

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Input, Static
 from tui_helpers import notes, settle
 
 from engine.curation_log import render_curation_log
-from engine.events import EventBus
+from engine.events import EventBus, NodeAdded, RunFinished, RunStarted, TrainProgress, TrainStarted
 from pioneer_tui.app import EngineSession, create_app
 from pioneer_tui.screens.help import HelpScreen
 from pioneer_tui.screens.run_screen import ReplayScreen
@@ -185,20 +185,20 @@ async def test_a_run_written_by_another_process_is_followed(tmp_path):
     store = Store(ws)
     store.runs.create("production", {}, run_id="run-live")
     writer = EventBus(Store(ws), "run-live")  # another connection, as another process would have
-    writer.emit("run_started", mode="production", config={"tau": 0.96})
+    writer.emit(RunStarted(mode="production", config={"tau": 0.96}))
     app = create_app(store)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         main = app.main_screen
         assert main.state.run_id == "run-live" and main.state.state == "running"
-        writer.emit("node_added", node_id="run-live.n0000", parent_id=None, operator="root", iteration=0,
-                    pipeline={}, rationale="")
-        writer.emit("train_started", node_id="run-live.n0000", total_steps=40)
-        writer.emit("train_progress", node_id="run-live.n0000", step=4, total_steps=40)
+        writer.emit(NodeAdded(node_id="run-live.n0000", parent_id=None, operator="root", iteration=0,
+                    pipeline={}, rationale=""))
+        writer.emit(TrainStarted(node_id="run-live.n0000", total_steps=40))
+        writer.emit(TrainProgress(node_id="run-live.n0000", step=4, total_steps=40))
         await settle(pilot, lambda: main.state.progress is not None and main.state.progress.step == 4)
         await pilot.pause(0.1)
         assert main.query_one(StatusBar).status.progress.total == 40
-        writer.emit("run_finished", status="finished", reason="budget spent", best_node=None, best_score=None)
+        writer.emit(RunFinished(status="finished", reason="budget spent", best_node=None, best_score=None))
         await settle(pilot, lambda: main.state.state == "finished")
         assert main.query_one(StatusBar).status.note == "budget spent"
 

@@ -15,7 +15,7 @@ from person_loop import rendered
 from textual.widgets import Input, SelectionList, TextArea
 from tui_helpers import settle
 
-from engine.events import EventBus
+from engine.events import CurriculumProposed, EventBus, NodeAdded, RunStarted
 from engine.models.base import TrainConfig
 from engine.search.pipeline import DatasetSpec, Pipeline
 from engine.search.reviewer import Confirmation, CurriculumReview, Decision, apply_review, confirm
@@ -46,12 +46,12 @@ def _engine(results: dict[str, Any], ask: Callable[[EventBus, EngineSession, str
             store.runs.create("production", {"tau": 0.96}, run_id=RUN_ID)
             bus = EventBus(store, RUN_ID)
             bus.subscribe(session.on_event)
-            bus.emit("run_started", mode="production", config={"tau": 0.96})
+            bus.emit(RunStarted(mode="production", config={"tau": 0.96}))
             pipeline = _pipeline()
             node_id = f"{RUN_ID}.n0001"
             store.runs.add_node(RUN_ID, pipeline.to_dict(), pipeline.hash, node_id=node_id)
-            bus.emit("node_added", node_id=node_id, parent_id=None, operator="root", iteration=1,
-                     pipeline=pipeline.to_dict(), rationale="fixture")
+            bus.emit(NodeAdded(node_id=node_id, parent_id=None, operator="root", iteration=1,
+                     pipeline=pipeline.to_dict(), rationale="fixture"))
             results["answer"] = ask(bus, session, node_id)
             results["store_thread_decisions"] = store.runs.decisions(RUN_ID)
         finally:
@@ -62,8 +62,8 @@ def _engine(results: dict[str, Any], ask: Callable[[EventBus, EngineSession, str
 def _review(bus: EventBus, node_id: str) -> CurriculumReview:
     rows = curriculum_rows("flow")
     version = bus.store.datasets.create(rows, run_id=RUN_ID, qc_report=qc_report(passed_dupes=False))
-    bus.emit("curriculum_proposed", node_id=node_id, dataset_version_id=version,
-             composition={"gold": 8, "hard_negative": 5, "replay": 3}, qc=qc_report(passed_dupes=False))
+    bus.emit(CurriculumProposed(node_id=node_id, dataset_version_id=version,
+             composition={"gold": 8, "hard_negative": 5, "replay": 3}, qc=qc_report(passed_dupes=False)))
     return CurriculumReview(node_id=node_id, pipeline=_pipeline(), rows=tuple(rows), dataset_version_id=version,
                             composition={"gold": 8, "hard_negative": 5, "replay": 3},
                             rationale="hard negatives for change_language/translate")
@@ -103,7 +103,7 @@ async def test_approve_returns_approve_and_records_it(tmp_path):
         main = app.main_screen
         await settle(pilot, lambda: main.state.decisions)
         assert main.state.run_id == RUN_ID
-        assert main.state.decisions[-1]["action"] == "approve"
+        assert main.state.decisions[-1].action == "approve"
         assert main.state.nodes[f"{RUN_ID}.n0001"].status == "approved"
 
 

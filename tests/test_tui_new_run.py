@@ -12,6 +12,7 @@ from textual.widgets import Input, Select, Static, TabbedContent
 from tui_helpers import notes, settle
 
 from engine.coldstart.mode import ColdStartConfig
+from engine.events import CurationNote
 from engine.production import ProductionConfig
 from pioneer_tui.app import ColdStartRun, EngineSession, ProductionRun, create_app
 from pioneer_tui.commands import improve as improve_command
@@ -200,7 +201,7 @@ async def test_a_resumed_run_shows_its_history_and_its_new_events(tmp_path):
         with Store(session.workspace) as run_store:
             bus = EventBus(run_store, RUN_ID)
             bus.subscribe(session.on_event)
-            bus.emit("curation_note", section="Resumed", markdown="resumed after an interruption")
+            bus.emit(CurationNote(section="Resumed", markdown="resumed after an interruption"))
 
     app = create_app(store, run=resume, offer_demo=False)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -12,7 +12,7 @@ from fixtures.fixture_run import RUN_ID, build_fixture_run
 from rich.console import Console
 from tui_helpers import screen_text, settle
 
-from engine.events import EventBus
+from engine.events import CurriculumProposed, EventBus
 from pioneer_tui.app import create_app
 from store import Store
 from widgets.formatting import comparison, number, percent, plural, qc_lines, signed
@@ -92,8 +92,8 @@ async def test_the_main_screen_at_80x24_titles_its_panes_and_fits(store):
 
 async def test_the_data_pane_reads_the_quality_report_in_sentences(store):
     bus = EventBus(store, RUN_ID)  # one more proposal, with a production curriculum's full report
-    bus.emit("curriculum_proposed", node_id=f"{RUN_ID}.n0005", dataset_version_id="ds-v5",
-             composition={"gold": 8, "hard_negative": 5, "replay": 3}, qc=DEMO_QC)
+    bus.emit(CurriculumProposed(node_id=f"{RUN_ID}.n0005", dataset_version_id="ds-v5",
+             composition={"gold": 8, "hard_negative": 5, "replay": 3}, qc=DEMO_QC))
     app = create_app(store)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")

@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.eval.metrics import METRICS_BY_TASK, _check_metric
+from engine.eval.metrics import check_metric
 from engine.models.base import NEGATIVE_LABELS, TASKS, ConfigError, Example
+from engine.tasks import TASK_TYPES
 
 # Labels that mean "nothing to report", in order of preference: the encoder's fallback names (CLINC's
 # oos), then the negative class of a binary detector (which only means "nothing" when there are two).
@@ -116,7 +117,7 @@ class TaskAnalysis:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task analysis: task={self.task!r} is invalid: use one of {', '.join(TASKS)}")
-        _check_metric(self.task, self.metric)
+        check_metric(self.task, self.metric)
         object.__setattr__(self, "labels", tuple(self.labels))
 
     def to_dict(self) -> dict[str, Any]:
@@ -301,7 +302,7 @@ def _llm_prompt(description: str, schema: DataSchema | None) -> str:
         "most_common_answers": dict(list(schema.label_counts.items())[:40]), "entity_types": schema.entity_types,
         "average_answer_words": schema.avg_output_words, "numeric_share": schema.numeric_share,
         "reasoning_share": schema.rationale_share, "source_format": schema.format}
-    metrics = {t: list(m) for t, m in METRICS_BY_TASK.items()}
+    metrics = {name: list(t.metrics) for name, t in TASK_TYPES.items()}
     return ("Decide how to train and evaluate a small model for this task.\n"
             f"Task description: {description}\nData: {json.dumps(data, ensure_ascii=False)}\n"
             f"Task types: classification, ner, generation. Metrics per task: {json.dumps(metrics)} "
@@ -314,7 +315,7 @@ def _llm_prompt(description: str, schema: DataSchema | None) -> str:
 def _validate_llm(answer: dict[str, Any], schema: DataSchema | None) -> None:
     task, metric = answer["task"], answer["metric"]
     try:
-        _check_metric(task, metric)
+        check_metric(task, metric)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     if schema is None:

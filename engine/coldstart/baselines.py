@@ -25,8 +25,8 @@ import numpy as np
 from engine.coldstart.analysis import TaskAnalysis
 from engine.coldstart.eval_sets import HeldOutSet, score_held_out
 from engine.diagnosis.embedders import Embedder
-from engine.diagnosis.traces import output_to_json
 from engine.models.base import Example, Prediction, Span
+from engine.tasks import task_type
 
 CENTROID_SAMPLE = 200  # training embeddings per label: a centroid is stable long before this
 
@@ -75,7 +75,7 @@ def _result(name: str, description: str, eval_set: HeldOutSet, analysis: TaskAna
             confidences: list[float], started: float) -> BaselineResult:
     scored = score_held_out(eval_set, outputs, analysis)
     return BaselineResult(name, description, scored.score, scored.metrics,
-                          [output_to_json(o, analysis.task) if analysis.task == "ner" else o for o in scored.outputs],
+                          [task_type(analysis.task).to_json(o) if analysis.task == "ner" else o for o in scored.outputs],
                           [float(c) for c in confidences], scored.correct, round(time.perf_counter() - started, 3))
 
 

@@ -28,9 +28,10 @@ from engine.coldstart.eval_sets import stratified_sample
 from engine.data.quality import QCConfig, input_hash, run_quality_controls
 from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
-from engine.diagnosis.traces import LabelledText, Trace, output_to_json
+from engine.diagnosis.traces import LabelledText, Trace
 from engine.models.base import Example
 from engine.search.pipeline import DatasetSpec
+from engine.tasks import task_type
 
 QC_PROTECT = ("hard_negative", "targeted")
 
@@ -136,7 +137,7 @@ def _targeted(rows: list[dict[str, Any]], rest: Sequence[Example], task: str, sp
         for j in np.argsort(-sims, kind="stable")[:n]:
             ex = candidates[int(j)]
             taken.add(input_hash(ex.input))
-            out.append({"input": ex.input, "output": output_to_json(ex.output, task), "slice": "targeted",
+            out.append({"input": ex.input, "output": task_type(task).to_json(ex.output), "slice": "targeted",
                         "source": str(ex.id), "cluster": pattern})
     return out
 

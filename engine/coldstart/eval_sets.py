@@ -33,9 +33,9 @@ from engine.data.perturb import DEFAULT_RATES, perturb_examples
 from engine.data.quality import input_hash
 from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.eval_sets import allocate
-from engine.diagnosis.traces import output_to_json, primary_label
 from engine.eval import metrics as m
 from engine.models.base import Example
+from engine.tasks import task_type
 from store.artifacts import content_hash
 
 SUBSETS = ("pos", "neg", "boundary")
@@ -99,7 +99,7 @@ class HeldOutSet:
 # ---------------------------------------------------------------------------------------------
 
 def _stratum(example: Example, task: str) -> str:
-    return primary_label(example.output, task if task != "generation" else "generation")
+    return task_type(task if task != "generation" else "generation").stratum(example.output)
 
 
 def stratified_sample(examples: Sequence[Example], n: int, task: str, seed: int) -> list[Example]:
@@ -217,7 +217,7 @@ def build_held_out_set(held: Sequence[Example], analysis: TaskAnalysis, *, embed
     task, refs = analysis.task, dict(references or {})
     if not 0.0 <= boundary_share <= 0.5:
         raise ValueError(f"boundary_share {boundary_share} must be in [0, 0.5]")
-    expected = [output_to_json(ex.output, task) for ex in held]
+    expected = [task_type(task).to_json(ex.output) for ex in held]
     negative = [_is_negative(ex, analysis) for ex in held]
     guard = [i for i in _coverage_guard(held, task) if not negative[i]]
     pairs: list[tuple[int, int, float]] = []

@@ -27,13 +27,13 @@ from engine.coldstart.setup import DATASET_TEACHER, ColdStartConfig, ColdStartSe
 from engine.curriculum import to_examples
 from engine.data.quality import qc_checks
 from engine.diagnosis.embedders import Embedder
-from engine.diagnosis.traces import output_to_json, parse_output
 from engine.eval.metrics import score as score_metric
 from engine.models.base import Example, ProgressCallback, head_init
 from engine.search.graph import Node
 from engine.search.loop import NodeEvaluation, NodeFailed
 from engine.search.pipeline import Strategy
 from engine.search.planner import FailureSummary
+from engine.tasks import task_type
 from store import Store, atomic_write_text
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class ColdStartRunner:
         self.analysis = setup.analysis
         self.eval_set = setup.eval_set
         check_unchanged(self.eval_set, setup.eval_hash)
-        self.pool = [Example(r["input"], parse_output(r["output"], self.analysis.task, f"pool row {r['id']}"), r["id"])
+        self.pool = [Example(r["input"], task_type(self.analysis.task).parse(r["output"], f"pool row {r['id']}"), r["id"])
                      for r in store.datasets.rows(setup.pool_version)]
         self.held_inputs = self.eval_set.inputs()
         self.embedder = embedder or make_embedder(config.embedder, setup.base, setup.family,
@@ -163,7 +163,7 @@ class ColdStartRunner:
         best = self.setup.baselines.best
         metrics = {**best.metrics, "baseline_name": best.name,
                    "baselines": {r.name: round(r.score, 6) for r in self.setup.baselines.results}}
-        outputs = [parse_output(o, self.analysis.task, "baseline output") if self.analysis.task == "ner" else o
+        outputs = [task_type(self.analysis.task).parse(o, "baseline output") if self.analysis.task == "ner" else o
                    for o in best.outputs]
         rows = self._rows(outputs, best.confidences, best.correct)
         failures, patterns = self._failures(outputs, best.correct, None, best.score)
@@ -175,7 +175,7 @@ class ColdStartRunner:
         task = self.analysis.task
         return tuple({"eval_set": f"E_{item.subset}", "example_id": item.id, "input": item.input,
                       "expected": json.dumps(item.expected, ensure_ascii=False),
-                      "prediction": json.dumps(output_to_json(out, task) if task == "ner" else out,
+                      "prediction": json.dumps(task_type(task).to_json(out) if task == "ner" else out,
                                                ensure_ascii=False, default=str),
                       "correct": int(ok), "score": None, "confidence": float(conf)}
                      for item, out, conf, ok in zip(self.eval_set.items, outputs, confidences, correct, strict=True))
@@ -192,7 +192,7 @@ class ColdStartRunner:
         if not rows or self.analysis.metric == "pass@1":
             return None
         preds = predictor.predict([r["input"] for r in rows], threshold)
-        expected = [parse_output(_answer(r["output"]), self.analysis.task, "curriculum row") for r in rows]
+        expected = [task_type(self.analysis.task).parse(_answer(r["output"]), "curriculum row") for r in rows]
         outputs = [normalise_output(p.output, self.analysis) for p in preds]
         return score_metric(self.analysis.task, self.analysis.metric, expected, outputs).value
 

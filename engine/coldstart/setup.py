@@ -27,13 +27,13 @@ from engine.coldstart.eval_sets import (
 from engine.coldstart.registry import DataUnavailable, LoadedData, load_source, synthesise_seed_examples
 from engine.diagnosis.embedders import CachedEmbedder, Embedder, MiniLMEmbedder
 from engine.diagnosis.embedders import make_embedder as shared_embedder
-from engine.diagnosis.traces import output_to_json
-from engine.events import EventBus
+from engine.events import CurationNote, EventBus
 from engine.models.base import TASKS, ConfigError, Example, TrainConfig
 from engine.models.resolve import ALIASES, resolve_model
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.seed import seed_everything
+from engine.tasks import task_type
 from store import Store, atomic_write_text
 from store.redact import without_redacted
 
@@ -240,8 +240,8 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
     if family == "decoder" and analysis.task == "ner":
         raise ConfigError(f"--base {base} is a decoder: NER trains an encoder here; use --base minilm")
     train_task = "generation" if family == "decoder" else analysis.task
-    bus.emit("curation_note", section="Task analysis", markdown=analysis.markdown(), analysis=analysis.to_dict(),
-             schema=schema.to_dict())
+    bus.emit(CurationNote(section="Task analysis", markdown=analysis.markdown(), analysis=analysis.to_dict(),
+                          schema=schema.to_dict()))
 
     pool, held, split = split_held_out(data, analysis, fraction=config.eval_fraction, max_items=config.max_eval,
                                        seed=config.seed)
@@ -257,7 +257,7 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
     rationales = {str(ex.id): data.rationales[str(ex.id)] for ex in pool if str(ex.id) in data.rationales}
     with store.transaction():
         pool_version = store.datasets.create(
-            [{"id": str(ex.id), "input": ex.input, "output": output_to_json(ex.output, analysis.task)} for ex in pool],
+            [{"id": str(ex.id), "input": ex.input, "output": task_type(analysis.task).to_json(ex.output)} for ex in pool],
             name="cold-start training pool", task=analysis.task, run_id=bus.run_id,
             note=f"{data.origin}: training pool after holding out E ({split['source']})")
         eval_version = store.datasets.create(
@@ -265,9 +265,9 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
               "partner": i.partner, "source": i.source} for i in eval_set.items],
             name="cold-start held-out set E", task=analysis.task, run_id=bus.run_id,
             qc_report=eval_set.report, note="held out before any training; never trained on (checked by hash)")
-        bus.emit("curation_note", section="Data", markdown=_data_markdown(data, split), data=data.summary())
-        bus.emit("curation_note", section="Evaluation set", markdown=report_markdown(eval_set.report, split),
-                 report=eval_set.report, dataset_version_id=eval_version)
+        bus.emit(CurationNote(section="Data", markdown=_data_markdown(data, split), data=data.summary()))
+        bus.emit(CurationNote(section="Evaluation set", markdown=report_markdown(eval_set.report, split),
+                              report=eval_set.report, dataset_version_id=eval_version))
 
     system_prompt = system_prompt_for(analysis) if family == "decoder" else None
     max_new = _max_new_tokens(pool, analysis, base) if family == "decoder" else 0
@@ -282,8 +282,8 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
     with store.transaction():
         atomic_write_text(snapshot_path(store, bus.run_id), json.dumps(setup.to_dict(), ensure_ascii=False,
                                                                         default=str))
-        bus.emit("curation_note", section="Baseline", markdown=baselines.markdown(),
-                 baselines={r.name: r.score for r in baselines.results})
+        bus.emit(CurationNote(section="Baseline", markdown=baselines.markdown(),
+                              baselines={r.name: r.score for r in baselines.results}))
     return setup, embedder
 
 

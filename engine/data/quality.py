@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.tasks import task_type
+
 SLICE_PRIORITY = {"gold": 0, "hard_negative": 1, "replay": 2}
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
@@ -61,7 +63,7 @@ def row_label(row: Mapping[str, Any], task: str) -> str | None:
     if isinstance(out, list | tuple):
         counts = Counter(str(s["label"]) for s in _spans(out))
         return min(counts, key=lambda lab: (-counts[lab], lab)) if counts else None
-    return str(out) if task == "classification" else None
+    return str(out) if task_type(task).single_label else None
 
 
 def surface_pattern(text: str) -> str:
@@ -161,10 +163,10 @@ def run_quality_controls(rows: Sequence[Mapping[str, Any]], task: str, *,
     items, report.near_duplicates, report.contrastive_pairs = _drop_near_duplicates(items, config)
     dropped["near_duplicate"] += report.near_duplicates
 
-    if task == "ner":
+    if task_type(task).spans:
         items, report.surface_repeats = _cap_surface_forms(items, config)
         dropped["surface_repeat"] += report.surface_repeats["dropped"]
-    if task != "generation":
+    if task_type(task).labelled:
         items, report.label_ratio = _cap_label_ratio(items, config)
         dropped["label_ratio"] += sum(report.label_ratio["downsampled"].values())
     report.patterns = _pattern_report(items, config)
@@ -288,8 +290,8 @@ def _cap_label_ratio(items: list[dict], config: QCConfig) -> tuple[list[dict], d
 def _pattern_report(items: list[dict], config: QCConfig) -> dict[str, Any]:
     patterns: dict[str, set[str]] = defaultdict(set)
     for r in items:
-        labels = {str(s["label"]) for s in _spans(r["output"])} if r["_task"] == "ner" else (
-            {row_label(r, r["_task"])} if r["_task"] == "classification" else {"all"})
+        kind = task_type(r["_task"])
+        labels = set(kind.labels(kind.parse(r["output"], "curriculum row"))) or {"all"}
         for lab in labels:
             patterns[lab].add(surface_pattern(r["input"]))
     lo, hi = config.patterns_per_label

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.diagnosis.traces import Trace, output_key, output_to_json
+from engine.diagnosis.traces import Trace
 from engine.models.base import Prediction, Span
+from engine.tasks import task_type
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,14 @@ def propose_corrections(corrected: Trace, candidates: Sequence[Trace], *, min_si
             continue
         if task == "ner":
             proposal = _ner_proposal(corrected, t, same_mistake_only)
-        elif same_mistake_only and output_key(t.prediction, task) != output_key(corrected.prediction, task):
+        elif same_mistake_only and task_type(task).key(t.prediction) != task_type(task).key(corrected.prediction):
             continue
         else:
             proposal = corrected.correction
         current = t.correction if t.correction is not None else t.prediction
-        if proposal is None or output_key(proposal, task) == output_key(current, task):
+        if proposal is None or task_type(task).key(proposal) == task_type(task).key(current):
             continue
-        out.append(Suggestion(t.id, output_to_json(proposal, task), round(float(sim), 4), corrected.id))
+        out.append(Suggestion(t.id, task_type(task).to_json(proposal), round(float(sim), 4), corrected.id))
     out.sort(key=lambda s: (-s.similarity, s.trace_id))
     return out[:limit]
 

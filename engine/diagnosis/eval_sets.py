@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.diagnosis.fixability import TriageResult
-from engine.diagnosis.traces import Trace, output_to_json, primary_label
+from engine.diagnosis.traces import Trace
 from engine.models.base import ConfigError
+from engine.tasks import task_type
 
 _JUDGE_KEYS = ("judge", "judge_method", "judged_by", "eval_method")
 
@@ -71,8 +72,8 @@ def failure_set(fail: Sequence[Trace], triage: Mapping[str, TriageResult] | None
     if not fail:
         raise ValueError("the failure set is empty: there are no failing traces to improve on")
     task = fail[0].task
-    items = [EvalItem(t.id, t.input, output_to_json(t.correction, task),
-                      primary_label(t.correction, task) if t.correction is not None else "uncorrected",
+    items = [EvalItem(t.id, t.input, task_type(task).to_json(t.correction),
+                      task_type(task).stratum(t.correction) if t.correction is not None else "uncorrected",
                       judge_method(t), None if triage is None or t.id not in triage else not triage[t.id].poison)
              for t in fail]
     judges = Counter(i.judge for i in items)
@@ -96,9 +97,9 @@ def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5
     task = pass_[0].task if pass_ else "classification"
     wanted = math.ceil(fraction * n_fail - 1e-9) if size is None else size  # never below what was asked
     target = min(len(pass_), wanted)
-    chosen = stratified_sample(pass_, target, lambda t: primary_label(t.gold, task), seed)
-    strata = Counter(primary_label(t.gold, task) for t in pass_)
-    items = [EvalItem(t.id, t.input, output_to_json(t.gold, task), stratum, judge_method(t))
+    chosen = stratified_sample(pass_, target, lambda t: task_type(task).stratum(t.gold), seed)
+    strata = Counter(task_type(task).stratum(t.gold) for t in pass_)
+    items = [EvalItem(t.id, t.input, task_type(task).to_json(t.gold), stratum, judge_method(t))
              for stratum, t in chosen]
     return EvalSet("regression", task, items, {
         "source": "T_pass", "size": len(items), "fraction": fraction, "n_fail": n_fail, "seed": seed,

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
 from engine.diagnosis.traces import LabelledText, Trace
+from engine.tasks import task_type
 
 _KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890")
 _VOWELS = set("aeiouy")
@@ -314,7 +315,7 @@ def triage(fail: Sequence[Trace], reference: Sequence[LabelledText], *, embedder
         embedder = embedder or fitted_tfidf(ref_texts, [t.input for t in pending], seed=config.seed)
         ref_vecs = embedder.embed(ref_texts)
         query = embedder.embed([t.input for t in pending])
-        classification = pending[0].task == "classification"
+        classification = task_type(pending[0].task).single_label
         labels = [str(r.output) for r in reference] if classification else None
         if config.off_domain_percentile is not None:
             detector = OffDomainDetector(config.off_domain_percentile, config.seed).fit(ref_vecs, labels)

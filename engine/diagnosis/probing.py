@@ -20,15 +20,9 @@ import numpy as np
 from engine.data.quality import normalise
 from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster
-from engine.diagnosis.traces import (
-    LabelledText,
-    Trace,
-    output_key,
-    output_labels,
-    output_to_json,
-    parse_output,
-)
+from engine.diagnosis.traces import LabelledText, Trace
 from engine.models.base import Span
+from engine.tasks import task_type
 
 
 @dataclass(frozen=True)
@@ -99,10 +93,10 @@ def _boundary_pairs(cluster: FailureCluster, pool: Sequence[LabelledText], vecs:
                     n_pairs: int) -> list[LabelledText]:
     """The most similar cross-label pairs (one side labels[0], the other labels[1:]): the inputs
     nearest the decision boundary the cluster is confused about."""
-    if task == "generation" or len(cluster.labels) < 2 or n_pairs <= 0:
+    if not task_type(task).labelled or len(cluster.labels) < 2 or n_pairs <= 0:
         return []
     first, others = cluster.labels[0], set(cluster.labels[1:])
-    labs = [set(output_labels(p.output, task)) for p in pool]
+    labs = [set(task_type(task).labels(p.output)) for p in pool]
     side_a = [i for i, s in enumerate(labs) if first in s and not s & others]
     side_b = [i for i, s in enumerate(labs) if s & others and first not in s]
     if not side_a or not side_b:
@@ -156,7 +150,7 @@ def _variants(trace: Trace, task: str, rng: random.Random, limit: int) -> list[t
 def _as_output(value: Any, task: str) -> Any:
     value = getattr(value, "output", value)
     if task == "ner" and not (isinstance(value, tuple) and all(isinstance(s, Span) for s in value)):
-        return parse_output(value, task, "probe prediction")
+        return task_type(task).parse(value, "probe prediction")
     return value
 
 
@@ -180,7 +174,7 @@ class ProbeReport:
 
     def candidates(self) -> list[dict[str, Any]]:
         """Failing probes as gold training rows for the curriculum (their expected answers are known)."""
-        return [{"input": p.input, "output": output_to_json(p.expected, self.task), "slice": "gold",
+        return [{"input": p.input, "output": task_type(self.task).to_json(p.expected), "slice": "gold",
                  "source": f"probe:{p.kind}:{p.source}", "cluster": p.cluster} for p in self.failing]
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,7 +193,7 @@ def run_probes(cluster: FailureCluster, probes: Sequence[Probe], predict_fn: Cal
         raise ValueError(f"probe threshold {threshold} must be in [0, 1]")
     task = probes[0].task if probes else "classification"
     expected_fn = expected_fn or (lambda p: p.expected)
-    match = match or (lambda pred, exp: output_key(pred, task) == output_key(exp, task))
+    match = match or (lambda pred, exp: task_type(task).key(pred) == task_type(task).key(exp))
     predictions = list(predict_fn([p.input for p in probes])) if probes else []
     if len(predictions) != len(probes):
         raise ValueError(f"predict_fn returned {len(predictions)} outputs for {len(probes)} probes")

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.diagnosis.traces import Trace, output_key, output_to_json
-from engine.models.base import TASKS, Span
+from engine.diagnosis.traces import Trace
+from engine.models.base import TASKS
+from engine.tasks import task_type
+from engine.tasks.ner import ner_errors
 
 if TYPE_CHECKING:
     from engine.diagnosis.embedders import Embedder
@@ -170,10 +172,10 @@ def build_taxonomy(
         groups.append(_Group(reason, reason, _POISON_NAMES[reason], by_reason[reason]))
 
     trainable = rest
-    if task != "generation":
+    if task_type(task).labelled:
         uncorrected = [t for t in rest if t.correction is None]
         unexplained = [t for t in rest if t.correction is not None
-                       and output_key(t.correction, task) == output_key(t.prediction, task)]
+                       and task_type(task).key(t.correction) == task_type(task).key(t.prediction)]
         if uncorrected:
             groups.append(_Group("uncorrected", "uncorrected", "failures without a correction", uncorrected))
         if unexplained:
@@ -263,48 +265,6 @@ def _classification_groups(fail: list[Trace], config: TaxonomyConfig) -> tuple[l
 
 
 # -- NER ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NerErrors:
-    """Span errors of one output. fp / fn are strict (exact start, end, label); the other fields
-    explain them: spurious / missed spans, same boundaries with another type, overlaps of one type."""
-
-    fp: int
-    fn: int
-    spurious: tuple[Span, ...]
-    missed: tuple[Span, ...]
-    type_confusions: tuple[tuple[Span, Span], ...]
-    boundary: tuple[tuple[Span, Span], ...]
-    multi_label: tuple[tuple[int, int, tuple[str, ...]], ...]
-
-
-def ner_errors(predicted: Sequence[Span], gold: Sequence[Span]) -> NerErrors:
-    key = lambda s: (s.start, s.end, s.label)  # noqa: E731
-    gold_keys, pred_keys = {key(s) for s in gold}, {key(s) for s in predicted}
-    fp = [s for s in predicted if key(s) not in gold_keys]
-    fn = [s for s in gold if key(s) not in pred_keys]
-    confusions, boundary = [], []
-    for g in list(fn):
-        match = next((p for p in fp if (p.start, p.end) == (g.start, g.end)), None)
-        if match is None:
-            match = next((p for p in fp if p.label == g.label and p.start < g.end and g.start < p.end), None)
-            if match is not None:
-                boundary.append((g, match))
-        else:
-            confusions.append((g, match))
-        if match is not None:
-            fn.remove(g)
-            fp.remove(match)
-    by_offsets: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for s in predicted:
-        by_offsets[(s.start, s.end)].add(s.label)
-    multi = tuple((a, b, tuple(sorted(labs))) for (a, b), labs in sorted(by_offsets.items()) if len(labs) > 1)
-    return NerErrors(
-        fp=sum(1 for s in predicted if key(s) not in gold_keys),
-        fn=sum(1 for s in gold if key(s) not in pred_keys),
-        spurious=tuple(fp), missed=tuple(fn), type_confusions=tuple(confusions), boundary=tuple(boundary),
-        multi_label=multi)
-
 
 _NER_NAMES = {
     "false_negative": "missed {} entities (false negatives)",
@@ -556,6 +516,6 @@ def _representatives(traces: list[Trace], task: str, limit: int) -> list[dict]:
         seen.add(traces[i].input)
     picked = distinct + repeats
     return [{"trace_id": traces[i].id, "input": traces[i].input,
-             "prediction": output_to_json(traces[i].prediction, task),
-             "correction": output_to_json(traces[i].correction, task), "reasoning": traces[i].reasoning}
+             "prediction": task_type(task).to_json(traces[i].prediction),
+             "correction": task_type(task).to_json(traces[i].correction), "reasoning": traces[i].reasoning}
             for i in picked[:limit]]

@@ -1,6 +1,5 @@
-"""The trace data model: judged traces decoded from the store's `traces` view, their outputs
-(labels for classification, span tuples for NER, text for generation) and the labelled pools
-diagnosis compares failures with.
+"""The trace data model: judged traces decoded from the store's `traces` view (outputs in their task
+type's canonical form, engine.tasks) and the labelled pools diagnosis compares failures with.
 
 The `traces` view holds the effective verdict (a person's verdict wins over the judge's) and
 `correction` is y*, the person's output when there is one; `Trace.from_row` decodes that shape.
@@ -9,103 +8,15 @@ The `traces` view holds the effective verdict (a person's verdict wins over the 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.models.base import TASKS, Example, Span
+from engine.models.base import TASKS, Example
+from engine.tasks import task_type
 
 if TYPE_CHECKING:
     from store import Store
-
-
-# --------------------------------------------------------------------------------------------
-# Outputs: labels (classification), span tuples (NER), text (generation)
-# --------------------------------------------------------------------------------------------
-
-def parse_output(value: Any, task: str, where: str) -> Any:
-    """Decode a stored prediction / correction into its canonical form; `where` names the field."""
-    if value is None:
-        return None
-    if task == "ner":
-        return _parse_spans(value, where)
-    if isinstance(value, str):
-        text = value.strip()
-        if task == "classification" and len(text) >= 2 and text[0] == text[-1] == '"':
-            try:
-                decoded = json.loads(text)
-            except json.JSONDecodeError:
-                return text
-            return decoded.strip() if isinstance(decoded, str) else text
-        return text if task == "classification" else value
-    if task == "classification" and isinstance(value, int | float | bool):
-        return str(value)
-    raise ValueError(f"{where}: expected text, got {type(value).__name__}; store the label / text as a string")
-
-
-def _parse_spans(value: Any, where: str) -> tuple[Span, ...]:
-    items = value
-    if isinstance(value, str):
-        try:
-            items = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg}); store NER outputs as a JSON list of "
-                             "{start, end, label} objects") from exc
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"{where}: expected a JSON list of spans, got {type(items).__name__}")
-    spans = []
-    for i, item in enumerate(items):
-        if isinstance(item, Span):
-            spans.append(item)
-            continue
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{where}[{i}]: expected an object with start, end, label")
-        label = item.get("label", item.get("type"))
-        try:
-            start, end = int(item["start"]), int(item["end"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{where}[{i}]: start and end must be integers") from exc
-        if not isinstance(label, str) or not label or end <= start or start < 0:
-            raise ValueError(f"{where}[{i}]: needs a non-empty label and 0 <= start < end")
-        spans.append(Span(start, end, label, float(item.get("score", 1.0))))
-    return tuple(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
-
-
-def output_key(output: Any, task: str) -> Any:
-    """A hashable form that ignores span scores and incidental whitespace, for equality tests."""
-    if output is None:
-        return None
-    if task == "ner":
-        return tuple((s.start, s.end, s.label) for s in output)
-    return " ".join(str(output).split())
-
-
-def output_labels(output: Any, task: str) -> tuple[str, ...]:
-    """The labels an output carries: its class, or its entity types (sorted, unique)."""
-    if output is None or task == "generation":
-        return ()
-    if task == "ner":
-        return tuple(sorted({s.label for s in output}))
-    return (str(output),)
-
-
-def primary_label(output: Any, task: str) -> str:
-    """One stratum key per output: the class, the most frequent entity type ('none' without), or 'all'."""
-    if task == "classification":
-        return str(output)
-    if task == "ner":
-        counts = Counter(s.label for s in output or ())
-        return min(counts, key=lambda lab: (-counts[lab], lab)) if counts else "none"
-    return "all"
-
-
-def output_to_json(output: Any, task: str) -> Any:
-    if output is None:
-        return None
-    if task == "ner":
-        return [{"start": s.start, "end": s.end, "label": s.label} for s in output]
-    return output
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,9 +71,9 @@ class Trace:
             raise ValueError(f"{where}: field metadata must be a JSON object")
         return cls(
             id=tid, input=text, task=task, verdict=verdict, metadata=metadata,
-            prediction=parse_output(row.get("prediction"), task, f"{where} field prediction"),
-            correction=parse_output(_first_set(row, "human_output", "correction"), task,
-                                    f"{where} field correction"),
+            prediction=task_type(task).parse(row.get("prediction"), f"{where} field prediction"),
+            correction=task_type(task).parse(_first_set(row, "human_output", "correction"),
+                                             f"{where} field correction"),
             reasoning=row.get("reasoning"), human_verdict=row.get("human_verdict"),
         )
 
@@ -199,7 +110,7 @@ def pool_from_rows(rows: Iterable[Mapping[str, Any] | Example], task: str, origi
         where = f"{origin} row {rid or i}"
         if not isinstance(text, str):
             raise ValueError(f"{where}: field input must be text")
-        output = parse_output(out, task, f"{where} field output")
+        output = task_type(task).parse(out, f"{where} field output")
         if output is None:
             raise ValueError(f"{where}: field output is missing")
         pool.append(LabelledText(str(rid) if rid is not None else f"{origin}:{i}", text, output, origin))

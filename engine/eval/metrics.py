@@ -27,17 +27,8 @@ from functools import cache
 from typing import Any
 
 from engine.models.base import ConfigError, Prediction, Span
+from engine.tasks import task_type
 
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "micro_f1", "f1:<label>")
-NER_METRICS = ("entity_f1", "accuracy")
-GENERATION_METRICS = (
-    "accuracy", "exact_match", "exact_match_normalized", "rouge1", "rouge2", "rougeL", "final_number", "pass@1",
-)
-METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "classification": CLASSIFICATION_METRICS,
-    "ner": NER_METRICS,
-    "generation": GENERATION_METRICS,
-}
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 # A continuous per-example score (ROUGE) counts as correct at or above this, unless told otherwise.
 DEFAULT_ROUGE_THRESHOLD = 0.5
@@ -350,15 +341,14 @@ def final_number_match(expected: Any, predicted: Any) -> bool:
 # ---------------------------------------------------------------- dispatch
 
 
-def _check_metric(task: str, metric: str) -> str:
-    """Validates the pair; returns the positive label for ``f1:<label>`` (else "")."""
-    if task not in METRICS_BY_TASK:
-        raise ConfigError(f"task={task!r} is invalid: use one of {', '.join(METRICS_BY_TASK)}")
-    if task == "classification" and metric.startswith("f1:") and len(metric) > 3:
+def check_metric(task: str, metric: str) -> str:
+    """Validates the pair against the task type's metrics (engine.tasks); returns the positive label
+    for ``f1:<label>`` (else "")."""
+    metrics = task_type(task).metrics
+    if "f1:<label>" in metrics and metric.startswith("f1:") and len(metric) > 3:
         return metric[3:]
-    if metric not in METRICS_BY_TASK[task]:
-        raise ConfigError(f"metric={metric!r} does not apply to task {task!r}: use one of "
-                          f"{', '.join(METRICS_BY_TASK[task])}")
+    if metric not in metrics:
+        raise ConfigError(f"metric={metric!r} does not apply to task {task!r}: use one of {', '.join(metrics)}")
     return ""
 
 
@@ -367,7 +357,7 @@ def score(
 ) -> Score:
     """Scores predictions (outputs or `Prediction`s) against expected outputs with one named metric.
     `min_score` filters predicted NER spans by confidence."""
-    positive = _check_metric(task, metric)
+    positive = check_metric(task, metric)
     _check_lengths(expected, predicted)
     n = len(expected)
     if n == 0:
@@ -410,7 +400,7 @@ def example_correct(
     Classification: the label matches. NER: the whole span set matches exactly. Generation: the
     metric's own match; a ROUGE score counts as correct at or above `threshold` (default 0.5).
     """
-    _check_metric(task, metric)
+    check_metric(task, metric)
     if task == "classification":
         return _unwrap(expected) == _unwrap(predicted)
     if task == "ner":

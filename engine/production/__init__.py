@@ -19,7 +19,7 @@ decide and only a person (the Reviewer) promotes.
     fork       a new run from any node of a finished one
 """
 
-from engine.production.config import DEFAULT_METRIC, MAX_REGRESSION_ITEMS, ProductionConfig
+from engine.production.config import MAX_REGRESSION_ITEMS, ProductionConfig
 from engine.production.diagnosis import (
     Diagnosis,
     adopt_diagnosis,
@@ -43,7 +43,7 @@ from engine.production.mode import (
 from engine.production.runner import ProductionRunner
 
 __all__ = [
-    "DEFAULT_METRIC", "MAX_REGRESSION_ITEMS", "Diagnosis", "Iteration", "ProductionConfig", "ProductionRunner",
+    "MAX_REGRESSION_ITEMS", "Diagnosis", "Iteration", "ProductionConfig", "ProductionRunner",
     "ProductionSummary", "adopt_diagnosis", "deployed_model", "diagnose", "improve", "load_diagnosis",
     "loop_parts", "model_traces", "parent_data", "previous_checkpoint_set", "replay_pool", "root_pipeline",
     "save_diagnosis", "summarize_run",

@@ -24,7 +24,6 @@ from engine.search.mcgs import MCGSConfig
 # The traffic rule's regression set grows with T_pass up to this many items: beyond it the break-rate
 # bound is already within half a point and every candidate pays the evaluation.
 MAX_REGRESSION_ITEMS = 5000
-DEFAULT_METRIC = {"classification": "accuracy", "ner": "accuracy", "generation": "exact_match_normalized"}
 
 
 @dataclass(frozen=True)

@@ -33,18 +33,18 @@ from engine.diagnosis.traces import (
     LabelledText,
     Trace,
     load_traces,
-    output_labels,
     partition,
     pool_from_rows,
     pool_from_traces,
 )
-from engine.events import EventBus
+from engine.events import CurationNote, EventBus, TaxonomyBuilt
 from engine.models.base import (
     ConfigError,
 )
 from engine.production.config import MAX_REGRESSION_ITEMS, ProductionConfig
 from engine.search.pipeline import Pipeline
 from engine.search.planner import ClusterInfo, Planner, RulePlanner
+from engine.tasks import task_type
 from store import Store, atomic_write_text
 
 
@@ -156,8 +156,8 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
     deployed = deployed_model(store, config.model)
     if store.models.deployed() is None:
         store.models.set_status(deployed["id"], "deployed")
-        bus.emit("curation_note", section="Deployment",
-                 markdown=f"Nothing was deployed: `{deployed['id']}` is recorded as the deployed model.")
+        bus.emit(CurationNote(section="Deployment",
+                              markdown=f"Nothing was deployed: `{deployed['id']}` is recorded as the deployed model."))
     task = config.task or deployed.get("task")
     traces = model_traces(store, deployed, task)
     if not traces:
@@ -178,7 +178,7 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
     if not parts.fail:
         diagnosis = Diagnosis(**base, taxonomy=None, triage={}, failure=None, regression=None)
         save_diagnosis(store, bus.run_id, diagnosis)
-        bus.emit("taxonomy_built", clusters=[], task=task, n_fail=0, n_pass=len(parts.pass_))
+        bus.emit(TaxonomyBuilt(clusters=(), task=task, n_fail=0, n_pass=len(parts.pass_)))
         return diagnosis
 
     verdicts = triage(parts.fail, reference, embedder=embedder, config=TriageConfig(seed=config.seed))
@@ -206,9 +206,9 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
                                   seed=config.seed, size=size))
     with store.transaction():
         save_diagnosis(store, bus.run_id, diagnosis)
-        bus.emit("taxonomy_built", **taxonomy.to_dict(), triage=summarize(verdicts))
+        bus.emit(TaxonomyBuilt.from_payload({**taxonomy.to_dict(), "triage": summarize(verdicts)}))
         for section, markdown in _diagnosis_notes(diagnosis, parent_rows, config.full_replay_below):
-            bus.emit("curation_note", section=section, markdown=markdown)
+            bus.emit(CurationNote(section=section, markdown=markdown))
     return diagnosis
 
 
@@ -220,9 +220,9 @@ def _labels(deployed: dict[str, Any], traces: list[Trace], parent: list[Labelled
     if deployed.get("artifact_path") and Path(deployed["artifact_path"]).exists():
         found |= set(read_manifest(deployed["artifact_path"]).get("labels") or [])
     for t in traces:
-        found |= set(output_labels(t.gold, task))
+        found |= set(task_type(task).labels(t.gold))
     for p in parent:
-        found |= set(output_labels(p.output, task))
+        found |= set(task_type(task).labels(p.output))
     return sorted(found)
 
 
@@ -326,8 +326,8 @@ def adopt_diagnosis(store: Store, bus: EventBus, run_config: dict[str, Any]) -> 
     taxonomy = next(e.payload for e in events if e.type == "taxonomy_built")
     with store.transaction():
         save_diagnosis(store, bus.run_id, diagnosis)
-        bus.emit("taxonomy_built", **taxonomy)
-        bus.emit("curation_note", section="Fork", markdown=fork_note(store, source, run_config, diagnosis))
+        bus.emit(TaxonomyBuilt.from_payload(taxonomy))
+        bus.emit(CurationNote(section="Fork", markdown=fork_note(store, source, run_config, diagnosis)))
     return diagnosis
 
 

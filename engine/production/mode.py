@@ -12,7 +12,7 @@ from engine.models.base import (
     ProgressCallback,
     TrainConfig,
 )
-from engine.production.config import DEFAULT_METRIC, ProductionConfig
+from engine.production.config import ProductionConfig
 from engine.production.diagnosis import (
     adopt_diagnosis,
     deployed_model,
@@ -36,6 +36,7 @@ from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
 from engine.search.planner import Planner, RulePlanner
 from engine.search.reviewer import Reviewer
 from engine.seed import seed_everything
+from engine.tasks import task_type
 from store import Store
 
 
@@ -55,7 +56,7 @@ def root_pipeline(deployed: dict[str, Any], config: ProductionConfig, task: str,
     return Pipeline(DatasetSpec(mode="production", source_versions=(parent_version,) if parent_version else (),
                                 gold_fraction=gold, hard_negative_fraction=hard, replay_fraction=replay,
                                 replay_scope=scope),
-                    TrainConfig(**hyper), Strategy(eval_method=DEFAULT_METRIC[task]))
+                    TrainConfig(**hyper), Strategy(eval_method=task_type(task).default_metric))
 
 
 def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planner | None = None) -> LoopParts:

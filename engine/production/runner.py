@@ -23,19 +23,11 @@ from engine.diagnosis.eval_sets import EvalItem
 from engine.diagnosis.fixability import (
     label_error_flags,
 )
-from engine.diagnosis.taxonomy import Taxonomy, ner_errors
-from engine.diagnosis.traces import (
-    output_key,
-    output_labels,
-    output_to_json,
-    parse_output,
-    pool_from_rows,
-    pool_from_traces,
-)
+from engine.diagnosis.taxonomy import Taxonomy
+from engine.diagnosis.traces import pool_from_rows, pool_from_traces
 from engine.eval.metrics import example_correct
 from engine.eval.regressions import compare
 from engine.models.base import (
-    ENCODER_TASKS,
     NEGATIVE_LABELS,
     ConfigError,
     Example,
@@ -56,6 +48,7 @@ from engine.search.loop import (
     NodeFailed,
 )
 from engine.search.planner import INERT, FailureSummary
+from engine.tasks import task_type
 from store import Store
 from store.artifacts import atomic_write_dir
 
@@ -163,7 +156,7 @@ class ProductionRunner:
         if strategy.distillation == "focal":
             examples = self._with_teacher(examples, [r.get("slice") == "replay" for r in rows])
         options: dict[str, Any] = {}
-        if self.task in ENCODER_TASKS:
+        if task_type(self.task).backend == "encoder":
             options = {"labels": tuple(self.d.labels), "num_threads": self.config.trainer_threads,
                        "head_init": head_init(self.task, config.method, self.config.probe_head),
                        "distill_weight": strategy.distill_weight}
@@ -226,7 +219,7 @@ class ProductionRunner:
         """Indices of gold rows whose correction the nearest verified rows (passes, D_parent) and the other
         corrections contradict: a looser label-error check than triage's, for a person who says the
         corrections are bad. Classification only (a span set has no neighbour vote)."""
-        if self.task != "classification":
+        if not task_type(self.task).single_label:
             return set()
         gold = [i for i, r in enumerate(rows) if r["slice"] == "gold"]
         reference = [*self.pass_pool, *self.parent_pool]
@@ -369,19 +362,13 @@ class ProductionRunner:
         pairs: Counter = Counter()
         fp = fn = 0
         negative = next((lab for lab in self.d.labels if lab.lower() in NEGATIVE_LABELS), None)
+        kind = task_type(self.task)
         errors = [*((tid, fixable[tid].expected, outputs.get(tid)) for tid in failing), *broken]
         for where, expected, output in errors:
-            if self.task == "classification":
-                pairs[(str(expected), str(output))] += 1
-                if output is None or (negative is not None and output == negative != expected):
-                    fn += 1
-                elif negative is not None and expected == negative:
-                    fp += 1
-            elif self.task == "ner":
-                pred = parse_output(output, "ner", f"prediction for {where}") if not isinstance(output, tuple) \
-                    else output
-                e = ner_errors(pred or (), parse_output(expected, "ner", f"expected for {where}"))
-                fp, fn = fp + e.fp, fn + e.fn
+            e = kind.errors(kind.parse(expected, f"expected for {where}"), kind.parse(output, f"prediction for {where}"),
+                            negative)
+            fp, fn = fp + e.false_positives, fn + e.false_negatives
+            pairs.update(e.confusions)
         ranked = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
         return FailureSummary(confusion_pairs=tuple((g, p, n) for (g, p), n in ranked[:10]), false_positives=fp,
                               false_negatives=fn, train_score=train_acc, eval_score=a,
@@ -412,11 +399,8 @@ class ProductionRunner:
                        if t in self.traces and self.traces[t].correction is not None]
             if not failing:
                 continue
-            keys = {output_key(t.correction, self.task) for t in failing}
-            labels = {lab for t in failing for lab in output_labels(t.correction, self.task)}
-            candidates = [p for p in pool if input_hash(p.input) not in taken and (
-                output_key(p.output, self.task) in keys if self.task == "classification"
-                else bool(labels & set(output_labels(p.output, self.task))) or self.task == "generation")]
+            kind, targets = task_type(self.task), [t.correction for t in failing]
+            candidates = [p for p in pool if input_hash(p.input) not in taken and kind.resembles(p.output, targets)]
             if not candidates:
                 continue
             sims = (self.embedder.embed([p.input for p in candidates])
@@ -424,7 +408,7 @@ class ProductionRunner:
             for j in np.argsort(-sims, kind="stable")[:n]:
                 p = candidates[int(j)]
                 taken.add(input_hash(p.input))
-                out.append({"input": p.input, "output": output_to_json(p.output, self.task), "slice": "gold",
+                out.append({"input": p.input, "output": task_type(self.task).to_json(p.output), "slice": "gold",
                             "source": f"targeted:{p.id}", "cluster": cid})
         return out
 
@@ -435,8 +419,8 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
     confidence = getattr(prediction, "confidence", None)
     return {"eval_set": eval_set, "example_id": example_id, "input": text,
             "expected": json.dumps(expected, ensure_ascii=False),
-            "prediction": json.dumps(output_to_json(output, task) if task == "ner" and isinstance(output, tuple)
-                                     else output, ensure_ascii=False, default=str),
+            "prediction": json.dumps(task_type(task).to_json(output) if isinstance(output, tuple) else output,
+                                     ensure_ascii=False, default=str),
             "correct": None if correct is None else int(correct), "score": None,
             "confidence": None if confidence is None else float(confidence)}
 

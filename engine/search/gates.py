@@ -25,11 +25,12 @@ through registry statuses.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
-from engine.events import EventBus
+from engine.events import EventBus, GateChecked, Promoted, Rollback
 from engine.models.base import ConfigError
 from store import Store
 
@@ -40,8 +41,10 @@ GATE_RULES: tuple[str, ...] = ("traffic", "strict")
 # The default regression budget: at most 5% of held-out passes broken (negative flips of 1-5% are usual
 # for model updates; beyond it a person decides).
 DEFAULT_MAX_REGRESSION_RATE = 0.05
-# Gates a person may overrule (the regression budget); every other gate is a hard limit.
+# Gates a person may overrule (the regression budget); every other gate is a hard limit, except the score
+# thresholds, whose failure only means "not there yet": the search goes on.
 BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
+SCORE_GATES = frozenset({"stop", "failure_set"})
 
 
 class GateError(RuntimeError):
@@ -132,8 +135,7 @@ class GateReport:
     @property
     def close_call(self) -> bool:
         """Failed only the regression budget: a person may promote it anyway, with a reason."""
-        failed = set(self.failed)
-        return bool(failed) and failed <= BUDGET_GATES
+        return standing(self.failed) == "close_call"
 
     def to_dict(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "passed": self.passed, "rule": self.rule, "close_call": self.close_call,
@@ -145,6 +147,17 @@ class GateReport:
         return cls(raw["node_id"], tuple(GateResult(r["gate"], bool(r["passed"]), float(r["value"]),
                                                     float(r["threshold"]), r["rule"]) for r in raw["results"]),
                    raw.get("rule", "strict"))
+
+
+def standing(failed: Collection[str]) -> str:
+    """A candidate's status from the gates it failed: "accepted" (none), "close_call" (only the regression
+    budget), "evaluated" (only a score threshold) or "rejected" (a hard limit). The one reading of gate
+    names: GateReport.close_call and the TUI's search graph both use it."""
+    if not failed:
+        return "accepted"
+    if set(failed) <= BUDGET_GATES:
+        return "close_call"
+    return "evaluated" if set(failed) <= SCORE_GATES else "rejected"
 
 
 def at_least(gate: str, value: float, threshold: float) -> GateResult:
@@ -311,8 +324,8 @@ class Deployment:
         report = check(candidate, self.config, deployed_score)
         with self.store.transaction():
             for r in report.results:
-                self.bus.emit("gate_checked", node_id=candidate.node_id, gate=r.gate, passed=r.passed,
-                              value=r.value, threshold=r.threshold, rule=r.rule, gate_rule=report.rule)
+                self.bus.emit(GateChecked(node_id=candidate.node_id, gate=r.gate, passed=r.passed, value=r.value,
+                                          threshold=r.threshold, rule=r.rule, gate_rule=report.rule))
         return report
 
     def promote(self, candidate: Candidate, report: GateReport, *, override: str | None = None) -> None:
@@ -339,8 +352,8 @@ class Deployment:
                 self.store.models.set_status(current["id"], "retired")
             self.store.models.update_metrics(candidate.model_id, {"score": candidate.score})
             self.store.models.set_status(candidate.model_id, "deployed")
-            self.bus.emit("promoted", node_id=candidate.node_id, model_id=candidate.model_id,
-                          score=candidate.score, override=override.strip() if override else None)
+            self.bus.emit(Promoted(node_id=candidate.node_id, model_id=candidate.model_id, score=candidate.score,
+                                   override=override.strip() if override else None))
 
     def rollback(self, reason: str, node_id: str | None = None) -> RollbackRecord:
         """Restore the model the deployed one replaced (its nearest retired ancestor) exactly."""
@@ -353,7 +366,6 @@ class Deployment:
         with self.store.transaction():
             self.store.models.set_status(current["id"], "rolled_back")
             self.store.models.set_status(target["id"], "deployed")
-            self.bus.emit("rollback", node_id=node_id, from_model=current["id"], to_model=target["id"],
-                          reason=reason)
+            self.bus.emit(Rollback(node_id=node_id, from_model=current["id"], to_model=target["id"], reason=reason))
         return RollbackRecord(current["id"], target["id"], target["dataset_version_id"],
                               target["hyperparameters"], reason)

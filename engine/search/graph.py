@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.events import EventBus
+from engine.events import EngineEvent, EventBus, NodeAdded, NodeEvaluated
 from engine.search.pipeline import Pipeline
 from store import Store
 
@@ -129,8 +129,8 @@ class SearchGraph:
             for src in (parent_id, *sources):
                 if src is not None:
                     runs.add_edge(self.run_id, src, node.id, operator, modification or {}, rationale)
-            self._emit("node_added", node_id=node.id, parent_id=parent_id, operator=operator,
-                       iteration=iteration, pipeline=pipeline.to_dict(), rationale=rationale)
+            self._emit(NodeAdded(node_id=node.id, parent_id=parent_id, operator=operator, iteration=iteration,
+                                 pipeline=pipeline.to_dict(), rationale=rationale))
         self._index(node)
         return node
 
@@ -171,8 +171,8 @@ class SearchGraph:
             for member in chain:
                 self.store.runs.update_node(member.id, visits=member.visits + 1,
                                             total_reward=member.total_reward + reward)
-            self._emit("node_evaluated", node_id=node_id, score=score, regressions=regressions,
-                       metrics=merged, status=status)
+            self._emit(NodeEvaluated(node_id=node_id, score=score, regressions=regressions, metrics=merged,
+                                     status=status))
         node.status, node.score, node.regressions, node.metrics = status, score, regressions, merged
         for member in chain:
             member.visits += 1
@@ -186,6 +186,6 @@ class SearchGraph:
         if node.parent_id is not None:
             self.nodes[node.parent_id].children.append(node.id)
 
-    def _emit(self, type_: str, **payload: Any) -> None:
+    def _emit(self, event: EngineEvent) -> None:
         if self.bus is not None:
-            self.bus.emit(type_, **payload)
+            self.bus.emit(event)

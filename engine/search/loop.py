@@ -37,7 +37,18 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.curation_log import write_curation_log
-from engine.events import EventBus, Subscriber
+from engine.events import (
+    BudgetSpent,
+    CurationNote,
+    CurriculumProposed,
+    EventBus,
+    Rollback,
+    RunFinished,
+    RunStarted,
+    Subscriber,
+    TrainProgress,
+    TrainStarted,
+)
 from engine.models.base import ConfigError, Progress, ProgressCallback, TrainingError
 from engine.search.budget import Budget, BudgetLimits
 from engine.search.gates import Candidate, Deployment, GateConfig, GateError, GateReport, TrafficEvidence
@@ -191,7 +202,7 @@ def open_run(store: Store, mode: str, config: dict[str, Any], *, run_id: str | N
         bus = EventBus(store, run_id)
         for fn in subscribers:
             bus.subscribe(fn)
-        bus.emit("run_started", mode=mode, config=config)
+        bus.emit(RunStarted(mode=mode, config=config))
     return bus
 
 
@@ -294,8 +305,9 @@ class AgentLoop:
                     version = self.runner.build_curriculum(node)
                     self.graph.set_status(node.id, "proposed", dataset_version_id=version)
                     info = self.store.datasets.get(version) or {}
-                    self.bus.emit("curriculum_proposed", node_id=node.id, dataset_version_id=version,
-                                  composition=info.get("composition") or {}, qc=info.get("qc_report") or {})
+                    self.bus.emit(CurriculumProposed(node_id=node.id, dataset_version_id=version,
+                                                     composition=info.get("composition") or {},
+                                                     qc=info.get("qc_report") or {}))
                     if (same := self._vetoed_twin(node.id, info.get("content_hash"))) is not None:
                         why = f"the same rows as the curriculum vetoed at {same}: never proposed again unchanged"
                         self.mcgs.veto(node.id, why)
@@ -348,9 +360,12 @@ class AgentLoop:
         self._charge_planner(vetoed.id)
 
     def _vetoed_twin(self, node_id: str, content_hash: str | None) -> str | None:
-        """The vetoed node of this run whose curriculum has exactly these rows, if any."""
+        """The vetoed node of this run whose curriculum has exactly these rows, weighed the same way (a
+        revision that only balances the slices' loss shares trains differently on the same rows), if any."""
+        balance = self.graph.nodes[node_id].pipeline.data.balance
         for other in self.graph.nodes.values():
             if other.id != node_id and other.status == "vetoed" and other.dataset_version_id and content_hash \
+                    and other.pipeline.data.balance == balance \
                     and (self.store.datasets.get(other.dataset_version_id) or {}).get("content_hash") == content_hash:
                 return other.id
         return None
@@ -380,8 +395,8 @@ class AgentLoop:
         total = max(1, math.ceil(h.epochs * math.ceil(max(int(info.get("n_rows") or 1), 1) / h.batch_size)))
         with self.store.transaction():
             self.graph.set_status(node.id, "training")
-            self.bus.emit("train_started", node_id=node.id, total_steps=total, model_id=model_id,
-                          dataset_version_id=version)
+            self.bus.emit(TrainStarted(node_id=node.id, total_steps=total, model_id=model_id,
+                                       dataset_version_id=version))
         try:
             self.runner.train(node, version, model_id, self._progress(node.id), self.should_stop)
         except TrainingError:
@@ -404,8 +419,8 @@ class AgentLoop:
             if p.step < p.total_steps and moment - last[0] < self.config.progress_interval_s:
                 return
             last[0] = moment
-            self.bus.emit("train_progress", node_id=node_id, step=p.step, total_steps=p.total_steps,
-                          loss=_finite(p.loss), examples_per_s=_finite(p.examples_per_s), eta_s=_finite(p.eta_s))
+            self.bus.emit(TrainProgress(node_id=node_id, step=p.step, total_steps=p.total_steps, loss=_finite(p.loss),
+                                        examples_per_s=_finite(p.examples_per_s), eta_s=_finite(p.eta_s)))
         return report
 
     def _record(self, node: Node, model_id: str, ev: NodeEvaluation, *, charge: bool) -> None:
@@ -457,8 +472,8 @@ class AgentLoop:
                 model = self.store.models.get(current.model_id) if current.model_id else None
                 if model is not None and model["status"] == "candidate":
                     self.store.models.set_status(model["id"], "rolled_back")
-                self.bus.emit("rollback", node_id=current.id, from_model=current.model_id,
-                              to_model=grow_from.model_id, reason=action.reason)
+                self.bus.emit(Rollback(node_id=current.id, from_model=current.model_id, to_model=grow_from.model_id,
+                                       reason=action.reason))
             state = self.mcgs.state(step, grow_from, action, _failures(grow_from), reasoning=self.config.reasoning,
                                     teacher=self.config.teacher)
             self.mcgs.add_proposals(grow_from, self._plan(step.kind, state))
@@ -480,7 +495,7 @@ class AgentLoop:
                 note = f"- **Planner** {s.operator} by {s.planner}: {s.tokens} tokens, ${s.cost_usd:.4f}"
                 if s.fallback_reason:
                     note += f"; fell back to the rule planner ({s.fallback_reason})"
-                self.bus.emit("curation_note", node_id=node_id, section="Planner", markdown=note)
+                self.bus.emit(CurationNote(node_id=node_id, section="Planner", markdown=note))
         if charged:
             self._save_budget()
 
@@ -554,9 +569,9 @@ class AgentLoop:
             or self.mcgs.best()  # the promoted candidate is the run's best, whatever ties its score
         with self.store.transaction():
             self._save_budget()
-            self.bus.emit("run_finished", status="finished", reason=reason, best_node=best.id if best else None,
-                          best_score=best.score if best else None, promoted_model=promoted, outcome=outcome,
-                          **extra)
+            self.bus.emit(RunFinished(status="finished", reason=reason, best_node=best.id if best else None,
+                                      best_score=best.score if best else None, promoted_model=promoted,
+                                      outcome=outcome, **extra))
             self.store.runs.update(self.run_id, status="finished", stop_reason=reason, finished_at=now())
         self._write_log()
         return LoopResult(self.run_id, "finished", reason, best.id if best else None, best.score if best else None,
@@ -622,7 +637,7 @@ class AgentLoop:
         spent = self.budget.to_dict()
         best = self.mcgs.best()
         self.store.runs.update(self.run_id, spent=spent, best_score=best.score if best else None)
-        self.bus.emit("budget", **spent, **({"paused": True} if paused else {}))
+        self.bus.emit(BudgetSpent(spent=spent["spent"], limits=spent["limits"], paused=paused))
 
     def _write_log(self) -> None:
         write_curation_log(self.store, self.run_id)

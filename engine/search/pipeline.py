@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from engine.dotted import flatten
 from engine.models.base import ConfigError, TrainConfig
+from engine.tasks import task_type
 
 Mode = Literal["cold_start", "production"]
 Supervision = Literal["direct", "chain_of_thought"]
@@ -178,10 +179,11 @@ class Pipeline:
     strategy: Strategy = field(default_factory=Strategy)
 
     def __post_init__(self) -> None:
-        if self.strategy.supervision == "chain_of_thought" and self.hyperparams.task != "generation":
+        kind = task_type(self.hyperparams.task)
+        if self.strategy.supervision == "chain_of_thought" and not kind.generative:
             _fail("Strategy.supervision", self.strategy.supervision,
                   f"'direct' for a {self.hyperparams.task} task (chain-of-thought needs a generative model)")
-        if self.strategy.distillation != "none" and self.hyperparams.task != "classification":
+        if self.strategy.distillation != "none" and not kind.distillable:
             _fail("Strategy.distillation", self.strategy.distillation,
                   f"'none' for a {self.hyperparams.task} task (distillation is implemented for classifiers)")
 

@@ -37,6 +37,7 @@ from engine.models.base import ConfigError, TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import BANDS, Pipeline
 from engine.search.policy import Action
+from engine.tasks import task_type
 
 Operator = Literal["expand", "evolve", "fuse"]
 # Gates whose failure means the candidate broke what worked (the paper's rule, then the traffic rule's budget).
@@ -336,7 +337,8 @@ class RulePlanner:
     # -- rules ------------------------------------------------------------------------------
     def _chain_of_thought(self, state: SearchState) -> list[Change]:
         p = state.node.pipeline
-        if state.reasoning and state.teacher and state.task == "generation" and p.strategy.supervision == "direct":
+        if state.reasoning and state.teacher and task_type(state.task).generative \
+                and p.strategy.supervision == "direct":
             return [({"strategy.supervision": "chain_of_thought", "strategy.teacher": state.teacher},
                      f"reasoning task with teacher {state.teacher}: chain-of-thought supervision")]
         return []
@@ -369,7 +371,7 @@ class RulePlanner:
         return []
 
     def _threshold_sweep(self, p: Pipeline) -> list[Change]:
-        if p.hyperparams.task == "generation":
+        if not task_type(p.hyperparams.task).thresholded:
             return []
         current = p.hyperparams.threshold or 0.5
         above = [t for t in self.config.threshold_grid if t > current + 1e-9][:2]
@@ -444,7 +446,7 @@ class RulePlanner:
                 out.append(({**shift, **lower}, f"{why}: more replay and a lower learning rate"))
         # distillation last: on the CLINC deployments measured (scripts/bench_regression_control.py) it cost
         # fixes and added flips; the search keeps it only where it helps
-        if h.task == "classification" and p.strategy.distillation == "none":
+        if task_type(h.task).distillable and p.strategy.distillation == "none":
             out.append(({"strategy.distillation": "focal"},
                         f"{why}: distil the deployed model where it was right (focal distillation)"))
         elif p.strategy.distillation != "none" and p.strategy.distill_weight < 100:
@@ -477,7 +479,7 @@ class RulePlanner:
                 out.append((change or (self._shift(p, "gold") or {}),
                             "wrong focus: drop the focus pairs and targeted examples" if change
                             else "wrong focus: fewer hard negatives, more gold"))
-            elif reason == "bad_corrections" and p.hyperparams.task == "classification" \
+            elif reason == "bad_corrections" and task_type(p.hyperparams.task).single_label \
                     and p.data.gold_filter == "none":
                 out.append(({"data.gold_filter": "neighbours"},
                             "bad corrections: drop gold whose correction its verified neighbours contradict"))

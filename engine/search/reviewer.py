@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from engine.events import EventBus
+from engine.events import DecisionRecorded, EventBus
 from engine.search.pipeline import Pipeline
 
 DecisionAction = Literal["approve", "veto", "edit"]
@@ -294,8 +294,8 @@ def _record(bus: EventBus, kind: str, action: str, who: str, *, node_id: str | N
             diff: dict[str, Any] | None = None, dataset_version_id: str | None = None) -> None:
     decision_id = bus.store.runs.record_decision(bus.run_id, kind, action, who, node_id=node_id, reason=reason,
                                                  diff=diff, dataset_version_id=dataset_version_id)
-    bus.emit("decision_recorded", decision_id=decision_id, kind=kind, action=action, who=who, reason=reason,
-             node_id=node_id, dataset_version_id=dataset_version_id, diff=diff or {})
+    bus.emit(DecisionRecorded(decision_id=decision_id, kind=kind, action=action, who=who, reason=reason,
+                              node_id=node_id, dataset_version_id=dataset_version_id, diff=diff or {}))
 
 
 def _by_id(rows: Any, which: str) -> dict[str, dict[str, Any]]:

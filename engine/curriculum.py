@@ -34,7 +34,8 @@ from engine.data.quality import input_hash
 from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
 from engine.diagnosis.traces import LabelledText, Trace
-from engine.models.base import ConfigError, Example
+from engine.errors import ConfigError
+from engine.records import Example
 from engine.tasks import task_type
 
 SLICES = ("gold", "hard_negative", "replay")

@@ -28,6 +28,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
+from engine.errors import IngestError
 from engine.ingest_formats import (
     FIELDS,
     FORMATS,
@@ -36,7 +37,6 @@ from engine.ingest_formats import (
     REQUIRED,
     SQLITE_MAGIC,
     FieldMap,
-    IngestError,
     IngestTimeout,
     Raw,
     RowInvalid,

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from engine.errors import IngestError
+
 FIELDS = ("id", "ts", "model_id", "task", "input", "prediction", "verdict", "correction", "reasoning",
           "metadata", "human_verdict", "human_output", "latency_ms", "stage", "source")
 REQUIRED = ("ts", "model_id", "input", "prediction", "verdict")
@@ -35,14 +37,6 @@ _WIDE_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
               b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 MAX_FIELD_BYTES = 64 * 1024 * 1024  # one JSONL line, CSV cell or SQLite value; bounds the memory one record takes
 _SQLITE_PROGRESS_EVERY = 10_000  # VM instructions between deadline checks while SQLite computes a row
-
-
-class IngestError(ValueError):
-    """One line naming the file, the line (or row) and the field, and what to do."""
-
-    def __init__(self, message: str, *, path: str, line: int | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        self.path, self.line, self.field = path, line, field
 
 
 class IngestTimeout(IngestError):

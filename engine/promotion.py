@@ -13,9 +13,9 @@ import getpass
 from dataclasses import dataclass
 
 from engine.curation_log import write_curation_log
+from engine.errors import ConfigError, GateError
 from engine.events import DecisionRecorded, EventBus
-from engine.models.base import ConfigError
-from engine.search.gates import Candidate, Deployment, GateError, GateReport
+from engine.search.gates import Candidate, Deployment, GateReport
 from store import Store
 
 

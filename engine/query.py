@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from engine.errors import QueryError
 from engine.ingest_formats import MAX_FIELD_BYTES as MAX_VALUE_BYTES
 from store import Store
 from store.artifacts import atomic_open
@@ -59,10 +60,6 @@ _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema"}
 # Pragmas that only describe the schema (they take a table name, never a value to set).
 _SCHEMA_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
-
-
-class QueryError(ValueError):
-    """A refused, failed or over-limit query; the message is one line saying what to do."""
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,8 @@ class PioneerApp(App[int]):
 
     @work(thread=True, exclusive=True, group="query", name="trace query", exit_on_error=False)
     def run_query(self, sql: str, reply_to: MessagePump) -> None:
-        from engine.query import QueryError, query_traces
+        from engine.errors import QueryError
+        from engine.query import query_traces
 
         try:
             result = query_traces(self.store.workspace.db_path, sql, postprocess=lambda rows: rows,

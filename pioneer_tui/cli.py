@@ -1,9 +1,9 @@
 """`pioneer-tui` command line: one parser, each subcommand in pioneer_tui/commands/<name>.py.
 
 A command module exposes `register(subparsers) -> None`, which adds its parser and sets
-`handler=<fn(args, ctx) -> int>`. Errors surface as one line on stderr and a non-zero exit
-(exit 2 for bad input, 75 when another process kept the workspace busy: retry later); the
-traceback only with --debug.
+`handler=<fn(args, ctx) -> int>`. Errors of the product's family (engine.errors) surface here, once,
+as one line on stderr and their exit code (2 bad input, 1 a step failed, 75 the workspace was busy:
+retry later); anything else is a bug, named with its type. Tracebacks only with --debug.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import PioneerError, UsageError
 from engine.escape import one_line
-from store import Store, StoreBusy, Workspace
+from store import Store, Workspace
 
 # Order is the order in --help.
 COMMAND_MODULES = [
@@ -26,8 +27,7 @@ COMMAND_MODULES = [
 ]
 
 
-class UserError(Exception):
-    """Bad input or an impossible request: printed as one line, exit code 2."""
+UserError = UsageError  # TEMP until improve/cold_start are converted
 
 
 @dataclass
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(ctx)
         return int(handler(args, ctx) or 0)
-    except (UserError, StoreBusy) as exc:
+    except PioneerError as exc:
         if args.debug:
             raise
         print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, UserError) else 75
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.models.base import Example, TrainConfig  # noqa: E402
+from engine.models.base import TrainConfig  # noqa: E402
 from engine.models.decoder import (  # noqa: E402
     ChatFormat,
     EncodedExample,
@@ -44,6 +44,7 @@ from engine.models.decoder import (  # noqa: E402
     stop_token_ids,
 )
 from engine.models.resolve import resolve_model  # noqa: E402
+from engine.records import Example  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 
 

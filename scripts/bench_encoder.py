@@ -30,7 +30,7 @@ DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "clinc150" / "data_full.json"
 
 
 def load_clinc(path: Path, quick: bool, seed: int):
-    from engine.models.base import Example
+    from engine.records import Example
 
     if not path.is_file():
         sys.exit(f"error: {path} not found: pass --data PATH/TO/clinc150/data_full.json")

@@ -52,10 +52,11 @@ from _deployment import (  # noqa: E402
 )
 
 from engine.data.perturb import TYPES, exact_match_judge, perturb_examples  # noqa: E402
-from engine.models.base import Example, TrainConfig, head_init  # noqa: E402
+from engine.models.base import TrainConfig, head_init  # noqa: E402
 from engine.models.factory import train_and_register, trainer_for  # noqa: E402
 from engine.models.predictor import load_predictor  # noqa: E402
 from engine.production import ProductionConfig, improve, load_diagnosis  # noqa: E402
+from engine.records import Example  # noqa: E402
 from engine.search.reviewer import HeadlessReviewer  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from store import Store  # noqa: E402

@@ -41,10 +41,11 @@ from _deployment import add_run_options, judged_traffic, reported_model, torch_t
 from engine.coldstart.registry import parse_conll  # noqa: E402
 from engine.data.perturb import TYPES, perturb_examples  # noqa: E402
 from engine.eval.metrics import entity_report  # noqa: E402
-from engine.models.base import Example, TrainConfig, head_init  # noqa: E402
+from engine.models.base import TrainConfig, head_init  # noqa: E402
 from engine.models.factory import train_and_register, trainer_for  # noqa: E402
 from engine.models.predictor import load_predictor  # noqa: E402
 from engine.production import ProductionConfig, improve, load_diagnosis  # noqa: E402
+from engine.records import Example  # noqa: E402
 from engine.search.reviewer import HeadlessReviewer  # noqa: E402
 from engine.seed import seed_everything  # noqa: E402
 from engine.tasks import task_type  # noqa: E402

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_utterances import NEXT_WEEK_POISON, POISON, TEMPLATES, utterances  # noqa: E402
 
 from engine.data.perturb import perturb_examples, to_trace_rows  # noqa: E402
-from engine.models.base import Example, TrainConfig  # noqa: E402
+from engine.models.base import TrainConfig  # noqa: E402
 from engine.models.encoder import EncoderTrainer  # noqa: E402
 from engine.models.predictor import load_predictor  # noqa: E402
+from engine.records import Example
 from engine.seed import seed_everything  # noqa: E402
 from store.artifacts import atomic_write_jsonl, atomic_write_text  # noqa: E402
 

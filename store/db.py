@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.errors import SchemaError, StoreBusy
 from store.migrations import LATEST, MIGRATIONS
 
 BUSY_TIMEOUT_ENV = "PIONEER_BUSY_TIMEOUT"
@@ -21,14 +22,6 @@ _REPORT_EVERY_S = 5.0
 _WAL_KEEP_BYTES = 64 * 1024 * 1024
 
 BusyReporter = Callable[[float, float, str], None]  # (waited s, limit s, holder description)
-
-
-class SchemaError(RuntimeError):
-    """The database was written by a newer Pioneer TUI, or a migration failed."""
-
-
-class StoreBusy(RuntimeError):
-    """Another process held the workspace's write lock for longer than the busy timeout."""
 
 
 def busy_timeout_s() -> float:

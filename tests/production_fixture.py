@@ -22,10 +22,11 @@ from tiny_bert import build_tiny_bert
 
 from engine.data.datasets_io import example_to_row
 from engine.ingest import ingest_traces
-from engine.models.base import Example, TrainConfig
+from engine.models.base import TrainConfig
 from engine.models.encoder import EncoderTrainer
 from engine.models.factory import train_and_register
 from engine.models.predictor import load_predictor
+from engine.records import Example
 from store import Store
 
 SEEN = {"weather": ["weather", "rain", "sunny"], "music": ["song", "music", "album"],

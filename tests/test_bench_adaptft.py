@@ -10,7 +10,8 @@ from tiny_bert import build_tiny_bert
 from engine.bench.adaptft import HIDDEN, RunConfig, run_adaptft
 from engine.bench.report import checkpoint_rows, markdown, perturbation_rows
 from engine.bench.stages import StageConfig, build_stages
-from engine.models.base import ConfigError, Example
+from engine.errors import ConfigError
+from engine.records import Example
 from store import Store
 
 TOPICS = {"weather": ["weather", "rain", "sunny", "cold", "forecast"],

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from engine.bench.stages import StageConfig, build_stages, is_poisoned, poison_share
-from engine.models.base import ConfigError, Example
+from engine.errors import ConfigError
+from engine.records import Example
 
 TOPICS = {"weather": ["rain", "sunny", "forecast", "cold", "windy", "storm"],
           "music": ["song", "album", "track", "play", "band", "guitar"],

@@ -10,7 +10,7 @@ import pytest
 
 from engine.diagnosis.calibration import LabelCalibrator, expected_calibration_error, propose_corrections
 from engine.diagnosis.traces import Trace
-from engine.models.base import Prediction, Span
+from engine.records import Prediction, Span
 
 
 def test_blend_formula_weights_and_unknown_labels():

@@ -15,7 +15,8 @@ from engine.coldstart.analysis import (
     classify_description,
     system_prompt_for,
 )
-from engine.models.base import ConfigError, Example, Span
+from engine.errors import ConfigError
+from engine.records import Example, Span
 
 DESCRIPTIONS = [
     ("detect spam in SMS messages", "classification"),

@@ -20,7 +20,7 @@ from engine.coldstart.baselines import (
 )
 from engine.coldstart.eval_sets import build_held_out_set
 from engine.diagnosis.embedders import MiniLMEmbedder
-from engine.models.base import Example
+from engine.records import Example
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from engine.coldstart.analysis import DataSchema, analyse_by_rules
 from engine.coldstart.curriculum import build_cold_curriculum
 from engine.coldstart.eval_sets import (
     HeldOutSet,
-    LeakageError,
     build_held_out_set,
     check_disjoint,
     check_unchanged,
@@ -21,7 +20,8 @@ from engine.coldstart.eval_sets import (
 from engine.coldstart.registry import LoadedData
 from engine.data.quality import input_hash
 from engine.diagnosis.embedders import fitted_tfidf
-from engine.models.base import Example, Span
+from engine.errors import LeakageError
+from engine.records import Example, Span
 from engine.search.pipeline import DatasetSpec
 
 HAM = ["see you at {} tonight", "can you pick up milk at {}", "running late, meet at {}", "call me when at {}",

@@ -20,7 +20,8 @@ from engine.coldstart.mode import cold_start, plateau_reason, resume_cold_start
 from engine.coldstart.planner import ColdStartPlanner
 from engine.coldstart.setup import ColdStartConfig, load_setup
 from engine.data.quality import input_hash
-from engine.models.base import ConfigError, TrainConfig
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import DatasetSpec, Pipeline
 from engine.search.planner import RulePlanner, SearchState

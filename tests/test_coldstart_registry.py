@@ -15,8 +15,8 @@ from engine.coldstart.registry import (
     parse_conll,
     synthesise_seed_examples,
 )
-from engine.data.datasets_io import DatasetError
-from engine.models.base import Span
+from engine.errors import DatasetError
+from engine.records import Span
 
 
 def _write(path: Path, text: str) -> str:

@@ -19,7 +19,8 @@ from engine.data.quality import input_hash
 from engine.diagnosis.embedders import fitted_tfidf
 from engine.diagnosis.taxonomy import build_taxonomy
 from engine.diagnosis.traces import LabelledText, Trace, pool_from_rows, pool_from_traces
-from engine.models.base import ConfigError, Span
+from engine.errors import ConfigError
+from engine.records import Span
 
 TEXTS = {
     "translate": ["how do you say hello in {x}", "translate good morning into {x}", "what is thank you in {x}",

@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.data.datasets_io import (
-    DatasetError,
     bio_to_spans,
     example_to_row,
     read_examples,
@@ -13,7 +12,8 @@ from engine.data.datasets_io import (
     train_eval_split,
     whitespace_tokens,
 )
-from engine.models.base import Example, Span
+from engine.errors import DatasetError
+from engine.records import Example, Span
 
 
 def _write(tmp_path, rows, name="data.jsonl"):

@@ -15,7 +15,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from engine.models.base import ConfigError, Example, TrainConfig, TrainingError
+from engine.errors import ConfigError, TrainingError
+from engine.models.base import TrainConfig
 from engine.models.decoder import (
     IGNORE_INDEX,
     ChatFormat,
@@ -33,6 +34,7 @@ from engine.models.decoder import (
     save_artifact,
     stop_token_ids,
 )
+from engine.records import Example
 from engine.seed import seed_everything
 
 CHATML = (

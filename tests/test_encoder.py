@@ -9,11 +9,13 @@ from safetensors.torch import load_file, save_file
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from engine.models.base import ConfigError, Example, Span, TrainConfig, TrainingError, head_init
+from engine.errors import ConfigError, TrainingError
+from engine.models.base import TrainConfig, head_init
 from engine.models.encoder import EncoderTrainer, decode_spans, encode, load_tokenizer
 from engine.models.factory import train_and_register
 from engine.models.predictor import CachedPredictor, artifact_content_id, load_predictor
 from engine.models.resolve import ModelNotFound, resolve_model
+from engine.records import Example, Span
 from store import Store
 
 

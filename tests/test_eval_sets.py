@@ -12,7 +12,7 @@ import pytest
 from engine.diagnosis.eval_sets import failure_set, judge_method, regression_set
 from engine.diagnosis.fixability import TriageResult
 from engine.diagnosis.traces import Trace
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 SIZES = {"weather": 100, "alarm": 60, "transfer": 30, "translate": 10}
 

@@ -12,8 +12,8 @@ import pytest
 from fixtures.fork_source import LLM_CHANGES, build_source
 
 from engine.curation_log import render_curation_log
+from engine.errors import ConfigError
 from engine.ingest import ingest_traces
-from engine.models.base import ConfigError
 from engine.production import load_diagnosis
 from engine.production.fork import fork_run, plan_fork
 from engine.search.loop import resume_run

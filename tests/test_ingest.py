@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import db_fingerprint, seeded_workspace, trace, write_jsonl
 
-from engine.ingest import FieldMap, IngestError, ingest_traces
+from engine.errors import IngestError
+from engine.ingest import FieldMap, ingest_traces
 from engine.query import query_traces
 from pioneer_tui.cli import main
 from store import Store

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.eval.judge import Judge, JudgeResult, LLMJudge, MalformedAnswer, parse_verdict
-from engine.models.base import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,19 @@ def test_import_linter_contracts_hold():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_no_import_cycles_between_the_engines_parts():
+    """Each of the engine's parts (a subpackage or a top-level module) may use another, or be used by it,
+    never both: a cycle would make the two one part in all but name."""
+    import grimp
+
+    graph = grimp.build_graph("engine")
+    parts = sorted({".".join(m.split(".")[:2]) for m in graph.modules if m.count(".") >= 1})
+    cycles = [(a, b) for i, a in enumerate(parts) for b in parts[i + 1:]
+              if graph.chain_exists(importer=a, imported=b, as_packages=True)
+              and graph.chain_exists(importer=b, imported=a, as_packages=True)]
+    assert cycles == []
+
+
 def test_engine_import_never_loads_textual():
     import engine
 

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
+from engine.errors import ConfigError
 from engine.eval.metrics import (
     ClassificationReport,
     EntityReport,
@@ -35,7 +36,7 @@ from engine.eval.metrics import (
     score,
 )
 from engine.eval.regressions import compare, correctness
-from engine.models.base import ConfigError, Example, Prediction, Span
+from engine.records import Example, Prediction, Span
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 

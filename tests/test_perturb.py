@@ -25,7 +25,7 @@ from engine.data.perturb import (
     to_trace_rows,
     validate_rates,
 )
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from pioneer_tui.cli import main
 
 # The Table 12 rates, written out independently of the registry.

@@ -11,7 +11,7 @@ from engine.data.quality import normalise
 from engine.diagnosis.probing import ProbeConfig, generate_probes, run_probes
 from engine.diagnosis.taxonomy import build_taxonomy
 from engine.diagnosis.traces import LabelledText, Trace
-from engine.models.base import Prediction, Span
+from engine.records import Prediction, Span
 
 TRANSLATE = ["how do you say hello in french", "translate good morning into german", "what is thank you in spanish",
              "translate this sentence to italian", "how would i say goodbye in dutch", "translate cheers to greek"]

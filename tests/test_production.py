@@ -12,7 +12,7 @@ import pytest
 from production_fixture import MODEL_NAME, POISON, build_template, copy_workspace
 
 from engine.data.quality import input_hash
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.production import ProductionConfig, improve, load_diagnosis
 from engine.search.llm_planner import LLMPlanner
 from engine.search.loop import LoopConfig

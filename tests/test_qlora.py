@@ -8,7 +8,8 @@ import torch
 from test_decoder import ROWS, SYSTEM, _base
 from transformers import AutoModelForCausalLM
 
-from engine.models.base import ConfigError, TrainConfig
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
 from engine.models.qlora import CPU_OPT_IN_ENV, load_for_training, quantization_config
 
 

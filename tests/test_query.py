@@ -14,7 +14,8 @@ import pytest
 from ingest_helpers import db_fingerprint, seeded_workspace
 from process_helpers import running
 
-from engine.query import QueryError, query_traces
+from engine.errors import QueryError
+from engine.query import query_traces
 from pioneer_tui.cli import main
 from store import Store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.search.budget import Budget, BudgetLimits
 
 

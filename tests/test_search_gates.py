@@ -12,13 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.errors import ConfigError, GateError
 from engine.events import EventBus
-from engine.models.base import ConfigError
 from engine.search.gates import (
     Candidate,
     Deployment,
     GateConfig,
-    GateError,
     TrafficEvidence,
     check,
     lower_tau,

@@ -7,8 +7,9 @@ import math
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.events import EventBus
-from engine.models.base import ConfigError, TrainConfig
+from engine.models.base import TrainConfig
 from engine.search.graph import SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
 from engine.search.pipeline import DatasetSpec, Pipeline

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engine.models.base import ConfigError, TrainConfig
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
 from engine.search.pipeline import CurationConstraints, DatasetSpec, Pipeline, Strategy
 
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.models.base import ConfigError, Span
+from engine.errors import ConfigError
+from engine.records import Span
 from engine.tasks import TASK_TYPES, task_type
 
 

@@ -11,7 +11,7 @@ import pytest
 from engine.diagnosis.taxonomy import TaxonomyConfig, build_taxonomy
 from engine.diagnosis.traces import Trace, load_traces, partition
 from engine.events import EventBus, TaxonomyBuilt
-from engine.models.base import Span
+from engine.records import Span
 from engine.tasks.ner import ner_errors
 from store import Store
 from store.traces import TRACE_COLUMNS

@@ -28,8 +28,9 @@ from typing import Any
 from engine.bench import baselines as bl
 from engine.bench.stages import Bench, is_poisoned, to_example
 from engine.data.perturb import to_trace_rows
+from engine.errors import ConfigError
 from engine.ingest import ingest_traces
-from engine.models.base import ConfigError, TrainConfig
+from engine.models.base import TrainConfig
 from engine.models.encoder import EncoderTrainer
 from engine.models.factory import evaluate, train_and_register
 from engine.models.predictor import CachedPredictor

@@ -22,7 +22,8 @@ from engine.coldstart.registry import load_source
 from engine.data.datasets_io import example_to_row
 from engine.data.perturb import DEFAULT_RATES, REPLACEMENTS, perturb_examples
 from engine.data.perturb_types import BY_NAME
-from engine.models.base import ConfigError, Example
+from engine.errors import ConfigError
+from engine.records import Example
 
 DATASETS = {"clinc150": ("clinc150/data_full.json", "classification"),
             "sms_spam": ("sms_spam/SMSSpamCollection.tsv", "classification"),
@@ -198,7 +199,7 @@ def _as_row(example: Example, index: int) -> dict[str, Any]:
 
 def to_example(row: dict[str, Any], output: Any = None) -> Example:
     """An Example from a bench row (NER spans from dicts); `output` overrides the row's answer."""
-    from engine.models.base import Span
+    from engine.records import Span
 
     out = row["output"] if output is None else output
     if isinstance(out, list):

@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engine.errors import ConfigError
 from engine.eval.metrics import check_metric
-from engine.models.base import NEGATIVE_LABELS, TASKS, ConfigError, Example
+from engine.models.base import NEGATIVE_LABELS
+from engine.records import TASKS, Example
 from engine.tasks import TASK_TYPES
 
 # Labels that mean "nothing to report", in order of preference: the encoder's fallback names (CLINC's

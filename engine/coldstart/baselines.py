@@ -25,7 +25,7 @@ import numpy as np
 from engine.coldstart.analysis import TaskAnalysis
 from engine.coldstart.eval_sets import HeldOutSet, score_held_out
 from engine.diagnosis.embedders import Embedder
-from engine.models.base import Example, Prediction, Span
+from engine.records import Example, Prediction, Span
 from engine.tasks import task_type
 
 CENTROID_SAMPLE = 200  # training embeddings per label: a centroid is stable long before this

@@ -29,7 +29,7 @@ from engine.data.quality import QCConfig, input_hash, run_quality_controls
 from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.taxonomy import FailureCluster, Taxonomy
 from engine.diagnosis.traces import LabelledText, Trace
-from engine.models.base import Example
+from engine.records import Example
 from engine.search.pipeline import DatasetSpec
 from engine.tasks import task_type
 

@@ -33,8 +33,9 @@ from engine.data.perturb import DEFAULT_RATES, perturb_examples
 from engine.data.quality import input_hash
 from engine.diagnosis.embedders import Embedder
 from engine.diagnosis.eval_sets import allocate
+from engine.errors import LeakageError
 from engine.eval import metrics as m
-from engine.models.base import Example
+from engine.records import Example
 from engine.tasks import task_type
 from store.artifacts import content_hash
 
@@ -42,10 +43,6 @@ SUBSETS = ("pos", "neg", "boundary")
 # Label-preserving perturbations used as adversarial generation inputs (engine.data.perturb types).
 ADVERSARIAL_RATES = {"preamble_injection": 0.5, "instruction_following_attempts": 0.4,
                      "intra_input_duplication": 0.2, "missing_modality_reference": 0.15, "very_long_inputs": 0.1}
-
-
-class LeakageError(ValueError):
-    """A training row is (after normalisation) an item of the held-out set."""
 
 
 @dataclass(frozen=True)

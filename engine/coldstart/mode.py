@@ -37,8 +37,8 @@ from engine.coldstart.setup import (
     prepare,
     snapshot_path,
 )
+from engine.errors import ConfigError
 from engine.events import EventBus, Subscriber
-from engine.models.base import ConfigError
 from engine.search.budget import Budget
 from engine.search.gates import GateConfig
 from engine.search.loop import LoopConfig, LoopParts, LoopResult, open_run, result_of, resume_run, run_loop

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from engine.data.datasets_io import DatasetError, bio_to_spans, jsonl_rows, parse_row, whitespace_tokens
-from engine.models.base import Example, Span
+from engine.data.datasets_io import bio_to_spans, jsonl_rows, parse_row, whitespace_tokens
+from engine.errors import DatasetError
+from engine.records import Example, Span
 
 INPUT_FIELDS = ("input", "text", "sms", "message", "sentence", "utterance", "query", "question", "prompt",
                 "content", "review", "body", "document", "instruction")

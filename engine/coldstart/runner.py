@@ -16,19 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.coldstart.curriculum import build_cold_curriculum
-from engine.coldstart.eval_sets import (
-    LeakageError,
-    check_disjoint,
-    check_unchanged,
-    normalise_output,
-    score_held_out,
-)
+from engine.coldstart.eval_sets import check_disjoint, check_unchanged, normalise_output, score_held_out
 from engine.coldstart.setup import DATASET_TEACHER, ColdStartConfig, ColdStartSetup, make_embedder
 from engine.curriculum import to_examples
 from engine.data.quality import qc_checks
 from engine.diagnosis.embedders import Embedder
+from engine.errors import LeakageError
 from engine.eval.metrics import score as score_metric
-from engine.models.base import Example, ProgressCallback, head_init
+from engine.models.base import ProgressCallback, head_init
+from engine.records import Example
 from engine.search.graph import Node
 from engine.search.loop import NodeEvaluation, NodeFailed
 from engine.search.pipeline import Strategy

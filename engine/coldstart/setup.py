@@ -27,9 +27,11 @@ from engine.coldstart.eval_sets import (
 from engine.coldstart.registry import DataUnavailable, LoadedData, load_source, synthesise_seed_examples
 from engine.diagnosis.embedders import CachedEmbedder, Embedder, MiniLMEmbedder
 from engine.diagnosis.embedders import make_embedder as shared_embedder
+from engine.errors import ConfigError
 from engine.events import CurationNote, EventBus
-from engine.models.base import TASKS, ConfigError, Example, TrainConfig
+from engine.models.base import TrainConfig
 from engine.models.resolve import ALIASES, resolve_model
+from engine.records import TASKS, Example
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.seed import seed_everything

@@ -17,14 +17,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.models.base import TASKS, Example, Span
+from engine.errors import DatasetError
+from engine.records import TASKS, Example, Span
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 _WORD = re.compile(r"\S+")
-
-
-class DatasetError(ValueError):
-    """A dataset row is malformed; the message names file, line and field and what to do."""
 
 
 # ---------------------------------------------------------------- BIO <-> spans

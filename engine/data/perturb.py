@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.data.perturb_types import BY_NAME, TYPES, PerturbationType, Pool, Sample
-from engine.models.base import TASKS, ConfigError
+from engine.errors import ConfigError
+from engine.records import TASKS
 
 DEFAULT_RATES: dict[str, float] = {t.name: t.rate for t in TYPES}
 WIPES = ("gibberish", "empty_or_near_empty")

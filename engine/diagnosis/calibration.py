@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.diagnosis.traces import Trace
-from engine.models.base import Prediction, Span
+from engine.records import Prediction, Span
 from engine.tasks import task_type
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.diagnosis.fixability import TriageResult
 from engine.diagnosis.traces import Trace
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.tasks import task_type
 
 _JUDGE_KEYS = ("judge", "judge_method", "judged_by", "eval_method")

@@ -21,7 +21,7 @@ from engine.data.quality import normalise
 from engine.diagnosis.embedders import Embedder, fitted_tfidf
 from engine.diagnosis.taxonomy import FailureCluster
 from engine.diagnosis.traces import LabelledText, Trace
-from engine.models.base import Span
+from engine.records import Span
 from engine.tasks import task_type
 
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.diagnosis.traces import Trace
-from engine.models.base import TASKS
+from engine.errors import ConfigError
+from engine.records import TASKS
 from engine.tasks import task_type
 from engine.tasks.ner import ner_errors
 
@@ -122,9 +123,9 @@ class TaxonomyConfig:
 
     def __post_init__(self) -> None:
         if self.method not in ("kmeans", "agglomerative"):
-            raise ValueError(f"TaxonomyConfig.method={self.method!r}: use kmeans or agglomerative")
+            raise ConfigError(f"TaxonomyConfig.method={self.method!r}: use kmeans or agglomerative")
         if self.sink_min_gold < 2 or self.min_pair_size < 1 or not 3 <= self.max_examples <= 5:
-            raise ValueError("TaxonomyConfig: sink_min_gold >= 2, min_pair_size >= 1, max_examples in [3, 5]")
+            raise ConfigError("TaxonomyConfig: sink_min_gold >= 2, min_pair_size >= 1, max_examples in [3, 5]")
 
 
 @dataclass
@@ -153,7 +154,7 @@ def build_taxonomy(
     config = config or TaxonomyConfig()
     task = task or (fail[0].task if fail else pass_[0].task if pass_ else None)
     if task not in TASKS:
-        raise ValueError(f"build_taxonomy: task {task!r} is unknown; pass one of {', '.join(TASKS)}")
+        raise ConfigError(f"build_taxonomy: task {task!r} is unknown; pass one of {', '.join(TASKS)}")
     for t in fail:
         if t.verdict != "fail":
             raise ValueError(f"trace {t.id}: verdict is {t.verdict}; build_taxonomy takes T_fail only")

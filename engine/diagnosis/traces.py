@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.models.base import TASKS, Example
+from engine.errors import DatasetError
+from engine.records import TASKS, Example
 from engine.tasks import task_type
 
 if TYPE_CHECKING:
@@ -50,25 +51,25 @@ class Trace:
         tid = str(row.get("id") or "")
         where = f"trace {tid or '<no id>'}"
         if not tid:
-            raise ValueError(f"{where}: field id is missing; every trace needs an id")
+            raise DatasetError(f"{where}: field id is missing; every trace needs an id")
         task = row.get("task") or task
         if task not in TASKS:
-            raise ValueError(f"{where}: field task is {task!r}; set it to one of {', '.join(TASKS)} "
+            raise DatasetError(f"{where}: field task is {task!r}; set it to one of {', '.join(TASKS)} "
                              "(or pass task=...)")
         verdict = _first_set(row, "human_verdict", "verdict", "auto_verdict")
         if verdict not in ("pass", "fail"):
-            raise ValueError(f"{where}: verdict is {verdict!r}; it must be pass or fail")
+            raise DatasetError(f"{where}: verdict is {verdict!r}; it must be pass or fail")
         text = row.get("input")
         if not isinstance(text, str):
-            raise ValueError(f"{where}: field input must be text")
+            raise DatasetError(f"{where}: field input must be text")
         metadata = row.get("metadata") or {}
         if isinstance(metadata, str):
             try:
                 metadata = json.loads(metadata)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: field metadata is not valid JSON ({exc.msg})") from exc
+                raise DatasetError(f"{where}: field metadata is not valid JSON ({exc.msg})") from exc
         if not isinstance(metadata, dict):
-            raise ValueError(f"{where}: field metadata must be a JSON object")
+            raise DatasetError(f"{where}: field metadata must be a JSON object")
         return cls(
             id=tid, input=text, task=task, verdict=verdict, metadata=metadata,
             prediction=task_type(task).parse(row.get("prediction"), f"{where} field prediction"),
@@ -109,10 +110,10 @@ def pool_from_rows(rows: Iterable[Mapping[str, Any] | Example], task: str, origi
             text, out, rid = row.get("input"), row.get("output"), row.get("id")
         where = f"{origin} row {rid or i}"
         if not isinstance(text, str):
-            raise ValueError(f"{where}: field input must be text")
+            raise DatasetError(f"{where}: field input must be text")
         output = task_type(task).parse(out, f"{where} field output")
         if output is None:
-            raise ValueError(f"{where}: field output is missing")
+            raise DatasetError(f"{where}: field output is missing")
         pool.append(LabelledText(str(rid) if rid is not None else f"{origin}:{i}", text, output, origin))
     return pool
 

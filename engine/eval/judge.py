@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 SYSTEM_PROMPT = "You are a strict, impartial evaluator. Reply with one JSON object and nothing else."
 

@@ -26,7 +26,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from engine.models.base import ConfigError, Prediction, Span
+from engine.errors import ConfigError
+from engine.records import Prediction, Span
 from engine.tasks import task_type
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")

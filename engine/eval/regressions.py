@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.eval.metrics import example_correct
-from engine.models.base import Example
+from engine.records import Example
 
 
 @dataclass(frozen=True)

@@ -13,54 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-Task = Literal["classification", "ner", "generation"]
+from engine.errors import ConfigError
+from engine.records import TASKS, Example, Prediction, Task
+
 Method = Literal["full", "lora", "qlora", "linear_probe"]
-TASKS: tuple[str, ...] = ("classification", "ner", "generation")
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "linear_probe")
 ENCODER_TASKS: tuple[str, ...] = ("classification", "ner")
 # Label names that mean "no intent applies": the fallback below a decision threshold.
 NEGATIVE_LABELS = ("oos", "out_of_scope", "out-of-scope", "none", "other", "no_intent", "unknown")
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range; the message names the field and what to do."""
-
-
-@dataclass(frozen=True)
-class Span:
-    """A labelled character span [start, end) of an input (NER)."""
-
-    start: int
-    end: int
-    label: str
-    score: float = 1.0
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training or evaluation row.
-
-    `output` is a label (classification), a tuple of Spans (NER) or text (generation).
-    `messages` carries an OpenAI-style chat for decoders when the row came in that form.
-    `teacher` is another model's probability for each label, in the trainer's label order, that a
-    classifier is also distilled towards (focal distillation: set only where that model was right).
-    `weight` scales the row's share of the loss (a curriculum's slice shares; 1 for every row by default).
-    """
-
-    input: str
-    output: Any
-    id: str | None = None
-    messages: tuple[dict, ...] | None = None
-    teacher: tuple[float, ...] | None = None
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A model's answer with its confidence in [0, 1] (softmax probability; per-span for NER)."""
-
-    output: Any
-    confidence: float
 
 
 @dataclass(frozen=True)
@@ -153,10 +113,6 @@ class TrainResult:
     n_train: int = 0
     n_truncated: int = 0
     steps: int = 0
-
-
-class TrainingError(RuntimeError):
-    """Training stopped (NaN loss, out of memory, bad data); the message says why and what to do."""
 
 
 class Trainer(Protocol):

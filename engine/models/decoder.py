@@ -23,23 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.models.base import (
-    MANIFEST,
-    ConfigError,
-    Example,
-    Prediction,
-    Progress,
-    ProgressCallback,
-    TrainConfig,
-    TrainingError,
-    TrainResult,
-    write_manifest,
-)
+from engine.errors import ConfigError, TrainingError
+from engine.models.base import MANIFEST, Progress, ProgressCallback, TrainConfig, TrainResult, write_manifest
 from engine.models.batching import length_grouped_batches, sorted_batches
 from engine.models.gguf_cache import INSTALL_HINT
 from engine.models.qlora import default_device, load_for_training, quantization_config
 from engine.models.resolve import resolve_model
 from engine.models.runtime import is_oom, peak_memory_mb
+from engine.records import Example, Prediction
 from engine.seed import seed_everything
 from store.artifacts import atomic_write_dir
 

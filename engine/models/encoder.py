@@ -34,22 +34,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.data.datasets_io import spans_to_bio
+from engine.errors import ConfigError, TrainingError
 from engine.models.base import (
     ENCODER_TASKS,
     NEGATIVE_LABELS,
-    ConfigError,
-    Example,
     Progress,
     ProgressCallback,
-    Span,
     TrainConfig,
-    TrainingError,
     TrainResult,
     write_manifest,
 )
 from engine.models.batching import length_grouped_batches, pad_batch, padding_fraction, sorted_batches
 from engine.models.resolve import resolve_model
 from engine.models.runtime import is_oom, peak_memory_mb
+from engine.records import Example, Span
 from engine.seed import seed_everything
 from store.artifacts import atomic_write_dir
 

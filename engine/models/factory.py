@@ -14,20 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.data.datasets_io import train_eval_split
-from engine.models.base import (
-    ENCODER_TASKS,
-    ConfigError,
-    Example,
-    Predictor,
-    ProgressCallback,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-)
+from engine.errors import ConfigError
+from engine.models.base import ENCODER_TASKS, Predictor, ProgressCallback, TrainConfig, Trainer, TrainResult
 from engine.models.encoder import EncoderTrainer
 from engine.models.predictor import CachedPredictor
 from engine.models.resolve import ALIASES
 from engine.models.runtime import peak_memory_mb
+from engine.records import Example
 from store import Store
 from store.artifacts import atomic_write_dir
 from store.jsoncols import new_id

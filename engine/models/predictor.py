@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from engine.models.base import MANIFEST, ConfigError, Prediction, Predictor, Span
+from engine.errors import ConfigError
+from engine.models.base import MANIFEST, Predictor
 from engine.models.encoder import (
     HEAD_NAMES,
     PRECISIONS,
@@ -36,6 +37,7 @@ from engine.models.encoder import (
     task_model_class,
 )
 from engine.models.resolve import resolve_model
+from engine.records import Prediction, Span
 from store.artifacts import content_hash, file_hash
 from store.traces import PredictionCache
 

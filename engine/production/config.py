@@ -9,11 +9,9 @@ from typing import Any
 from engine.diagnosis.embedders import (
     EMBEDDERS,
 )
-from engine.models.base import (
-    TASKS,
-    ConfigError,
-    TrainConfig,
-)
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
+from engine.records import TASKS
 from engine.search.budget import BudgetLimits
 from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GateConfig
 from engine.search.loop import (

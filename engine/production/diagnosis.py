@@ -37,10 +37,8 @@ from engine.diagnosis.traces import (
     pool_from_rows,
     pool_from_traces,
 )
+from engine.errors import ConfigError
 from engine.events import CurationNote, EventBus, TaxonomyBuilt
-from engine.models.base import (
-    ConfigError,
-)
 from engine.production.config import MAX_REGRESSION_ITEMS, ProductionConfig
 from engine.search.pipeline import Pipeline
 from engine.search.planner import ClusterInfo, Planner, RulePlanner

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from engine.errors import ConfigError
 from engine.events import Subscriber
-from engine.models.base import ConfigError
 from engine.production.config import ProductionConfig
 from engine.production.diagnosis import model_traces, parent_data, source_diagnosis
 from engine.production.mode import ProductionSummary, improve

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 _FIELDS = ("iterations", "seconds", "tokens", "dollars")
 

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
+from engine.errors import ConfigError, GateError
 from engine.events import EventBus, GateChecked, Promoted, Rollback
-from engine.models.base import ConfigError
 from store import Store
 
 TauBasis = Literal["plateau", "unfixable_residuals", "user"]
@@ -45,10 +45,6 @@ DEFAULT_MAX_REGRESSION_RATE = 0.05
 # thresholds, whose failure only means "not there yet": the search goes on.
 BUDGET_GATES = frozenset({"regression_budget", "regression_rate", "cross_budget"})
 SCORE_GATES = frozenset({"stop", "failure_set"})
-
-
-class GateError(RuntimeError):
-    """A promotion or rollback that the gates or the registry state do not allow."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import jsonschema
 
 from engine.dotted import flatten
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.search.pipeline import BANDS, Pipeline
 from engine.search.planner import (
     ClusterInfo,

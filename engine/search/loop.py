@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.curation_log import write_curation_log
+from engine.errors import ConfigError, GateError, RunNotResumable, TrainingError
 from engine.events import (
     BudgetSpent,
     CurationNote,
@@ -49,9 +50,9 @@ from engine.events import (
     TrainProgress,
     TrainStarted,
 )
-from engine.models.base import ConfigError, Progress, ProgressCallback, TrainingError
+from engine.models.base import Progress, ProgressCallback
 from engine.search.budget import Budget, BudgetLimits
-from engine.search.gates import Candidate, Deployment, GateConfig, GateError, GateReport, TrafficEvidence
+from engine.search.gates import Candidate, Deployment, GateConfig, GateReport, TrafficEvidence
 from engine.search.graph import Node, SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
 from engine.search.pipeline import Pipeline
@@ -79,10 +80,6 @@ MODE_FACTORIES: dict[str, str] = {
 
 class NodeFailed(RuntimeError):
     """A runner could not build, train or evaluate one node (the node fails, the search goes on)."""
-
-
-class RunNotResumable(ValueError):
-    """The run does not exist, or its mode has no loop factory."""
 
 
 @dataclass(frozen=True)

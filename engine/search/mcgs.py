@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.search.gates import TrafficEvidence
 from engine.search.graph import PENDING, Node, SearchGraph
 from engine.search.pipeline import Pipeline

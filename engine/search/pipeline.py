@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.dotted import flatten
-from engine.models.base import ConfigError, TrainConfig
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
 from engine.tasks import task_type
 
 Mode = Literal["cold_start", "production"]

@@ -33,7 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from engine.models.base import ConfigError, TrainConfig
+from engine.errors import ConfigError
+from engine.models.base import TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import BANDS, Pipeline
 from engine.search.policy import Action

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 
 ActionKind = Literal["rework_data", "tune_hyperparams", "surgical_augmentation", "rollback"]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+from engine.errors import ConfigError
 from engine.events import DecisionRecorded, EventBus
 from engine.search.pipeline import Pipeline
 
@@ -93,7 +94,7 @@ class Reviewer(Protocol):
 class HeadlessReviewer:
     def __init__(self, policy: Literal["auto", "never"] = "auto") -> None:
         if policy not in ("auto", "never"):
-            raise ValueError(f"headless reviewer policy {policy!r} is not 'auto' or 'never'")
+            raise ConfigError(f"headless reviewer policy {policy!r} is not 'auto' or 'never'")
         self.policy = policy
         self.who = f"headless:{policy}"
 

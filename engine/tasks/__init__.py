@@ -8,7 +8,7 @@ here plus its tests.
 
 from __future__ import annotations
 
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.tasks.base import Errors, TaskType
 from engine.tasks.classification import Classification
 from engine.tasks.generation import Generation

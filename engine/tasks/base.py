@@ -60,7 +60,7 @@ class TaskType:
 
     # -- evaluation ---------------------------------------------------------------------------
     def check_metric(self, metric: str) -> None:
-        from engine.models.base import ConfigError
+        from engine.errors import ConfigError
 
         if metric not in self.metrics:
             raise ConfigError(f"metric={metric!r} does not apply to task {self.name!r}: use one of "

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from engine.models.base import Span
+from engine.records import Span
 from engine.tasks.base import Errors, TaskType
 
 

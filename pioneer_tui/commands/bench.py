@@ -15,9 +15,8 @@ from typing import Any
 
 from engine.bench.report import final_gap, markdown, write_report
 from engine.bench.stages import StageConfig, build_stages, load_dataset
-from engine.coldstart.registry import DatasetError
-from engine.models.base import ConfigError
-from pioneer_tui.cli import Context, UserError
+from engine.errors import ConfigError, DatasetError, UsageError
+from pioneer_tui.cli import Context
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                            agent_minutes=args.agent_minutes, threads=args.threads,
                            **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
     except ConfigError as exc:
-        raise UserError(f"--arms / --method: {exc}") from None
+        raise UsageError(f"--arms / --method: {exc}") from None
     base = StageConfig.quick(args.seed) if args.quick else StageConfig(seed=args.seed)
     try:
         stages = StageConfig(seed=args.seed, clean_size=args.clean_size or base.clean_size,
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         task, examples = load_dataset(args.dataset, args.data_root)
         bench = build_stages(examples, task, stages, Path(args.dataset).stem)
     except (ConfigError, DatasetError) as exc:
-        raise UserError(f"--dataset {args.dataset}: {exc}") from None
+        raise UsageError(f"--dataset {args.dataset}: {exc}") from None
     out = args.out or ctx.workspace.root / "bench" / \
         f"adaptft-{Path(args.dataset).stem}-s{args.seed}{'-quick' if args.quick else ''}"
     if (out / "workspace").exists():

@@ -15,9 +15,9 @@ from typing import Any
 from engine.coldstart.mode import ColdStartSummary, cold_start
 from engine.coldstart.registry import DataUnavailable
 from engine.coldstart.setup import EMBEDDERS, ColdStartConfig
-from engine.data.datasets_io import DatasetError
+from engine.errors import ConfigError, DatasetError
 from engine.escape import one_line
-from engine.models.base import TASKS, ConfigError
+from engine.records import TASKS
 from engine.search.reviewer import Reviewer
 from pioneer_tui.cli import Context, UserError
 from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.diagnosis.embedders import EMBEDDERS
+from engine.errors import ConfigError, IngestError
 from engine.escape import terminal
-from engine.ingest import IngestError, ingest_traces
-from engine.models.base import TASKS, ConfigError
+from engine.ingest import ingest_traces
 from engine.production import ProductionConfig, ProductionSummary, deployed_model, improve
+from engine.records import TASKS
 from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
 from pioneer_tui.cli import Context, UserError

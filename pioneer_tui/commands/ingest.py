@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.ingest import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, FORMATS, FieldMap, IngestError, ingest_traces
-from pioneer_tui.cli import Context, UserError
+from engine.errors import UsageError
+from engine.ingest import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, FORMATS, FieldMap, ingest_traces
+from pioneer_tui.cli import Context
 
 
 def register(subparsers: Any) -> None:
@@ -35,14 +36,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.rejects and not args.skip_invalid:
-        raise UserError("--rejects only applies with --skip-invalid")
-    try:
-        result = ingest_traces(ctx.store, args.file, format=args.format, table=args.table,
-                               mapping=FieldMap.parse(args.map), skip_invalid=args.skip_invalid,
-                               rejects_path=args.rejects, encoding=args.encoding, timeout_s=args.timeout,
-                               max_rows=args.max_rows)
-    except IngestError as exc:
-        raise UserError(str(exc)) from exc
+        raise UsageError("--rejects only applies with --skip-invalid")
+    result = ingest_traces(ctx.store, args.file, format=args.format, table=args.table,
+                           mapping=FieldMap.parse(args.map), skip_invalid=args.skip_invalid,
+                           rejects_path=args.rejects, encoding=args.encoding, timeout_s=args.timeout,
+                           max_rows=args.max_rows)
     if args.json:
         ctx.emit_json(result.to_dict())
     else:

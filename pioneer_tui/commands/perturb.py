@@ -10,11 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.data.datasets_io import DatasetError, jsonl_rows, parse_row
+from engine.data.datasets_io import jsonl_rows, parse_row
 from engine.data.perturb import infer_task, load_rates, perturb_examples, summarize
 from engine.data.perturb_types import BY_NAME
-from engine.models.base import TASKS, ConfigError
-from pioneer_tui.cli import Context, UserError
+from engine.errors import DatasetError, UsageError
+from engine.records import TASKS
+from pioneer_tui.cli import Context
 from store.artifacts import atomic_write_jsonl
 
 
@@ -43,10 +44,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        rates = load_rates(args.rates) if args.rates else None
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    rates = load_rates(args.rates) if args.rates else None
     examples, task = read_examples(args.input, args.task)
     rows = perturb_examples(examples, seed=args.seed, task=task, rates=rates)
     atomic_write_jsonl(args.output, rows)
@@ -64,17 +62,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def read_examples(path: Path, task: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Rows of a JSONL file validated for `task` (inferred when None); UserError names file/line/field."""
+    """Rows of a JSONL file validated for `task` (inferred when None); UsageError names file/line/field."""
     raw: list[tuple[str, dict[str, Any]]] = []
-    try:
-        for number, row in jsonl_rows(path):
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            raw.append((f"{path}:{number}", row))
-    except DatasetError as exc:
-        raise UserError(str(exc)) from None
+    for number, row in jsonl_rows(path):
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        raw.append((f"{path}:{number}", row))
     if not raw:
-        raise UserError(f"{path}: no examples (empty file or only blank lines)")
+        raise UsageError(f"{path}: no examples (empty file or only blank lines)")
     if task is None:
         chat = any("messages" in row for _, row in raw)
         task = "generation" if chat else infer_task([row.get("output") for _, row in raw])
@@ -83,13 +78,13 @@ def read_examples(path: Path, task: str | None) -> tuple[list[dict[str, Any]], s
         try:
             example = parse_row(row, task, where)
         except DatasetError as exc:
-            raise UserError(f"{exc}; fix the row or pass --task") from None
+            raise UsageError(f"{exc}; fix the row or pass --task") from None
         metadata = row.get("metadata", {})
         if not isinstance(metadata, dict):
-            raise UserError(f"{where}: field 'metadata': expected a JSON object, got {type(metadata).__name__}")
+            raise UsageError(f"{where}: field 'metadata': expected a JSON object, got {type(metadata).__name__}")
         if example.id is not None:
             if example.id in seen:
-                raise UserError(f"{where}: field 'id': {example.id!r} already used on {seen[example.id]}; "
+                raise UsageError(f"{where}: field 'id': {example.id!r} already used on {seen[example.id]}; "
                                 "ids must be unique")
             seen[example.id] = where
         if task == "ner":

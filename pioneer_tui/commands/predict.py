@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.models.base import ConfigError, Span
-from pioneer_tui.cli import Context, UserError
+from engine.errors import UsageError
+from engine.records import Span
+from pioneer_tui.cli import Context
 from pioneer_tui.commands.train import quiet_transformers
 from store.artifacts import atomic_write_jsonl
 
@@ -37,12 +38,12 @@ def model_dir(ctx: Context, model: str) -> Path:
     row = ctx.store.models.get(model)
     if row is not None:
         if not row.get("artifact_path"):
-            raise UserError(f"model {model} has no artifact (status {row['status']}): pick a trained model")
+            raise UsageError(f"model {model} has no artifact (status {row['status']}): pick a trained model")
         return Path(row["artifact_path"])
     path = Path(model).expanduser()
     if path.is_dir():
         return path
-    raise UserError(f"model {model!r} is neither a registry id/name nor a folder: see `pioneer-tui models`")
+    raise UsageError(f"model {model!r} is neither a registry id/name nor a folder: see `pioneer-tui models`")
 
 
 def read_inputs(path: Path) -> list[tuple[str, Any]]:
@@ -50,7 +51,7 @@ def read_inputs(path: Path) -> list[tuple[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (FileNotFoundError, IsADirectoryError):
-        raise UserError(f"{path}: no such file; give a JSONL file of {{\"input\": ...}} rows") from None
+        raise UsageError(f"{path}: no such file; give a JSONL file of {{\"input\": ...}} rows") from None
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -58,13 +59,13 @@ def read_inputs(path: Path) -> list[tuple[str, Any]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            raise UsageError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         text = value.get("input") if isinstance(value, dict) else value
         if not isinstance(text, str):
-            raise UserError(f"{path}:{number}: field 'input': expected a string")
+            raise UsageError(f"{path}:{number}: field 'input': expected a string")
         rows.append((text, value.get("id") if isinstance(value, dict) else None))
     if not rows:
-        raise UserError(f"{path}: no inputs: give at least one JSON line")
+        raise UsageError(f"{path}: no inputs: give at least one JSON line")
     return rows
 
 
@@ -82,12 +83,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     rows = read_inputs(args.input)
     quiet_transformers()
     kwargs = {"batch_size": args.batch_size, "fallback_label": args.fallback_label}
-    try:
-        predictor = (load_predictor(folder, **kwargs) if args.no_cache
-                     else CachedPredictor.for_artifact(folder, ctx.store.cache, **kwargs))
-        predictions = predictor.predict([text for text, _ in rows], args.threshold)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    predictor = (load_predictor(folder, **kwargs) if args.no_cache
+                 else CachedPredictor.for_artifact(folder, ctx.store.cache, **kwargs))
+    predictions = predictor.predict([text for text, _ in rows], args.threshold)
     out = []
     for (text, row_id), pred in zip(rows, predictions, strict=True):
         row = {"input": text, "prediction": _jsonable(pred.output, text), "confidence": pred.confidence}

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.models.base import ConfigError
 from engine.promotion import promote_node
-from pioneer_tui.cli import Context, UserError
+from pioneer_tui.cli import Context
 
 
 def register(subparsers: Any) -> None:
@@ -27,10 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        record = promote_node(ctx.store, args.node, args.reason)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    record = promote_node(ctx.store, args.node, args.reason)
     if args.json:
         ctx.emit_json(record.__dict__)
         return 0

@@ -16,16 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.errors import UsageError
 from engine.escape import terminal
-from engine.query import (
-    DEFAULT_LIMIT,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_TIMEOUT_S,
-    QueryError,
-    QueryResult,
-    query_traces,
-)
-from pioneer_tui.cli import Context, UserError
+from engine.query import DEFAULT_LIMIT, DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, QueryResult, query_traces
+from pioneer_tui.cli import Context
 
 TABLE_ROWS = 20  # rows shown in the terminal table; the file holds them all
 POST_MAX_OUTPUT = 64 * 1024 * 1024  # bytes a --post pipeline may print; a bigger output is an error
@@ -60,15 +54,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.csv and args.post:
-        raise UserError("--csv prints the full result and --post pipes it; pick one")
+        raise UsageError("--csv prints the full result and --post pipes it; pick one")
     db = ctx.workspace.db_path
-    try:
-        result = query_traces(
-            ctx.store if db.exists() else db, args.sql, limit=args.limit, timeout_s=args.timeout,
-            out_dir=ctx.workspace.artifacts / "queries", preview_rows=TABLE_ROWS, max_bytes=args.max_bytes,
-            spreadsheet_safe=args.spreadsheet_safe)
-    except QueryError as exc:
-        raise UserError(str(exc)) from exc
+    result = query_traces(
+        ctx.store if db.exists() else db, args.sql, limit=args.limit, timeout_s=args.timeout,
+        out_dir=ctx.workspace.artifacts / "queries", preview_rows=TABLE_ROWS, max_bytes=args.max_bytes,
+        spreadsheet_safe=args.spreadsheet_safe)
     if args.json:
         ctx.emit_json(result.to_dict())
     elif args.csv:
@@ -101,18 +92,18 @@ def pipe(pipeline: str, csv_path: Path, timeout_s: float) -> str:
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise UserError(f"--post pipeline ran past {timeout_s:g} s and was stopped; the full result is saved "
+            raise UsageError(f"--post pipeline ran past {timeout_s:g} s and was stopped; the full result is saved "
                             f"at {csv_path}") from None
         finally:
             _kill_session(proc)
         size = out.seek(0, os.SEEK_END)
         if size > POST_MAX_OUTPUT:
-            raise UserError(f"--post pipeline printed more than {POST_MAX_OUTPUT:,} bytes and was stopped; narrow "
+            raise UsageError(f"--post pipeline printed more than {POST_MAX_OUTPUT:,} bytes and was stopped; narrow "
                             f"it, or read the full result at {csv_path}")
         if proc.returncode != 0:
             err.seek(0)
             last = (err.read().decode(errors="replace").strip().splitlines() or ["no error output"])[-1]
-            raise UserError(f"--post pipeline exited with {proc.returncode}: {last}")
+            raise UsageError(f"--post pipeline exited with {proc.returncode}: {last}")
         out.seek(0)
         return out.read().decode(errors="replace")
 

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from engine.errors import UsageError
 from engine.report import write_report
-from pioneer_tui.cli import Context, UserError
+from pioneer_tui.cli import Context
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +22,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.store.runs.get(args.run) is None:
-        raise UserError(f"run {args.run} does not exist: see `pioneer-tui runs`")
+        raise UsageError(f"run {args.run} does not exist: see `pioneer-tui runs`")
     print(write_report(ctx.store, args.run, args.out))
     return 0

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from engine.models.base import ConfigError
+from engine.errors import UsageError
 from engine.production import summarize_run
-from engine.search.loop import RunNotResumable, resume_run
+from engine.search.loop import resume_run
 from engine.search.reviewer import Reviewer
-from pioneer_tui.cli import Context, UserError
+from pioneer_tui.cli import Context
 from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for
 from store import Event, Store
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store
     found = store.runs.get(args.run)
     if found is None:
-        raise UserError(f"run {args.run} does not exist: see `pioneer-tui runs`")
+        raise UsageError(f"run {args.run} does not exist: see `pioneer-tui runs`")
     if found["status"] == "finished":
         print(f"run {args.run} already finished: {found['stop_reason'] or 'no reason recorded'}")
         return 0
@@ -48,10 +48,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from pioneer_tui.commands.train import quiet_transformers
 
     quiet_transformers()
-    try:
-        result = start(reviewer_for(args.approve, sys.stdout), (RunPrinter(sys.stdout),), store)
-    except (RunNotResumable, ConfigError) as exc:
-        raise UserError(str(exc)) from None
+    result = start(reviewer_for(args.approve, sys.stdout), (RunPrinter(sys.stdout),), store)
     if found["mode"] == "production":
         summary = summarize_run(store, args.run, result)
         print(f"{len(summary.iterations)} nodes; {summary.outcome or result.reason}")

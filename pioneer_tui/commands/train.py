@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.data.datasets_io import DatasetError, example_to_row, read_examples
-from engine.models.base import METHODS, TASKS, ConfigError, Progress, TrainConfig, TrainingError
+from engine.data.datasets_io import example_to_row, read_examples
+from engine.errors import ConfigError, TrainingError, UsageError
+from engine.models.base import METHODS, Progress, TrainConfig
 from engine.models.qlora import CPU_OPT_IN_ENV
-from pioneer_tui.cli import Context, UserError
+from engine.records import TASKS
+from pioneer_tui.cli import Context
 from store.jsoncols import new_id
 
 DEFAULT_BASE = {"classification": "minilm", "ner": "minilm", "generation": "smollm2"}
@@ -91,20 +93,17 @@ def quiet_transformers() -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from engine.models.factory import train_and_register, trainer_for  # torch: only when training
 
-    try:
-        examples = read_examples(args.data, args.task)
-        config = _config(args)
-        if not 0.0 <= args.eval_fraction < 1.0:
-            raise ConfigError(f"--eval-fraction={args.eval_fraction} is invalid: use a number in [0, 1)")
-        if args.allow_cpu_qlora:
-            os.environ[CPU_OPT_IN_ENV] = "1"
-        options = {} if args.task == "generation" else {"precision": args.precision, "head_init": args.head_init}
-        trainer = trainer_for(args.task, config.base_model, **options)
-    except (DatasetError, ConfigError) as exc:
-        raise UserError(str(exc)) from None
+    examples = read_examples(args.data, args.task)
+    config = _config(args)
+    if not 0.0 <= args.eval_fraction < 1.0:
+        raise ConfigError(f"--eval-fraction={args.eval_fraction} is invalid: use a number in [0, 1)")
+    if args.allow_cpu_qlora:
+        os.environ[CPU_OPT_IN_ENV] = "1"
+    options = {} if args.task == "generation" else {"precision": args.precision, "head_init": args.head_init}
+    trainer = trainer_for(args.task, config.base_model, **options)
     store = ctx.store
     if args.parent and store.models.get(args.parent) is None:
-        raise UserError(f"--parent {args.parent}: no such model in the registry (see `pioneer-tui models`)")
+        raise UsageError(f"--parent {args.parent}: no such model in the registry (see `pioneer-tui models`)")
     quiet_transformers()
     dataset_id = store.datasets.create([example_to_row(ex) for ex in examples], name=args.data.name,
                                        task=args.task, note=f"from {args.data}")
@@ -115,8 +114,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             trained = train_and_register(
                 store, examples, config, parent_id=args.parent, dataset_version_id=dataset_id, name=args.name,
                 progress=bar, eval_fraction=args.eval_fraction, trainer=trainer, model_id=model_id)
-    except (TrainingError, ConfigError) as exc:
-        raise UserError(f"training failed (registered as {model_id}, status failed): {exc}") from None
+    except (TrainingError, ConfigError) as exc:  # the failed model stays registered: say which
+        raise type(exc)(f"training failed (registered as {model_id}, status failed): {exc}") from None
     summary = {"model_id": trained.model_id, "artifact": str(trained.artifact_dir), "dataset_version": dataset_id,
                "n_train": trained.result.n_train, "n_eval": trained.n_eval, "n_truncated": trained.result.n_truncated,
                "wall_time_s": round(trained.result.wall_time_s, 2), "metrics": trained.metrics}

@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TabbedContent,
 
 from engine.coldstart.mode import ColdStartConfig
 from engine.demo import DEMO_DIR, next_week
-from engine.models.base import ConfigError
+from engine.errors import ConfigError
 from engine.production import ProductionConfig
 from engine.production.fork import plan_fork
 from store import Store

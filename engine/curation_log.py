@@ -1,21 +1,39 @@
 """data-curation.md, rendered purely from a run's events so it can never drift from what happened.
 
 `render_curation_log(events)` is a pure function of the event stream (the same events give the
-same bytes); `write_curation_log(store, run_id)` writes it atomically to
-artifacts/runs/<run_id>/data-curation.md. The TUI renders the same function live and in replays.
+same bytes), folding the typed events of engine.events like the TUI does; `write_curation_log(store,
+run_id)` writes it atomically to artifacts/runs/<run_id>/data-curation.md. The TUI renders the same
+function live and in replays.
 Text that comes from traces, models, people or LLMs is escaped (engine.escape) wherever it lands.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.dotted import flatten
 from engine.escape import code, markdown, markdown_block
+from engine.events import (
+    BudgetSpent,
+    CurationNote,
+    CurriculumProposed,
+    DecisionRecorded,
+    GateChecked,
+    NodeAdded,
+    NodeEvaluated,
+    Promoted,
+    Rollback,
+    RunFinished,
+    RunStarted,
+    TaxonomyBuilt,
+    TrainProgress,
+    TrainStarted,
+    decode,
+)
 from store import Event, Store, atomic_write_text
 
 SLICE_ORDER = ("gold", "hard_negative", "replay")
@@ -31,7 +49,7 @@ class _NodeSection:
     change: str = ""
     lines: list[str] = field(default_factory=list)
     train_total: int | None = None
-    last_progress: dict[str, Any] | None = None
+    last_progress: TrainProgress | None = None
 
 
 def _cell(value: Any) -> str:
@@ -88,7 +106,7 @@ def qc_lines(qc: Any) -> list[str]:
     return lines
 
 
-def pipeline_change(parent: dict[str, Any] | None, child: dict[str, Any] | None, limit: int = 3,
+def pipeline_change(parent: Mapping[str, Any] | None, child: Mapping[str, Any] | None, limit: int = 3,
                     short: bool = False) -> str:
     """What a node changed relative to its parent, e.g. `hyperparams.epochs 3 → 5; +1 more`.
     `short` drops the D/H/S prefix and cuts long values (for one-line graph labels)."""
@@ -117,7 +135,7 @@ def _regressions(count: Any) -> str:
     return "regressions —" if count is None else _plural(count, "regression")
 
 
-def diff_text(diff: dict[str, Any]) -> str:
+def diff_text(diff: Mapping[str, Any]) -> str:
     """Edits summarised: list-valued entries by count, the rest inline (removed, added, changed first)."""
     order = ["removed", "added", "changed"]
     parts = []
@@ -130,25 +148,23 @@ def diff_text(diff: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _decision_line(p: dict[str, Any]) -> str:
-    line = (f"- **Decision** ({markdown(p.get('kind', '?'))}): **{markdown(p.get('action', '?'))}** by "
-            f"{markdown(p.get('who', '?'))}")
-    if p.get("dataset_version_id"):
-        line += f" → dataset {code(p['dataset_version_id'])}"
-    if p.get("reason"):
-        line += f" — {markdown(p['reason'])}"
-    if p.get("diff"):
-        line += f" (diff: {markdown(diff_text(p['diff']))})"
+def _decision_line(d: DecisionRecorded) -> str:
+    line = f"- **Decision** ({markdown(d.kind)}): **{markdown(d.action)}** by {markdown(d.who)}"
+    if d.dataset_version_id:
+        line += f" → dataset {code(d.dataset_version_id)}"
+    if d.reason:
+        line += f" — {markdown(d.reason)}"
+    if d.diff:
+        line += f" (diff: {markdown(diff_text(d.diff))})"
     return line
 
 
-def _gate_line(p: dict[str, Any]) -> str:
-    mark = "✓" if p.get("passed") else "✗"
-    rule = p.get("rule") or "vs threshold"
-    return f"- {mark} gate `{p.get('gate', '?')}`: {_fmt(p.get('value'))} {rule} {_fmt(p.get('threshold'))}"
+def _gate_line(g: GateChecked) -> str:
+    mark = "✓" if g.passed else "✗"
+    return f"- {mark} gate `{g.gate}`: {_fmt(g.value)} {g.comparison} {_fmt(g.threshold)}"
 
 
-def composition_delta(before: dict[str, Any], after: dict[str, Any]) -> str:
+def composition_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """What a curriculum changed against its parent's, slice by slice: `gold 33 → 45; replay 561 → 90`."""
     keys = [k for k in SLICE_ORDER if k in before or k in after]
     keys += sorted(k for k in set(before) | set(after) if k not in SLICE_ORDER)
@@ -164,124 +180,124 @@ def render_curation_log(events: Iterable[Event]) -> str:
     taxonomy: list[str] = []
     nodes: dict[str, _NodeSection] = {}
     datasets: dict[str, dict[str, Any]] = {}
-    pipelines: dict[str, dict[str, Any]] = {}
-    decisions: list[dict[str, Any]] = []
-    curricula: dict[str, dict[str, Any]] = {}  # node -> its curriculum's composition
+    pipelines: dict[str, Mapping[str, Any]] = {}
+    decisions: list[DecisionRecorded] = []
+    curricula: dict[str, Mapping[str, Any]] = {}  # node -> its curriculum's composition
     notes: list[tuple[str, str]] = []
     run_level: list[str] = []
-    budget: dict[str, Any] | None = None
+    budget: BudgetSpent | None = None
     outcome: list[str] = []
 
-    def section(node_id: Any) -> _NodeSection | None:
+    def section(node_id: str | None) -> _NodeSection | None:
         if not node_id:
             return None
-        return nodes.setdefault(str(node_id), _NodeSection(str(node_id)))
+        return nodes.setdefault(node_id, _NodeSection(node_id))
 
     for ev in events:
-        p, t = ev.payload, ev.type
-        sec = section(p.get("node_id"))
-        if t == "run_started":
-            header.append(f"- Mode: **{markdown(p.get('mode', '?'))}**, started {ev.ts}")
-            for key, value in (p.get("config") or {}).items():
-                # a fork's root pipeline is the root node's, listed with the nodes below
-                shown = "the forked node's pipeline (the root node below)" if key == "root" else markdown(_fmt(value))
-                header.append(f"- {code(key)}: {shown}")
-        elif t == "taxonomy_built":
-            clusters = p.get("clusters") or []
-            taxonomy = ["| cluster | kind | size | fixability | probe confirmation |",
-                        "|---|---|---:|---|---:|"]
-            for c in clusters:
-                rate = c.get("confirmation_rate")
-                taxonomy.append(f"| {_cell(c.get('name'))} | {_cell(c.get('kind'))} | {_cell(c.get('size'))} | "
-                                f"{_cell(c.get('fixability'))} | {'—' if rate is None else f'{rate:.0%}'} |")
-            sizes = [int(c.get("size") or 0) for c in clusters]
-            fixable = sum(int(c.get("size") or 0) for c in clusters if c.get("fixability") == "fixable")
-            taxonomy.append("")
-            taxonomy.append(f"{len(clusters)} clusters covering {sum(sizes)} failures; {fixable} judged fixable, "
-                            f"{sum(sizes) - fixable} external (not trained on).")
-        elif t == "node_added" and sec is not None:
-            pipelines[sec.node_id] = p.get("pipeline") or {}
-            sec.change = pipeline_change(pipelines.get(str(p.get("parent_id"))), pipelines[sec.node_id])
-            sec.iteration = int(p.get("iteration") or 0)
-            sec.parent_id = p.get("parent_id")
-            sec.operator = str(p.get("operator") or "")
-            sec.rationale = str(p.get("rationale") or "")
-        elif t == "curriculum_proposed":
-            comp = composition_text(p.get("composition") or {})
-            target = sec.lines if sec is not None else run_level
-            target.append(f"- **Curriculum** dataset {code(p.get('dataset_version_id', '?'))}: {markdown(comp)}")
-            target.extend("  " + line for line in qc_lines(p.get("qc")))
-            if sec is not None:
-                curricula[sec.node_id] = dict(p.get("composition") or {})
-                parent = curricula.get(str(sec.parent_id))
-                if parent is not None:
-                    target.append(f"  - against the parent's curriculum: "
-                                  f"{composition_delta(parent, curricula[sec.node_id])}")
-            entry = datasets.setdefault(str(p.get("dataset_version_id", "?")), {"nodes": [], "origin": "proposed"})
-            entry["composition"] = comp
-            if p.get("node_id") and p["node_id"] not in entry["nodes"]:
-                entry["nodes"].append(p["node_id"])
-        elif t == "decision_recorded":
-            decisions.append(p)
-            (sec.lines if sec is not None else run_level).append(_decision_line(p))
-            if p.get("action") == "edit" and p.get("dataset_version_id"):
-                entry = datasets.setdefault(str(p["dataset_version_id"]), {"nodes": [], "composition": "—"})
-                entry["origin"] = f"edit by {p.get('who', '?')}" + (f" ({diff_text(p['diff'])})" if p.get("diff") else "")
-                if p.get("node_id") and p["node_id"] not in entry["nodes"]:
-                    entry["nodes"].append(p["node_id"])
-        elif t == "train_started" and sec is not None:
-            sec.train_total = p.get("total_steps")
-        elif t == "train_progress" and sec is not None:
-            sec.last_progress = p
-        elif t == "node_evaluated" and sec is not None:
-            if sec.last_progress is not None or sec.train_total is not None:
-                lp = sec.last_progress or {}
-                line = f"- **Training**: {lp.get('step', 0)}/{sec.train_total or lp.get('total_steps', '?')} steps"
-                if lp.get("loss") is not None:
-                    line += f", last loss {_fmt(lp['loss'])}"
-                if lp.get("examples_per_s") is not None:
-                    line += f", {_fmt(lp['examples_per_s'])} ex/s"
-                sec.lines.append(line)
-                sec.last_progress, sec.train_total = None, None
-            score = p.get("score")
-            sec.lines.append(f"- **Result**: score {'—' if score is None else f'{score:.4f}'}, "
-                             f"{_regressions(p.get('regressions'))} → **{p.get('status', '?')}**")
-            metrics = p.get("metrics") or {}
-            if metrics:
-                sec.lines.append("  - metrics: " + ", ".join(f"{markdown(k)} {markdown(_fmt(v))}"
-                                                             for k, v in metrics.items()))
-        elif t == "gate_checked":
-            (sec.lines if sec is not None else run_level).append(_gate_line(p))
-        elif t == "rollback":
-            line = (f"- **Rollback**: model {code(p.get('from_model', '?'))} → {code(p.get('to_model', '?'))}"
-                    f" — {markdown(p.get('reason', 'no reason given'))}")
-            (sec.lines if sec is not None else run_level).append(line)
-        elif t == "promoted":
-            score = p.get("score")
-            line = (f"- **Promoted** model {code(p.get('model_id', '?'))}"
-                    + ("" if score is None else f" (score {score:.4f})")
-                    + (f", anyway (over the regression budget): {markdown(p['override'])}" if p.get("override") else ""))
-            (sec.lines if sec is not None else run_level).append(line)
-        elif t == "curation_note":
-            text = markdown_block(str(p.get("markdown") or "").strip())
-            if sec is not None:
-                sec.lines.append(text)
-            else:
-                notes.append((str(p.get("section") or "Notes"), text))
-        elif t == "budget":
-            budget = p
-        elif t == "run_finished":
-            best = p.get("best_score")
-            outcome.append(f"- Status: **{markdown(p.get('status', '?'))}** at {ev.ts}")
-            if p.get("reason"):
-                outcome.append(f"- Reason: {markdown(p['reason'])}")
-            outcome.append(f"- Best node: {code(p.get('best_node') or '—')}"
-                           + ("" if best is None else f", score {best:.4f}"))
-            if p.get("outcome"):
-                outcome.append(f"- Decision: {markdown(p['outcome'])}")
-            if p.get("promote_command"):
-                outcome.append(f"- To promote the close call {code(p.get('close_call'))} later: "
-                               f"{code(p['promote_command'])}")
+        event = decode(ev)
+        sec = section(getattr(event, "node_id", None))  # an event about a node goes under its iteration
+        target = sec.lines if sec is not None else run_level
+        match event:
+            case RunStarted():
+                header.append(f"- Mode: **{markdown(event.mode)}**, started {ev.ts}")
+                for key, value in event.config.items():
+                    # a fork's root pipeline is the root node's, listed with the nodes below
+                    shown = "the forked node's pipeline (the root node below)" if key == "root" else \
+                        markdown(_fmt(value))
+                    header.append(f"- {code(key)}: {shown}")
+            case TaxonomyBuilt():
+                taxonomy = ["| cluster | kind | size | fixability | probe confirmation |",
+                            "|---|---|---:|---|---:|"]
+                for c in event.clusters:
+                    rate = c.confirmation_rate
+                    taxonomy.append(f"| {_cell(c.name)} | {_cell(c.kind)} | {_cell(c.size)} | "
+                                    f"{_cell(c.fixability)} | {'—' if rate is None else f'{rate:.0%}'} |")
+                failures = sum(c.size for c in event.clusters)
+                fixable = sum(c.size for c in event.clusters if c.fixability == "fixable")
+                taxonomy.append("")
+                taxonomy.append(f"{len(event.clusters)} clusters covering {failures} failures; {fixable} judged "
+                                f"fixable, {failures - fixable} external (not trained on).")
+            case NodeAdded() if sec is not None:
+                pipelines[sec.node_id] = event.pipeline
+                sec.change = pipeline_change(pipelines.get(str(event.parent_id)), event.pipeline)
+                sec.iteration = event.iteration
+                sec.parent_id = event.parent_id
+                sec.operator = event.operator
+                sec.rationale = event.rationale or ""
+            case CurriculumProposed():
+                version = event.dataset_version_id or "?"
+                comp = composition_text(event.composition)
+                target.append(f"- **Curriculum** dataset {code(version)}: {markdown(comp)}")
+                target.extend("  " + line for line in qc_lines(event.qc))
+                if sec is not None:
+                    curricula[sec.node_id] = event.composition
+                    parent = curricula.get(str(sec.parent_id))
+                    if parent is not None:
+                        target.append(f"  - against the parent's curriculum: "
+                                      f"{composition_delta(parent, event.composition)}")
+                entry = datasets.setdefault(version, {"nodes": [], "origin": "proposed"})
+                entry["composition"] = comp
+                if event.node_id and event.node_id not in entry["nodes"]:
+                    entry["nodes"].append(event.node_id)
+            case DecisionRecorded():
+                decisions.append(event)
+                target.append(_decision_line(event))
+                if event.action == "edit" and event.dataset_version_id:
+                    entry = datasets.setdefault(event.dataset_version_id, {"nodes": [], "composition": "—"})
+                    entry["origin"] = f"edit by {event.who}" + (f" ({diff_text(event.diff)})" if event.diff else "")
+                    if event.node_id and event.node_id not in entry["nodes"]:
+                        entry["nodes"].append(event.node_id)
+            case TrainStarted() if sec is not None:
+                sec.train_total = event.total_steps
+            case TrainProgress() if sec is not None:
+                sec.last_progress = event
+            case NodeEvaluated() if sec is not None:
+                if sec.last_progress is not None or sec.train_total is not None:
+                    lp = sec.last_progress
+                    step, total = (lp.step, lp.total_steps) if lp is not None else (0, "?")
+                    line = f"- **Training**: {step}/{sec.train_total or total} steps"
+                    if lp is not None and lp.loss is not None:
+                        line += f", last loss {_fmt(lp.loss)}"
+                    if lp is not None and lp.examples_per_s is not None:
+                        line += f", {_fmt(lp.examples_per_s)} ex/s"
+                    sec.lines.append(line)
+                    sec.last_progress, sec.train_total = None, None
+                score = event.score
+                sec.lines.append(f"- **Result**: score {'—' if score is None else f'{score:.4f}'}, "
+                                 f"{_regressions(event.regressions)} → **{event.status}**")
+                if event.metrics:
+                    sec.lines.append("  - metrics: " + ", ".join(f"{markdown(k)} {markdown(_fmt(v))}"
+                                                                 for k, v in event.metrics.items()))
+            case GateChecked():
+                target.append(_gate_line(event))
+            case Rollback():
+                target.append(f"- **Rollback**: model {code(event.from_model)} → {code(event.to_model)}"
+                              f" — {markdown(event.reason or 'no reason given')}")
+            case Promoted():
+                target.append(f"- **Promoted** model {code(event.model_id)}"
+                              + ("" if event.score is None else f" (score {event.score:.4f})")
+                              + (f", anyway (over the regression budget): {markdown(event.override)}"
+                                 if event.override else ""))
+            case CurationNote():
+                text = markdown_block(event.markdown.strip())
+                if sec is not None:
+                    sec.lines.append(text)
+                else:
+                    notes.append((event.section or "Notes", text))
+            case BudgetSpent():
+                budget = event
+            case RunFinished():
+                best = event.best_score
+                outcome.append(f"- Status: **{markdown(event.status)}** at {ev.ts}")
+                if event.reason:
+                    outcome.append(f"- Reason: {markdown(event.reason)}")
+                outcome.append(f"- Best node: {code(event.best_node or '—')}"
+                               + ("" if best is None else f", score {best:.4f}"))
+                if event.outcome:
+                    outcome.append(f"- Decision: {markdown(event.outcome)}")
+                if event.promote_command:
+                    outcome.append(f"- To promote the close call {code(event.close_call)} later: "
+                                   f"{code(event.promote_command)}")
 
     out = [f"# Data curation log — run {code(run_id)}", ""]
     out += (header or ["- (run_started not recorded)"]) + [""]
@@ -305,16 +321,14 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 f"{_cell(d.get('origin'))} |" for v, d in datasets.items()] + [""]
     if decisions:
         out += ["## Decisions", "", "| # | kind | action | who | node | reason |", "|---:|---|---|---|---|---|"]
-        out += [f"| {_cell(d.get('decision_id'))} | {_cell(d.get('kind'))} | {_cell(d.get('action'))} | "
-                f"{_cell(d.get('who'))} | {_cell(d.get('node_id'))} | {_cell(d.get('reason'))} |"
-                for d in decisions] + [""]
+        out += [f"| {_cell(d.decision_id)} | {_cell(d.kind)} | {_cell(d.action)} | {_cell(d.who)} | "
+                f"{_cell(d.node_id)} | {_cell(d.reason)} |" for d in decisions] + [""]
     for title, text in notes:
         out += [f"## {markdown(title)}", "", text, ""]
     if budget is not None:
-        spent, limits = budget.get("spent") or {}, budget.get("limits") or {}
         out += ["## Budget", ""]
-        out += [f"- {k}: {_fmt(v)}" + (f" of {_fmt(limits[k])}" if limits.get(k) is not None else "")
-                for k, v in spent.items()] + [""]
+        out += [f"- {k}: {_fmt(v)}" + (f" of {_fmt(budget.limits[k])}" if budget.limits.get(k) is not None else "")
+                for k, v in budget.spent.items()] + [""]
     if outcome:
         out += ["## Outcome", ""] + outcome + [""]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -458,3 +458,11 @@ def with_row_ids(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         seen[base] += 1
         out.append({**r, "id": base if seen[base] == 1 else f"{base}#{seen[base]}"})
     return out
+
+
+def slice_changes(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> tuple[dict, dict]:
+    """Rows added to and removed from each slice between two curricula, by (input, slice): a pool row
+    that moved from hard negatives to replay counts as removed from one and added to the other."""
+    old = {(r["input"], r.get("slice")) for r in before}
+    new = {(r["input"], r.get("slice")) for r in after}
+    return dict(Counter(part for _, part in new - old)), dict(Counter(part for _, part in old - new))

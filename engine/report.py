@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.curation_log import SLICE_ORDER as SLICES
 from engine.escape import html
+from engine.events import EngineEvent, NodeEvaluated, Promoted, RunFinished, TaxonomyBuilt, decode
 from store import Store, atomic_write_text
 
 SLICE_COLOURS = {"gold": "#d4a017", "hard_negative": "#c0392b", "replay": "#2e86c1", "other": "#7f8c8d"}
@@ -32,22 +33,23 @@ def build_report(store: Store, run_id: str) -> str:
     run = store.runs.get(run_id)
     if run is None:
         raise KeyError(f"run {run_id} does not exist (see `pioneer-tui runs`)")
-    events = store.runs.events(run_id)
+    events = [decode(e) for e in store.runs.events(run_id)]
     nodes = {n["id"]: n for n in store.runs.nodes(run_id)}
     short = {nid: nid.rsplit(".", 1)[-1] for nid in nodes}
-    finished = next((e.payload for e in reversed(events) if e.type == "run_finished"), {})
-    taxonomy = next((e.payload for e in events if e.type == "taxonomy_built"), {})
+    # a run that has not finished (or stopped without saying so) reads as one with nothing to report yet
+    finished = next((e for e in reversed(events) if isinstance(e, RunFinished)), RunFinished(status=run["status"]))
+    taxonomy = next((e for e in events if isinstance(e, TaxonomyBuilt)), TaxonomyBuilt())
     gates_cfg = ((run["config"] or {}).get("loop") or {}).get("gates") or {}
 
-    evaluated = [e.payload for e in events if e.type == "node_evaluated"]
+    evaluated = [e for e in events if isinstance(e, NodeEvaluated)]
     figures = []
 
     score = go.Figure()
-    scored = [p for p in evaluated if p.get("score") is not None]
-    score.add_trace(go.Scatter(x=list(range(1, len(scored) + 1)), y=[p["score"] for p in scored],
-                               mode="lines+markers+text", text=[short.get(p["node_id"], p["node_id"]) for p in scored],
+    scored = [e for e in evaluated if e.score is not None]
+    score.add_trace(go.Scatter(x=list(range(1, len(scored) + 1)), y=[e.score for e in scored],
+                               mode="lines+markers+text", text=[short.get(e.node_id, e.node_id) for e in scored],
                                textposition="top center", name="score f"))
-    best = [max(p["score"] for p in scored[: i + 1]) for i in range(len(scored))]
+    best = [max(e.score for e in scored[: i + 1]) for i in range(len(scored))]
     score.add_trace(go.Scatter(x=list(range(1, len(scored) + 1)), y=best, mode="lines", name="best so far",
                                line={"dash": "dot"}))
     if gates_cfg.get("tau") is not None:
@@ -57,10 +59,10 @@ def build_report(store: Store, run_id: str) -> str:
     figures.append(("score", score))
 
     regress = go.Figure()
-    with_r = [p for p in evaluated if p.get("regressions") is not None]
-    names = [short.get(p["node_id"], p["node_id"]) for p in with_r]
-    regress.add_trace(go.Bar(x=names, y=[p["regressions"] for p in with_r], name="regression set"))
-    cross = [(p["metrics"] or {}).get("cross_checkpoint.regressions") for p in with_r]
+    with_r = [e for e in evaluated if e.regressions is not None]
+    names = [short.get(e.node_id, e.node_id) for e in with_r]
+    regress.add_trace(go.Bar(x=names, y=[e.regressions for e in with_r], name="regression set"))
+    cross = [e.metrics.get("cross_checkpoint.regressions") for e in with_r]
     if any(c is not None for c in cross):
         regress.add_trace(go.Bar(x=names, y=cross, name="previous checkpoint's set"))
     if gates_cfg.get("epsilon") is not None:
@@ -68,14 +70,14 @@ def build_report(store: Store, run_id: str) -> str:
     regress.update_layout(title="Regressions per node", barmode="group", yaxis_title="examples right before, wrong now")
     figures.append(("regressions", regress))
 
-    clusters = taxonomy.get("clusters") or []
+    clusters = taxonomy.clusters
     if clusters:
         final_id = _final_node(events, finished)
         after = (nodes.get(final_id) or {}).get("metrics", {}).get("patterns") if final_id else None
-        labels = [html(f"{c['id']} {c['name']}") for c in clusters]
-        bars = go.Figure(go.Bar(x=labels, y=[c["size"] for c in clusters], name="before (failing traces)"))
+        labels = [html(f"{c.id} {c.name}") for c in clusters]
+        bars = go.Figure(go.Bar(x=labels, y=[c.size for c in clusters], name="before (failing traces)"))
         if after is not None:
-            bars.add_trace(go.Bar(x=labels, y=[after.get(c["id"], 0) if c.get("fixability") == "fixable" else None
+            bars.add_trace(go.Bar(x=labels, y=[after.get(c.id, 0) if c.fixability == "fixable" else None
                                                for c in clusters],
                                   name=f"after ({short.get(final_id, final_id)}, fixable clusters)"))
         bars.update_layout(title="Failure clusters before / after", barmode="group", yaxis_title="failing traces")
@@ -101,9 +103,9 @@ def write_report(store: Store, run_id: str, out: Path | None = None) -> Path:
     return atomic_write_text(Path(out) if out else report_path(store, run_id), build_report(store, run_id))
 
 
-def _final_node(events: list[Any], finished: dict[str, Any]) -> str | None:
-    promoted = next((e.payload.get("node_id") for e in events if e.type == "promoted"), None)
-    return promoted or finished.get("best_node")
+def _final_node(events: list[EngineEvent], finished: RunFinished) -> str | None:
+    promoted = next((e.node_id for e in events if isinstance(e, Promoted)), None)
+    return promoted or finished.best_node
 
 
 def _slices(store: Store, version_id: str) -> Counter:
@@ -114,13 +116,13 @@ def _slices(store: Store, version_id: str) -> Counter:
     return Counter(r.get("slice") if r.get("slice") in SLICES else "other" for r in rows)
 
 
-def _page(run: dict[str, Any], finished: dict[str, Any], taxonomy: dict[str, Any], nodes: dict[str, Any],
+def _page(run: dict[str, Any], finished: RunFinished, taxonomy: TaxonomyBuilt, nodes: dict[str, Any],
           short: dict[str, str], plotly_js: str, charts: str) -> str:
     e = html
     summary = [("run", run["id"]), ("mode", run["mode"]), ("status", run["status"]),
-               ("outcome", finished.get("outcome") or "—"), ("reason", finished.get("reason") or run.get("stop_reason") or "—"),
-               ("best node", finished.get("best_node") or "—"),
-               ("best score", _score(finished.get("best_score"))),
+               ("outcome", finished.outcome or "—"), ("reason", finished.reason or run.get("stop_reason") or "—"),
+               ("best node", finished.best_node or "—"),
+               ("best score", _score(finished.best_score)),
                ("spent", json.dumps((run.get("spent") or {}).get("spent") or {}))]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in summary)
     node_rows = "".join(
@@ -129,9 +131,9 @@ def _page(run: dict[str, Any], finished: dict[str, Any], taxonomy: dict[str, Any
         f"<td>{'—' if n['regressions'] is None else n['regressions']}</td>"
         f"<td>{e(_gates(n))}</td><td>{e(n['rationale'] or '')}</td></tr>" for n in nodes.values())
     cluster_rows = "".join(
-        f"<tr><td>{e(str(c.get('id')))}</td><td>{e(str(c.get('name')))}</td><td>{e(str(c.get('kind')))}</td>"
-        f"<td>{e(c.get('size'))}</td><td>{e(str(c.get('fixability')))}</td></tr>"
-        for c in taxonomy.get("clusters") or [])
+        f"<tr><td>{e(c.id)}</td><td>{e(c.name)}</td><td>{e(c.kind)}</td>"
+        f"<td>{e(c.size)}</td><td>{e(c.fixability)}</td></tr>"
+        for c in taxonomy.clusters)
     clusters = (f"<h2>Failure taxonomy</h2><table><tr><th>id</th><th>name</th><th>kind</th><th>size</th>"
                 f"<th>fixability</th></tr>{cluster_rows}</table>") if cluster_rows else ""
     return f"""<!DOCTYPE html>

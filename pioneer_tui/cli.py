@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import PioneerError, UsageError
+from engine.errors import PioneerError
 from engine.escape import one_line
 from store import Store, Workspace
 
@@ -25,9 +25,6 @@ COMMAND_MODULES = [
     "ingest", "query", "models", "train", "predict", "improve", "promote", "cold_start", "runs", "resume", "report",
     "perturb", "bench",
 ]
-
-
-UserError = UsageError  # TEMP until improve/cold_start are converted
 
 
 @dataclass

@@ -249,3 +249,12 @@ def test_slice_weights_give_each_slice_its_share_of_the_loss():
                                                                    "replay": 0.1}) == pytest.approx([1.714, 0.286],
                                                                                                     abs=1e-3)
     assert slice_weights([{"slice": "edited"}], {"gold": 1.0}) == [1.0]
+
+
+def test_slice_changes_count_a_row_that_moved_slice_in_both():
+    from engine.curriculum import slice_changes
+
+    before = [{"input": "a", "slice": "gold"}, {"input": "b", "slice": "hard_negative"},
+              {"input": "c", "slice": "hard_negative"}]
+    after = [{"input": "a", "slice": "gold"}, {"input": "b", "slice": "replay"}, {"input": "d", "slice": "replay"}]
+    assert slice_changes(before, after) == ({"replay": 2}, {"hard_negative": 2})

@@ -30,13 +30,13 @@ from __future__ import annotations
 import importlib
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.curation_log import write_curation_log
+from engine.curriculum import slice_changes
 from engine.errors import ConfigError, GateError, RunNotResumable, TrainingError
 from engine.events import (
     BudgetSpent,
@@ -368,7 +368,7 @@ class AgentLoop:
         return None
 
     def _against_vetoed(self, node_id: str, rows: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
-        """The run's last curriculum a person vetoed, and how this one differs from it (by input)."""
+        """The run's last curriculum a person vetoed, and how this one differs from it, slice by slice."""
         by_person = {d["node_id"] for d in self.store.runs.decisions(self.run_id)
                      if d["kind"] == "curriculum" and d["action"] == "veto" and d["who"] != "engine"}
         vetoed = [n for n in self.graph.nodes.values() if n.status == "vetoed" and n.dataset_version_id
@@ -377,12 +377,9 @@ class AgentLoop:
             return None
         last = vetoed[-1]
         info = self.store.datasets.get(last.dataset_version_id) or {}
-        before = {r["input"]: r.get("slice") for r in self.store.datasets.rows(last.dataset_version_id)}
-        after = {r["input"]: r.get("slice") for r in rows}
+        added, removed = slice_changes(self.store.datasets.rows(last.dataset_version_id), rows)
         return {"node_id": last.id, "reason": last.metrics.get("veto_reason"),
-                "composition": dict(info.get("composition") or {}),
-                "added": dict(Counter(after[x] for x in after if x not in before)),
-                "removed": dict(Counter(before[x] for x in before if x not in after))}
+                "composition": dict(info.get("composition") or {}), "added": added, "removed": removed}
 
     def _train_and_evaluate(self, node: Node) -> None:
         version = node.dataset_version_id

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.coldstart.mode import ColdStartSummary, cold_start
-from engine.coldstart.registry import DataUnavailable
 from engine.coldstart.setup import EMBEDDERS, ColdStartConfig
-from engine.errors import ConfigError, DatasetError
 from engine.escape import one_line
+from engine.events import CurationNote
 from engine.records import TASKS
 from engine.search.reviewer import Reviewer
-from pioneer_tui.cli import Context, UserError
+from pioneer_tui.cli import Context
 from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for
 from store import Event, Store
 
@@ -64,15 +63,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        config = ColdStartConfig(
-            description=args.description, data=args.data, base=args.base, task=args.task, metric=args.metric,
-            tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
-            configs_per_iteration=args.configs, patience=args.patience, eval_fraction=args.eval_fraction,
-            max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed,
-            trainer_threads=args.threads)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    config = ColdStartConfig(
+        description=args.description, data=args.data, base=args.base, task=args.task, metric=args.metric,
+        tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
+        configs_per_iteration=args.configs, patience=args.patience, eval_fraction=args.eval_fraction,
+        max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed,
+        trainer_threads=args.threads)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
               should_stop: Callable[[], bool] | None = None) -> ColdStartSummary:
@@ -86,10 +82,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     quiet_transformers()
     out = sys.stderr if args.json else sys.stdout
-    try:
-        summary = start(reviewer_for(args.approve, out), (ColdStartPrinter(out),), ctx.store)
-    except (ConfigError, DatasetError, DataUnavailable) as exc:
-        raise UserError(str(exc)) from None
+    summary = start(reviewer_for(args.approve, out), (ColdStartPrinter(out),), ctx.store)
     if args.json:
         ctx.emit_json(summary.to_dict())
     else:
@@ -100,10 +93,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 class ColdStartPrinter(RunPrinter):
     """The production narrator plus cold start's setup sections."""
 
-    def _on_curation_note(self, p: dict[str, Any]) -> None:
-        if p.get("node_id") is None and p.get("section") in _SETUP_SECTIONS:
-            self._say(f"{p['section']}:")
-            for line in str(p.get("markdown") or "").splitlines():
+    def _on_curation_note(self, e: CurationNote) -> None:
+        if e.node_id is None and e.section in _SETUP_SECTIONS:
+            self._say(f"{e.section}:")
+            for line in e.markdown.splitlines():
                 self._say(f"  {line}")
 
 

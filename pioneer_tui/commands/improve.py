@@ -14,14 +14,27 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.diagnosis.embedders import EMBEDDERS
-from engine.errors import ConfigError, IngestError
 from engine.escape import terminal
+from engine.events import (
+    CurationNote,
+    CurriculumProposed,
+    DecisionRecorded,
+    GateChecked,
+    NodeAdded,
+    NodeEvaluated,
+    Promoted,
+    Rollback,
+    RunFinished,
+    TaxonomyBuilt,
+    TrainStarted,
+    decode,
+)
 from engine.ingest import ingest_traces
 from engine.production import ProductionConfig, ProductionSummary, deployed_model, improve
 from engine.records import TASKS
 from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
-from pioneer_tui.cli import Context, UserError
+from pioneer_tui.cli import Context
 from store import Event, Store
 
 APPROVALS = ("auto", "ask", "never")
@@ -63,19 +76,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store
     if args.traces is not None:
-        try:
-            print(ingest_traces(store, args.traces).summary(), file=sys.stderr if args.json else sys.stdout)
-        except IngestError as exc:
-            raise UserError(str(exc)) from None
-    try:
-        config = ProductionConfig(model=args.model, task=args.task, seed=args.seed, tau=args.tau,
-                                  epsilon=args.epsilon, max_iterations=args.max_iterations,
-                                  max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
-                                  max_regressions=args.max_regressions,
-                                  max_regression_rate=args.max_regression_rate)
-        deployed_model(store, args.model)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+        print(ingest_traces(store, args.traces).summary(), file=sys.stderr if args.json else sys.stdout)
+    config = ProductionConfig(model=args.model, task=args.task, seed=args.seed, tau=args.tau,
+                              epsilon=args.epsilon, max_iterations=args.max_iterations,
+                              max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
+                              max_regressions=args.max_regressions,
+                              max_regression_rate=args.max_regression_rate)
+    deployed_model(store, args.model)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
               should_stop: Callable[[], bool] | None = None) -> ProductionSummary:
@@ -91,11 +98,8 @@ def run_headless(args: argparse.Namespace, ctx: Context, start: Callable[..., Pr
     from pioneer_tui.commands.train import quiet_transformers
 
     quiet_transformers()
-    try:
-        out = sys.stderr if args.json else sys.stdout
-        summary = start(reviewer_for(args.approve, out), (RunPrinter(out),), ctx.store)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    out = sys.stderr if args.json else sys.stdout
+    summary = start(reviewer_for(args.approve, out), (RunPrinter(out),), ctx.store)
     if args.json:
         ctx.emit_json(summary.to_dict())
     return 0 if summary.status == "finished" else 130
@@ -119,87 +123,82 @@ def open_tui(ctx: Context, start: Callable[..., Any]) -> int:
 
 
 class RunPrinter:
-    """An EventBus subscriber that narrates a run in the terminal."""
+    """An EventBus subscriber that narrates a run in the terminal, from the typed events (engine.events)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.type}", None)
-        if handler is not None:
-            handler(event.payload)
+        if handler is not None:  # decoded only when narrated, like the TUI's fold
+            handler(decode(event))
             self.out.flush()
 
     def _say(self, text: str) -> None:
         self.out.write(terminal(text) + "\n")  # trace, model and LLM text is data: no escape sequences
 
-    def _on_taxonomy_built(self, p: dict[str, Any]) -> None:
-        clusters = p.get("clusters") or []
-        self._say(f"Failure taxonomy: {p.get('n_fail', 0)} failing, {p.get('n_pass', 0)} passing traces, "
-                  f"{len(clusters)} clusters")
-        for c in clusters:
-            rate = c.get("confirmation_rate")
-            probe = "" if rate is None else f"  probes fail {rate:.0%}"
-            self._say(f"  {c.get('id', '?'):<4} {c.get('size', 0):>5}  {c.get('fixability', '?'):<9} "
-                      f"{c.get('name', '?')}{probe}")
-        if p.get("triage"):
-            self._say("  triage: " + ", ".join(f"{k} {v}" for k, v in p["triage"].items()))
+    def _on_taxonomy_built(self, e: TaxonomyBuilt) -> None:
+        self._say(f"Failure taxonomy: {e.n_fail or 0} failing, {e.n_pass or 0} passing traces, "
+                  f"{len(e.clusters)} clusters")
+        for c in e.clusters:
+            probe = "" if c.confirmation_rate is None else f"  probes fail {c.confirmation_rate:.0%}"
+            self._say(f"  {c.id:<4} {c.size:>5}  {c.fixability:<9} {c.name}{probe}")
+        if e.triage:
+            self._say("  triage: " + ", ".join(f"{k} {v}" for k, v in e.triage.items()))
 
-    def _on_curation_note(self, p: dict[str, Any]) -> None:
-        if p.get("node_id") is None and p.get("section") in ("Evaluation sets", "Deployment"):
-            self._say(f"{p['section']}:")
-            for line in str(p.get("markdown") or "").splitlines():
+    def _on_curation_note(self, e: CurationNote) -> None:
+        if e.node_id is None and e.section in ("Evaluation sets", "Deployment"):
+            self._say(f"{e.section}:")
+            for line in e.markdown.splitlines():
                 self._say(f"  {line}")
 
-    def _on_node_added(self, p: dict[str, Any]) -> None:
-        origin = f"{p.get('operator')} from {_short(p.get('parent_id'))}" if p.get("parent_id") else "root"
-        self._say(f"node {_short(p.get('node_id'))} (iteration {p.get('iteration')}, {origin}): {p.get('rationale') or ''}")
+    def _on_node_added(self, e: NodeAdded) -> None:
+        origin = f"{e.operator} from {_short(e.parent_id)}" if e.parent_id else "root"
+        self._say(f"node {_short(e.node_id)} (iteration {e.iteration}, {origin}): {e.rationale or ''}")
 
-    def _on_curriculum_proposed(self, p: dict[str, Any]) -> None:
-        comp = ", ".join(f"{k} {v}" for k, v in (p.get("composition") or {}).items())
-        self._say(f"  curriculum {p.get('dataset_version_id')}: {comp}")
+    def _on_curriculum_proposed(self, e: CurriculumProposed) -> None:
+        comp = ", ".join(f"{k} {v}" for k, v in e.composition.items())
+        self._say(f"  curriculum {e.dataset_version_id}: {comp}")
 
-    def _on_decision_recorded(self, p: dict[str, Any]) -> None:
-        why = f" — {p['reason']}" if p.get("reason") and p.get("kind") == "curriculum" else ""
-        self._say(f"  {p.get('kind')} {p.get('action')} by {p.get('who')}{why}")
+    def _on_decision_recorded(self, e: DecisionRecorded) -> None:
+        why = f" — {e.reason}" if e.reason and e.kind == "curriculum" else ""
+        self._say(f"  {e.kind} {e.action} by {e.who}{why}")
 
-    def _on_train_started(self, p: dict[str, Any]) -> None:
-        self._say(f"  training {_short(p.get('node_id'))} from the base model: {p.get('total_steps')} steps")
+    def _on_train_started(self, e: TrainStarted) -> None:
+        self._say(f"  training {_short(e.node_id)} from the base model: {e.total_steps} steps")
 
-    def _on_node_evaluated(self, p: dict[str, Any]) -> None:
-        m = p.get("metrics") or {}
-        if p.get("status") == "failed":
-            self._say(f"  {_short(p.get('node_id'))} failed: {m.get('error')}")
+    def _on_node_evaluated(self, e: NodeEvaluated) -> None:
+        m = e.metrics
+        if e.status == "failed":
+            self._say(f"  {_short(e.node_id)} failed: {m.get('error')}")
             return
         fixed = f", fixed {m['failure_set.fixed']}/{m['failure_set.fixable']}" if "failure_set.fixed" in m else ""
         held = f" ({m['fix_holdout.fixed']}/{m['fix_holdout.size']} held out)" if "fix_holdout.size" in m else ""
-        r = p.get("regressions")
+        r = e.regressions
         cross = m.get("cross_checkpoint.regressions")
-        self._say(f"  {_short(p.get('node_id'))}: score {p.get('score'):.4f}{fixed}{held}, regressions "
+        self._say(f"  {_short(e.node_id)}: score {e.score:.4f}{fixed}{held}, regressions "
                   f"{'—' if r is None else r}" + ("" if cross is None else f", previous-checkpoint regressions {cross}"))
 
-    def _on_gate_checked(self, p: dict[str, Any]) -> None:
-        self._say(f"    gate {p.get('gate')}: {'PASS' if p.get('passed') else 'FAIL'} "
-                  f"({p.get('value'):g} {p.get('rule') or '>='} {p.get('threshold'):g})")
+    def _on_gate_checked(self, e: GateChecked) -> None:
+        self._say(f"    gate {e.gate}: {'PASS' if e.passed else 'FAIL'} ({e.value:g} {e.comparison} {e.threshold:g})")
 
-    def _on_rollback(self, p: dict[str, Any]) -> None:
-        self._say(f"  rollback {_short(p.get('node_id'))}: {p.get('from_model')} -> {p.get('to_model')} ({p.get('reason')})")
+    def _on_rollback(self, e: Rollback) -> None:
+        self._say(f"  rollback {_short(e.node_id)}: {e.from_model} -> {e.to_model} ({e.reason})")
 
-    def _on_promoted(self, p: dict[str, Any]) -> None:
-        anyway = f", anyway: {p['override']}" if p.get("override") else ""
-        self._say(f"promoted {p.get('model_id')} (node {_short(p.get('node_id'))}, score {p.get('score'):.4f}{anyway})")
+    def _on_promoted(self, e: Promoted) -> None:
+        anyway = f", anyway: {e.override}" if e.override else ""
+        self._say(f"promoted {e.model_id} (node {_short(e.node_id)}, score {e.score:.4f}{anyway})")
 
-    def _on_run_finished(self, p: dict[str, Any]) -> None:
-        self._say(f"Final decision: {p.get('outcome') or '—'}")
-        self._say(f"Stopped because: {p.get('reason')}")
-        if p.get("promote_command"):
-            broken = p.get("broken") or []
-            if broken:
-                self._say(f"Passes it broke ({len(broken)} shown):")
-                for r in broken:
+    def _on_run_finished(self, e: RunFinished) -> None:
+        self._say(f"Final decision: {e.outcome or '—'}")
+        self._say(f"Stopped because: {e.reason}")
+        if e.promote_command:
+            if e.broken:
+                self._say(f"Passes it broke ({len(e.broken)} shown):")
+                for r in e.broken:
                     self._say(f"  {r.get('id')}: {str(r.get('input'))[:60]!r} expected {r.get('expected')}, "
                               f"now {r.get('prediction')}")
-            self._say(f"To promote the close call {p['close_call']} with your reason:\n  {p['promote_command']}")
+            self._say(f"To promote the close call {e.close_call} with your reason:\n  {e.promote_command}")
 
 
 def _short(node_id: Any) -> str:

@@ -37,6 +37,7 @@ def models_json(ws, capsys) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_train_models_predict_round_trip(base, tmp_path, capsys):
     ws = tmp_path / "ws"
     data = write_jsonl(tmp_path / "topics.jsonl", [example_to_row(ex) for ex in topic_examples()])
@@ -67,6 +68,7 @@ def test_train_models_predict_round_trip(base, tmp_path, capsys):
     assert f"{row['id']}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ner_from_bio_rows_predicts_spans(base, tmp_path, capsys):
     ws = tmp_path / "ws"
     rows = []

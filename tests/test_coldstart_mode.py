@@ -86,6 +86,7 @@ def trained_rows(store: Store, run_id: str) -> list[dict]:
     return [r for v in versions for r in store.datasets.rows(v)]
 
 
+@pytest.mark.slow
 def test_cold_start_runs_setup_before_training_and_trains_a_portfolio_one_after_another(tmp_path, bert):
     events = []
     with Store(tmp_path / "ws") as store:
@@ -118,6 +119,7 @@ def test_cold_start_runs_setup_before_training_and_trains_a_portfolio_one_after_
         assert "## Evaluation set" in log and "cold-start portfolio" in log
 
 
+@pytest.mark.slow
 def test_a_reviewer_edit_that_smuggles_e_into_training_fails_that_node_only(tmp_path, bert):
     with Store(tmp_path / "ws") as store:
         config = config_for(topic_file(tmp_path), bert)
@@ -139,6 +141,7 @@ def test_a_reviewer_edit_that_smuggles_e_into_training_fails_that_node_only(tmp_
         assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_without_asking_twice_and_finishes(tmp_path, bert):
     stop = {"now": False}
 
@@ -162,6 +165,7 @@ def test_an_interrupted_run_resumes_without_asking_twice_and_finishes(tmp_path, 
         assert HeldOutSet.from_dict(snapshot["eval_set"]).content_hash() == snapshot["eval_hash"]
 
 
+@pytest.mark.slow
 def test_loop_parts_fits_the_shared_resume_machinery(tmp_path, bert, monkeypatch):
     """`pioneer-tui resume` rebuilds a run through MODE_FACTORIES; registered, cold start resumes there too."""
     from engine.search import loop
@@ -233,6 +237,7 @@ def test_bad_configuration_and_missing_data_fail_before_any_training(tmp_path, b
         assert not store.models.list()
 
 
+@pytest.mark.slow
 def test_cli_cold_start_headless_narrates_and_bad_data_is_one_line(tmp_path, bert, capsys):
     data = topic_file(tmp_path)
     argv = ["--workspace", str(tmp_path / "ws"), "cold-start", "classify requests by topic", "--data", str(data),

@@ -199,6 +199,7 @@ def test_bf16_autocast_loss_stays_close_to_fp32(base):
 # ------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_lora_changes_adapter_weights_and_leaves_base_frozen(base):
     config = _config(base, epochs=2)
     seed_everything(config.seed)
@@ -217,6 +218,7 @@ def test_lora_changes_adapter_weights_and_leaves_base_frozen(base):
             assert not param.requires_grad and torch.equal(param, before[name]), name
 
 
+@pytest.mark.slow
 def test_full_fine_tune_trains_every_weight(base):
     config = _config(base, method="full", learning_rate=1e-3, epochs=1)
     seed_everything(0)
@@ -229,6 +231,7 @@ def test_full_fine_tune_trains_every_weight(base):
     assert len(changed) == len(before)
 
 
+@pytest.mark.slow
 def test_trained_model_answers_and_stops(base, tmp_path):
     reports: list[DecoderProgress] = []
     result = DecoderTrainer(device="cpu").train(ROWS, _config(base, epochs=40, learning_rate=3e-2),
@@ -246,6 +249,7 @@ def test_trained_model_answers_and_stops(base, tmp_path):
     assert meta["backend"] == "decoder" and meta["steps"] == 80 and meta["config"]["learning_rate"] == 3e-2
 
 
+@pytest.mark.slow
 def test_save_reload_gives_identical_generations_also_with_plain_peft(base, tmp_path):
     from peft import AutoPeftModelForCausalLM
 
@@ -297,6 +301,7 @@ def test_should_stop_ends_the_run_and_saves_nothing(base, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_full_fine_tune_artifact_loads_without_peft(base, tmp_path):
     DecoderTrainer(device="cpu").train(ROWS, _config(base, method="full", learning_rate=1e-3, epochs=1),
                                        tmp_path / "full")

@@ -48,6 +48,7 @@ def accuracy(predictor, examples) -> float:
 # ---------------------------------------------------------------- LoRA / full / probe
 
 
+@pytest.mark.slow
 def test_lora_trains_adapter_and_head_while_base_stays_frozen(base, tmp_path):
     examples = topic_examples()
     config = cfg(base, epochs=5)
@@ -68,6 +69,7 @@ def test_lora_trains_adapter_and_head_while_base_stays_frozen(base, tmp_path):
         assert changed == (name in trainable), name
 
 
+@pytest.mark.slow
 def test_full_finetune_learns_and_reloads_identically_with_plain_transformers(base, tmp_path):
     examples = topic_examples()
     out = tmp_path / "full"
@@ -86,6 +88,7 @@ def test_full_finetune_learns_and_reloads_identically_with_plain_transformers(ba
     assert manifest["task"] == "classification" and manifest["config"]["method"] == "full"
 
 
+@pytest.mark.slow
 def test_lora_artifact_loads_with_plain_peft_and_matches(base, tmp_path):
     from peft import PeftModel
 
@@ -106,6 +109,7 @@ def test_lora_artifact_loads_with_plain_peft_and_matches(base, tmp_path):
                           atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_adapter(base, tmp_path):
     examples = topic_examples(6)
     for name in ("a", "b"):
@@ -116,6 +120,7 @@ def test_same_seed_same_adapter(base, tmp_path):
     assert artifact_content_id(tmp_path / "a") == artifact_content_id(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_linear_probe_head_is_a_plain_linear_over_mean_pooled_features(base, tmp_path):
     examples = topic_examples()
     out = tmp_path / "probe"
@@ -134,6 +139,7 @@ def test_linear_probe_head_is_a_plain_linear_over_mean_pooled_features(base, tmp
     assert labels == [p.output for p in predictor.predict(texts)]
 
 
+@pytest.mark.slow
 def test_head_initialised_from_probe_starts_accurate(base, tmp_path):
     examples = topic_examples()
     barely = {"method": "full", "epochs": 0.1, "learning_rate": 1e-7, "batch_size": 64}
@@ -151,6 +157,7 @@ def test_only_a_fine_tuned_classifier_starts_from_the_probe_head(task, method, p
     assert head_init(task, method, probe_head) == expected
 
 
+@pytest.mark.slow
 def test_progress_reports_steps_loss_and_eta(base, tmp_path):
     reports = []
     trainer(report_every=5).train(topic_examples(), cfg(base, epochs=3), tmp_path / "p", progress=reports.append)
@@ -162,6 +169,7 @@ def test_progress_reports_steps_loss_and_eta(base, tmp_path):
 # ---------------------------------------------------------------- NER
 
 
+@pytest.mark.slow
 def test_ner_spans_round_trip_with_entity_scores_and_threshold(base, tmp_path):
     examples = ner_examples()
     out = tmp_path / "ner"
@@ -196,6 +204,7 @@ def test_decode_spans_merges_word_pieces_and_reads_stray_i_as_begin():
 # ---------------------------------------------------------------- thresholds, truncation, bad input
 
 
+@pytest.mark.slow
 def test_classification_threshold_falls_back_to_negative_label(base, tmp_path):
     examples = topic_examples() + [Example(t, "other") for t in ("the a", "my please", "a today", "the my")]
     out = tmp_path / "fallback"
@@ -215,6 +224,7 @@ def test_classification_threshold_falls_back_to_negative_label(base, tmp_path):
     assert {p.output for p in abstaining.predict(texts, threshold=1.0)} == {None}
 
 
+@pytest.mark.slow
 def test_overlong_inputs_are_truncated_and_counted(base, tmp_path):
     examples = topic_examples(4)
     long = Example(" ".join(["weather"] * 40), "weather")
@@ -254,6 +264,7 @@ def test_qlora_on_cpu_needs_opt_in(base, tmp_path, monkeypatch):
         trainer().train(topic_examples(4), cfg(base, method="qlora"), tmp_path / "q")
 
 
+@pytest.mark.slow
 def test_qlora_opted_in_on_cpu_trains_on_a_4bit_base(tmp_path):
     wide = build_tiny_bert(tmp_path / "wide", hidden_size=64)  # bitsandbytes' CPU 4-bit needs >= 64 inputs
     out = tmp_path / "q"
@@ -276,6 +287,7 @@ def test_missing_models_say_what_was_looked_for_and_how_to_install(tmp_path, mon
 # ---------------------------------------------------------------- cache and registry
 
 
+@pytest.mark.slow
 def test_cached_predictor_skips_the_model_for_seen_inputs(base, tmp_path):
     out = tmp_path / "m"
     trainer().train(topic_examples(), cfg(base, epochs=2), out)
@@ -298,6 +310,7 @@ def test_cached_predictor_skips_the_model_for_seen_inputs(base, tmp_path):
         assert calls
 
 
+@pytest.mark.slow
 def test_train_and_register_records_lineage_and_metrics(base, tmp_path):
     with Store(tmp_path / "ws") as store:
         ds = store.datasets.create([{"input": ex.input, "output": ex.output} for ex in topic_examples()])

@@ -70,6 +70,7 @@ def test_load_for_training_quantizes_the_linears_and_freezes_the_base(tmp_path):
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in plain.modules())
 
 
+@pytest.mark.slow
 def test_qlora_trains_saves_and_serves_on_cpu_when_opted_in(tmp_path):
     from engine.models.decoder import DecoderTrainer, load_decoder_predictor
 

@@ -15,8 +15,7 @@ from tiny_bert import build_tiny_bert, topic_examples
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from engine.coldstart.eval_sets import HeldOutSet
-from engine.coldstart.mode import cold_start, plateau_reason, resume_cold_start
+from engine.coldstart.mode import cold_start, plateau_reason
 from engine.coldstart.planner import ColdStartPlanner
 from engine.coldstart.setup import ColdStartConfig, load_setup
 from engine.data.quality import input_hash
@@ -26,8 +25,7 @@ from engine.search.graph import Node
 from engine.search.pipeline import DatasetSpec, Pipeline
 from engine.search.planner import RulePlanner, SearchState
 from engine.search.policy import Action
-from engine.search.reviewer import Decision, HeadlessReviewer, ScriptedReviewer
-from pioneer_tui.cli import main
+from engine.search.reviewer import HeadlessReviewer
 from store import Store
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -86,103 +84,6 @@ def trained_rows(store: Store, run_id: str) -> list[dict]:
     return [r for v in versions for r in store.datasets.rows(v)]
 
 
-@pytest.mark.slow
-def test_cold_start_runs_setup_before_training_and_trains_a_portfolio_one_after_another(tmp_path, bert):
-    events = []
-    with Store(tmp_path / "ws") as store:
-        summary = cold_start(store, config_for(topic_file(tmp_path), bert), reviewer=HeadlessReviewer("auto"),
-                             subscribers=(events.append,))
-        types = [(e.type, e.payload.get("section")) for e in events]
-        first_train = types.index(("train_started", None))
-        setup_notes = [s for t, s in types[:first_train] if t == "curation_note"]
-        assert setup_notes == ["Task analysis", "Data", "Evaluation set", "Baseline"]
-        assert summary.analysis["task"] == "classification" and summary.analysis["metric"] == "accuracy"
-        assert summary.baseline in ("majority_class", "nearest_centroid")
-        assert set(summary.baselines) == {"majority_class", "nearest_centroid"}
-        # the root is the baseline: evaluated, never trained
-        root = store.runs.nodes(summary.run_id)[0]
-        assert root["metrics"]["baseline_name"] == summary.baseline and root["score"] == summary.baseline_score
-        assert not [e for e in events if e.type == "train_started" and e.payload["node_id"] == root["id"]]
-        # iteration 1: the portfolio, two configurations, trained one after another
-        methods = [(c.iteration, c.method, c.status) for c in summary.configs]
-        assert methods == [(1, "linear_probe", "evaluated"), (1, "full", "evaluated")]
-        starts = [i for i, e in enumerate(events) if e.type == "train_started"]
-        evaluated = [i for i, e in enumerate(events) if e.type == "node_evaluated"]
-        assert starts[0] < evaluated[1] < starts[1]
-        assert summary.reason.startswith("iterations budget spent")
-        assert summary.best_score == max(c.score for c in summary.configs)
-        # E never trained on: no training row shares a normalised input with E
-        setup = load_setup(store, summary.run_id)
-        assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
-        assert setup.eval_set.content_hash() == setup.eval_hash == summary.eval_report["content_hash"]
-        log = (store.artifacts / "runs" / summary.run_id / "data-curation.md").read_text()
-        assert "## Evaluation set" in log and "cold-start portfolio" in log
-
-
-@pytest.mark.slow
-def test_a_reviewer_edit_that_smuggles_e_into_training_fails_that_node_only(tmp_path, bert):
-    with Store(tmp_path / "ws") as store:
-        config = config_for(topic_file(tmp_path), bert)
-        reviewer = ScriptedReviewer([])
-
-        def review(review):
-            setup = load_setup(store, review.node_id.rsplit(".", 1)[0])
-            if review.node_id.endswith("n0001"):
-                leaked = [{"id": f"leak{i}", "input": item.input, "output": item.expected}
-                          for i, item in enumerate(setup.eval_set.items)]
-                return Decision("edit", rows=tuple(list(review.rows) + leaked))
-            return Decision("approve")
-        reviewer.review_curriculum = review
-        summary = cold_start(store, config, reviewer=reviewer)
-        first, second = summary.configs
-        assert first.status == "failed" and "held-out evaluation set" in first.note
-        assert second.status == "evaluated"
-        setup = load_setup(store, summary.run_id)
-        assert not {input_hash(r["input"]) for r in trained_rows(store, summary.run_id)} & setup.eval_set.input_hashes()
-
-
-@pytest.mark.slow
-def test_an_interrupted_run_resumes_without_asking_twice_and_finishes(tmp_path, bert):
-    stop = {"now": False}
-
-    def watch(event):
-        if event.type == "train_progress":
-            stop["now"] = True
-
-    with Store(tmp_path / "ws") as store:
-        config = config_for(topic_file(tmp_path), bert)
-        first = cold_start(store, config, reviewer=HeadlessReviewer("auto"), subscribers=(watch,),
-                           should_stop=lambda: stop["now"])
-        assert first.status == "interrupted"
-        asked_before = len([d for d in store.runs.decisions(first.run_id) if d["kind"] == "curriculum"])
-        reviewer = ScriptedReviewer([Decision("approve")])  # only the second node is still to be reviewed
-        done = resume_cold_start(store, first.run_id, reviewer=reviewer)
-        assert done.status == "finished" and [c.status for c in done.configs] == ["evaluated", "evaluated"]
-        decisions = [d for d in store.runs.decisions(first.run_id) if d["kind"] == "curriculum"]
-        assert len(decisions) == asked_before + 1 == 2
-        assert len({d["node_id"] for d in decisions}) == 2
-        snapshot = json.loads((store.artifacts / "runs" / first.run_id / "coldstart.json").read_text())
-        assert HeldOutSet.from_dict(snapshot["eval_set"]).content_hash() == snapshot["eval_hash"]
-
-
-@pytest.mark.slow
-def test_loop_parts_fits_the_shared_resume_machinery(tmp_path, bert, monkeypatch):
-    """`pioneer-tui resume` rebuilds a run through MODE_FACTORIES; registered, cold start resumes there too."""
-    from engine.search import loop
-
-    monkeypatch.setitem(loop.MODE_FACTORIES, "cold_start", "engine.coldstart.mode:loop_parts")
-    stop = {"now": False}
-    with Store(tmp_path / "ws") as store:
-        first = cold_start(store, config_for(topic_file(tmp_path), bert), reviewer=HeadlessReviewer("auto"),
-                           subscribers=(lambda e: stop.update(now=stop["now"] or e.type == "node_evaluated"
-                                                              and e.payload["node_id"].endswith("n0001")),),
-                           should_stop=lambda: stop["now"])
-        assert first.status == "interrupted"
-        result = loop.resume_run(store, first.run_id, reviewer=HeadlessReviewer("auto"))
-        assert result.status == "finished"
-        assert [n["status"] for n in store.runs.nodes(first.run_id)] == ["evaluated"] * 3
-
-
 def test_plateau_is_read_from_the_stored_graph(tmp_path):
     with Store(tmp_path / "ws") as store:
         run = store.runs.create("cold_start", {})
@@ -235,23 +136,6 @@ def test_bad_configuration_and_missing_data_fail_before_any_training(tmp_path, b
         run = store.runs.list()[-1]
         assert run["status"] == "failed" and "setup failed" in run["stop_reason"]
         assert not store.models.list()
-
-
-@pytest.mark.slow
-def test_cli_cold_start_headless_narrates_and_bad_data_is_one_line(tmp_path, bert, capsys):
-    data = topic_file(tmp_path)
-    argv = ["--workspace", str(tmp_path / "ws"), "cold-start", "classify requests by topic", "--data", str(data),
-            "--base", bert, "--embedder", "tfidf", "--headless", "--approve", "auto", "--max-iterations", "1",
-            "--tau", "0.999"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    for text in ("Task analysis:", "Evaluation set:", "E_pos", "Baseline:", "linear_probe", "Best ", "Stopped because"):
-        assert text in out, text
-    bad = tmp_path / "bad.tsv"
-    bad.write_text("Label\tSMS\nham\thi\nspam\tx\ty\n")
-    assert main([*argv[:4], "--data", str(bad), *argv[6:]]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "bad.tsv:3: expected 2 fields" in err
 
 
 @pytest.mark.slow

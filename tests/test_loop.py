@@ -7,11 +7,11 @@ from datetime import datetime
 
 import pytest
 from production_fixture import MODEL_NAME, build_template, copy_workspace
+from scripted_people import VetoThenEdit
 
 from engine.curation_log import curation_log_path, render_curation_log
 from engine.production import ProductionConfig, improve
 from engine.search.loop import LoopConfig
-from engine.search.reviewer import CurriculumReview, Decision, ScriptedReviewer
 from store import Store
 
 pytestmark = pytest.mark.slow  # trains several tiny models (~15 s)
@@ -20,26 +20,6 @@ pytestmark = pytest.mark.slow  # trains several tiny models (~15 s)
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     return build_template(tmp_path_factory.mktemp("deployment"))
-
-
-class VetoThenEdit(ScriptedReviewer):
-    """Vetoes the first curriculum, edits the second (drops one replay row, adds one gold row),
-    approves the rest; confirmations come from the script."""
-
-    def __init__(self, script: list[bool]) -> None:
-        super().__init__(list(script), who="tester")
-        self.curricula: list[CurriculumReview] = []
-
-    def review_curriculum(self, review: CurriculumReview) -> Decision:
-        self.curricula.append(review)
-        if len(self.curricula) == 1:
-            return Decision("veto", "too few hard negatives for travel")
-        if len(self.curricula) == 2:
-            rows = [r for r in review.rows if r["id"] != next(x["id"] for x in review.rows if x["slice"] == "replay")]
-            rows.append({"id": "gold:added-by-tester", "input": "went to berlin tomorrow", "output": "travel",
-                         "slice": "gold", "source": "tester"})
-            return Decision("edit", "dropped a replay row, added a travel example", rows=tuple(rows))
-        return Decision("approve")
 
 
 def test_veto_and_edit_flow_through_events_decisions_and_the_curation_log(template, tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 from fake_runner import DEPLOYED, FakeRunner, Result, fake_run, production_root
+from scripted_people import Asker, StopOn, VetoThenEdit
 
 from engine.curation_log import curation_log_path, render_curation_log
 from engine.errors import TrainingError
@@ -22,7 +23,7 @@ from engine.search.gates import GateConfig
 from engine.search.loop import LoopConfig, LoopParts, resume_run, run_loop
 from engine.search.mcgs import ExplorationSchedule, MCGSConfig
 from engine.search.planner import RulePlanner
-from engine.search.reviewer import Confirmation, CurriculumReview, Decision, ScriptedReviewer
+from engine.search.reviewer import Confirmation, Decision, ScriptedReviewer
 from store import Store
 
 GATES = GateConfig(max_regression_rate=0.02)
@@ -31,28 +32,8 @@ GATES = GateConfig(max_regression_rate=0.02)
 # ------------------------------------------------------------------ veto and edit
 
 
-class VetoThenEdit(ScriptedReviewer):
-    """Vetoes the first curriculum, edits the second (drops one replay row, adds one gold row), approves
-    the rest; confirmations come from the script."""
-
-    def __init__(self, script: list[bool]) -> None:
-        super().__init__(list(script), who="tester")
-        self.curricula: list[CurriculumReview] = []
-
-    def review_curriculum(self, review: CurriculumReview) -> Decision:
-        self.curricula.append(review)
-        if len(self.curricula) == 1:
-            return Decision("veto", "too few hard negatives for travel")
-        if len(self.curricula) == 2:
-            rows = [r for r in review.rows if r["id"] != next(x["id"] for x in review.rows if x["slice"] == "replay")]
-            rows.append({"id": "gold:added-by-tester", "input": "went to berlin tomorrow", "output": "a",
-                         "slice": "gold", "source": "tester"})
-            return Decision("edit", "dropped a replay row, added a gold example", rows=tuple(rows))
-        return Decision("approve")
-
-
 def test_veto_and_edit_flow_through_events_decisions_and_the_curation_log(tmp_path):
-    reviewer = VetoThenEdit([True, True, True, True])
+    reviewer = VetoThenEdit([True, True, True, True], gold_output="a")
     seen = []
     with Store(tmp_path / "ws") as store:
         bus, parts, runner = fake_run(store, lambda p: Result(), LoopConfig(gates=GATES))
@@ -267,49 +248,6 @@ def uninterrupted(tmp_path):
         result = run_loop(bus, parts_for(store), Asker(), LIMITS)
         assert result.promoted_model is not None  # the run goes through to a promotion
         return graph_of(store, bus.run_id)
-
-
-class Asker:
-    """Approves everything; fails the test if asked a (kind, node) question whose answer was already recorded."""
-
-    who = "tester"
-
-    def __init__(self, never_ask: set[tuple[str, str]] = frozenset()) -> None:
-        self.never_ask = set(never_ask)
-        self.asked: list[tuple[str, str | None]] = []
-
-    def review_curriculum(self, review: CurriculumReview) -> Decision:
-        return self._ask("curriculum", review.node_id, Decision("approve"))
-
-    def confirm_rollback(self, info: Confirmation) -> bool:
-        return self._ask("rollback", info.node_id, True)
-
-    def confirm_promotion(self, info: Confirmation) -> bool:
-        return self._ask("promotion", info.node_id, True)
-
-    def promote_anyway(self, info: Confirmation) -> str | None:
-        return self._ask("override", info.node_id, None)
-
-    def _ask(self, kind, node_id, answer):
-        assert (kind, node_id) not in self.never_ask, f"{kind} for {node_id} was asked again after being recorded"
-        self.asked.append((kind, node_id))
-        return answer
-
-
-class StopOn:
-    """A should_stop flag raised by the first event matching `kind` that names a node."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.raised = False
-        self.node: str | None = None
-
-    def __call__(self, event) -> None:
-        if not self.raised and event.type == self.kind and event.payload.get("node_id"):
-            self.raised, self.node = True, event.payload["node_id"]
-
-    def should_stop(self) -> bool:
-        return self.raised
 
 
 def recorded(store: Store, run_id: str) -> set[tuple[str, str]]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from production_fixture import MODEL_NAME, build_template, copy_workspace
+from scripted_people import Asker, StopOn
 
 from engine.production import ProductionConfig, improve
 from engine.search.loop import resume_run
-from engine.search.reviewer import Confirmation, CurriculumReview, Decision
 from store import Store
 
 pytestmark = pytest.mark.slow  # each case trains several tiny models, some in subprocesses
@@ -48,56 +48,16 @@ def graph_of(store: Store, run_id: str) -> dict:
             "status": store.runs.get(run_id)["status"]}
 
 
-class Reviewer:
-    """Approves everything; fails the test if asked a (kind, node) question whose answer was already recorded."""
-
-    who = "tester"
-
-    def __init__(self, never_ask: set[tuple[str, str]] = frozenset()) -> None:
-        self.never_ask = set(never_ask)
-        self.asked: list[tuple[str, str | None]] = []
-
-    def review_curriculum(self, review: CurriculumReview) -> Decision:
-        return self._ask("curriculum", review.node_id, Decision("approve"))
-
-    def confirm_rollback(self, info: Confirmation) -> bool:
-        return self._ask("rollback", info.node_id, True)
-
-    def confirm_promotion(self, info: Confirmation) -> bool:
-        return self._ask("promotion", info.node_id, True)
-
-    def _ask(self, kind, node_id, answer):
-        assert (kind, node_id) not in self.never_ask, f"{kind} for {node_id} was asked again after being recorded"
-        self.asked.append((kind, node_id))
-        return answer
-
-
-class StopOn:
-    """A should_stop flag raised by the first event matching `kind` (and optionally a node)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.raised = False
-        self.node: str | None = None
-
-    def __call__(self, event) -> None:
-        if not self.raised and event.type == self.kind and event.payload.get("node_id"):
-            self.raised, self.node = True, event.payload["node_id"]
-
-    def should_stop(self) -> bool:
-        return self.raised
-
-
 def test_stops_resume_without_asking_twice_and_retrain_interrupted_training(template, tmp_path):
     cfg = ProductionConfig(model=MODEL_NAME, max_iterations=3, trainer_threads=1)
     with Store(copy_workspace(template, tmp_path / "straight")) as store:
-        straight = improve(store, cfg, reviewer=Reviewer())
+        straight = improve(store, cfg, reviewer=Asker())
         expected = graph_of(store, straight.run_id)
 
     with Store(copy_workspace(template, tmp_path / "stopped")) as store:
         # 1. stop right after the first curriculum is proposed: nothing is asked yet
         stop = StopOn("curriculum_proposed")
-        first = improve(store, cfg, reviewer=Reviewer(), subscribers=(stop,), should_stop=stop.should_stop)
+        first = improve(store, cfg, reviewer=Asker(), subscribers=(stop,), should_stop=stop.should_stop)
         run_id, node = first.run_id, stop.node
         assert first.status == "interrupted" and store.runs.get(run_id)["status"] == "interrupted"
         assert [n["status"] for n in store.runs.nodes(run_id) if n["id"] == node] == ["proposed"]
@@ -105,14 +65,14 @@ def test_stops_resume_without_asking_twice_and_retrain_interrupted_training(temp
 
         # 2. resume; stop at the first progress report: the node was reviewed once, training is cut off
         stop = StopOn("train_progress")
-        reviewer = Reviewer()
+        reviewer = Asker()
         second = resume_run(store, run_id, reviewer=reviewer, subscribers=(stop,), should_stop=stop.should_stop)
         assert second.status == "interrupted" and reviewer.asked == [("curriculum", node)]
         assert [n["status"] for n in store.runs.nodes(run_id) if n["id"] == node] == ["training"]
         assert store.models.get(f"{node}.m1")["status"] == "failed"
 
         # 3. resume to the end: the recorded decision is reused, training restarts from the base as .m2
-        third = resume_run(store, run_id, reviewer=Reviewer(never_ask={("curriculum", node)}))
+        third = resume_run(store, run_id, reviewer=Asker(never_ask={("curriculum", node)}))
         assert third.status == "finished"
         events = store.runs.events(run_id)
         assert sum(1 for e in events if e.type == "curriculum_proposed" and e.payload["node_id"] == node) == 1

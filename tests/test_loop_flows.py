@@ -22,6 +22,7 @@ from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
 from engine.search.loop import LoopConfig, LoopParts, resume_run, run_loop
 from engine.search.mcgs import ExplorationSchedule, MCGSConfig
+from engine.search.pipeline import Pipeline
 from engine.search.planner import RulePlanner
 from engine.search.reviewer import Confirmation, Decision, ScriptedReviewer
 from store import Store
@@ -322,3 +323,46 @@ def test_crashed_at_any_event_then_resumed_gives_the_uninterrupted_graph(tmp_pat
         assert len({n[1] for n in got["nodes"]}) == len(got["nodes"])  # no duplicate nodes
         assert got == uninterrupted
         assert got["promoted"] and result.promoted_model == store.models.deployed()["id"]
+
+
+# ------------------------------------------------------------------ searching on after a pass short of tau
+
+# Candidates in the order they are trained: two passes short of tau (the second better), two worse, one at tau.
+IN_TRAINING_ORDER = [Result(fixed=30, score=0.90), Result(fixed=40, score=0.92), Result(fixed=20, score=0.85),
+                     Result(fixed=22, score=0.86), Result(fixed=48, score=0.99)]
+
+
+class InOrder:
+    """Each new pipeline gets the next scripted result, whatever moves the search made."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Result] = {}
+
+    def __call__(self, pipeline) -> Result:
+        key = repr(pipeline)
+        if key not in self.seen:
+            self.seen[key] = IN_TRAINING_ORDER[min(len(self.seen), len(IN_TRAINING_ORDER) - 1)]
+        return self.seen[key]
+
+
+@pytest.mark.parametrize(("search_on", "promoted", "trained"), [(0, 0, 1), (2, 1, 4), (9, 4, 5)])
+def test_a_pass_short_of_tau_is_offered_after_search_on_more_candidates(tmp_path, search_on, promoted, trained):
+    """Every candidate passes the traffic rule; one below tau on the failure set waits for `search_on` more
+    candidates, then the best by estimated gain is offered; one at tau settles at once."""
+    moves = [({"hyperparams.epochs": e}, f"{e:g} epochs") for e in range(4, 12)]
+    config = LoopConfig(mcgs=MCGSConfig(candidates_per_expansion=1), gates=GATES, search_on=search_on)
+    reviewer, outcome = Asker(), InOrder()
+    with Store(tmp_path / "ws") as store:
+        bus, parts, runner = fake_run(store, outcome, config)
+        result = run_loop(bus, replace(parts, planner=Scripted(moves)), reviewer, BudgetLimits(iterations=9))
+        node = next(n for n in store.runs.nodes(bus.run_id) if n["model_id"] == result.promoted_model)
+        assert outcome(Pipeline.from_dict(node["pipeline"])) == IN_TRAINING_ORDER[promoted]
+        assert len(runner.trained) == trained
+        assert [kind for kind, _ in reviewer.asked if kind == "promotion"] == ["promotion"]
+        notes = [e.payload for e in store.runs.events(bus.run_id)
+                 if e.type == "curation_note" and e.payload["section"] == "Promotion"]
+        if search_on:
+            assert "fixes 90.0% of the held-out failures (tau 96%)" in notes[0]["markdown"]
+            assert "the search evaluates up to" in render_curation_log(store.runs.events(bus.run_id))
+        else:
+            assert notes == []

@@ -38,7 +38,8 @@ class ProductionConfig:
     (`max_regressions`, `max_regression_rate`); `fix_holdout`: the share of fixable failures kept out of
     training to measure the fix rate (default 0.2 under the traffic rule, 0 under strict: the paper
     trains on every failure); `regression_pass_share`: the traffic rule's regression set as a share of
-    T_pass (strict sizes it as `regression_fraction` of |T_fail|)."""
+    T_pass (strict sizes it as `regression_fraction` of |T_fail|). `search_on`: candidates to try for a
+    better one after a pass short of tau (engine.search.loop.LoopConfig)."""
 
     model: str
     task: str | None = None
@@ -62,6 +63,7 @@ class ProductionConfig:
     max_regression_rate: float | None = DEFAULT_MAX_REGRESSION_RATE
     fix_holdout: float | None = None
     regression_pass_share: float = 0.5
+    search_on: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "composition", tuple(float(x) for x in self.composition))
@@ -83,6 +85,7 @@ class ProductionConfig:
             (self.fix_holdout is None or 0.0 <= self.fix_holdout <= 0.5, "fix_holdout",
              "a share of the fixable failures in [0, 0.5] or unset"),
             (0.05 <= self.regression_pass_share <= 0.9, "regression_pass_share", "a share of T_pass in [0.05, 0.9]"),
+            (isinstance(self.search_on, int) and self.search_on >= 0, "search_on", "an integer >= 0 (2)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -111,7 +114,7 @@ class ProductionConfig:
     def loop_config(self) -> LoopConfig:
         return LoopConfig(mcgs=MCGSConfig(horizon=self.max_iterations or 20, seed=self.seed,
                                           candidates_per_expansion=self.candidates_per_expansion),
-                          gates=self.gates())
+                          gates=self.gates(), search_on=self.search_on)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

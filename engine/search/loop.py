@@ -142,10 +142,16 @@ class LoopConfig:
     progress_interval_s: float = 0.5
     reasoning: bool = False
     teacher: str | None = None
+    # A candidate that passed its gates but fixes less than tau of the failure set is not offered at
+    # once: the search evaluates up to this many more candidates for a better one (budget allowing),
+    # then offers the best. 0 offers the first that passes (the paper's loop).
+    search_on: int = 2
 
     def __post_init__(self) -> None:
         if self.progress_interval_s < 0:
             raise ConfigError(f"LoopConfig.progress_interval_s={self.progress_interval_s!r} is invalid: use >= 0")
+        if not isinstance(self.search_on, int) or self.search_on < 0:
+            raise ConfigError(f"LoopConfig.search_on={self.search_on!r} is invalid: use an integer >= 0 (2)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +163,7 @@ class LoopConfig:
             schedule = ExplorationSchedule(**(mcgs.pop("schedule", None) or {}))
             return cls(mcgs=MCGSConfig(schedule=schedule, **mcgs), policy=PolicyConfig(**(raw.get("policy") or {})),
                        gates=GateConfig(**(raw.get("gates") or {})),
-                       **{k: raw[k] for k in ("progress_interval_s", "reasoning", "teacher") if k in raw})
+                       **{k: raw[k] for k in ("progress_interval_s", "reasoning", "teacher", "search_on") if k in raw})
         except TypeError as exc:
             raise ConfigError(f"stored loop configuration is invalid: {exc}") from exc
 
@@ -241,12 +247,13 @@ class AgentLoop:
             while True:
                 if self.should_stop():
                     raise _Interrupted
-                reason = self._offer_promotion() or self._stop_reason()
+                stop = self._stop_reason()
+                reason = self._offer_promotion(final=stop is not None) or stop
                 if reason is not None:
                     break
                 step = self.mcgs.next_step()
                 if step.kind == "exhausted":
-                    reason = f"search exhausted: {step.reason}"
+                    reason = self._offer_promotion(final=True) or f"search exhausted: {step.reason}"
                     break
                 if step.kind == "evaluate":
                     self._visit(step.node)
@@ -270,13 +277,16 @@ class AgentLoop:
     def _stop_reason(self) -> str | None:
         return self.budget.exhausted() or (self.parts.stop_check() if self.parts.stop_check else None)
 
-    def _offer_promotion(self) -> str | None:
-        """The best candidate that passed its gates and no one refused goes to the Reviewer now: an
-        approval promotes it and ends the run; a refusal is recorded on the node and the search goes on."""
+    def _offer_promotion(self, *, final: bool) -> str | None:
+        """The best candidate that passed its gates and no one refused goes to the Reviewer once the
+        search has settled (`_settled`) or is ending (`final`): an approval promotes it and ends the
+        run; a refusal is recorded on the node and the search goes on."""
         offered = [n for n in self._passing_nodes() if not self._refused(n)]
         if not offered:
             return None
         node = offered[0]
+        if not final and not self._settled(node):
+            return None
         candidate = Candidate.from_dict(node.metrics["candidate"])
         if not self._confirm("promotion", self._promotion_info(node, candidate)):
             with self.store.transaction():
@@ -604,6 +614,26 @@ class AgentLoop:
             "before": _numeric(self.graph.roots()[0].metrics) if self.graph.roots() else {},
             "after": _numeric(node.metrics), "gates": report.to_dict(), "close_call": not report.passed,
             "regressions": self._regressed_examples(node)})
+
+    def _settled(self, best: Node) -> bool:
+        """Whether to offer `best` (the best passing candidate) now: it fixes at least tau of the
+        failure set, or `search_on` candidates evaluated after it found nothing better. Otherwise the
+        curation log says the search goes on, once per candidate."""
+        failure_score = (best.metrics.get("candidate") or {}).get("failure_score")
+        tau = self.config.gates.tau
+        if failure_score is None or failure_score >= tau:
+            return True
+        later = [n for n in self.graph.evaluated() if n.id > best.id and n.metrics.get("candidate")]
+        if len(later) >= self.config.search_on:
+            return True
+        if not any(e.type == CurationNote.TYPE and e.payload.get("node_id") == best.id
+                   and e.payload.get("section") == "Promotion" for e in self.bus.history()):
+            with self.store.transaction():
+                self.bus.emit(CurationNote(node_id=best.id, section="Promotion", markdown=(
+                    f"- **Promotion waits**: {best.id} passed its gates but fixes {failure_score:.1%} of the held-out failures (tau "
+                    f"{tau:.0%}): the search evaluates up to {self.config.search_on} more candidates for a better "
+                    "one before offering the best")))
+        return False
 
     def _refused(self, node: Node) -> bool:
         return (node.metrics.get("promotion") or {}).get("action") in ("refuse", "refused_by_registry")

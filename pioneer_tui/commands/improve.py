@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-regression-rate", type=float, metavar="R", default=DEFAULT_MAX_REGRESSION_RATE,
                         help="traffic rule: at most this share of regression-set items broken "
                         f"(default {DEFAULT_MAX_REGRESSION_RATE})")
+    parser.add_argument("--search-on", type=int, default=2, metavar="N",
+                        help="after a candidate passes but fixes less than tau of the held-out failures, try up to N "
+                        "more candidates for a better one before offering the best (default 2; 0: offer at once)")
     parser.add_argument("--tau", type=float, default=0.96, help="strict rule: failure-set score a candidate must reach")
     parser.add_argument("--epsilon", type=int, default=2, help="strict rule: regressions a candidate may cause")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                               epsilon=args.epsilon, max_iterations=args.max_iterations,
                               max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
                               max_regressions=args.max_regressions,
-                              max_regression_rate=args.max_regression_rate)
+                              max_regression_rate=args.max_regression_rate, search_on=args.search_on)
     deployed_model(store, args.model)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,

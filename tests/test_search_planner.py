@@ -242,6 +242,22 @@ def test_a_regression_gate_failure_forgets_less_instead_of_repeating_the_move():
     assert "cross_checkpoint gate failed" in evolved.rationale
 
 
+def test_regressions_that_are_spurious_outputs_try_a_higher_threshold_first():
+    """An NER candidate that fixed the failures but hallucinates on sentences the deployed model rightly
+    left empty (false positives dominate) first tries a higher decision threshold: same weights, one
+    evaluation. Where errors are not precision-dominated, no threshold move."""
+    p = Pipeline(DatasetSpec(mode="production", gold_fraction=0.5, hard_negative_fraction=0.35, replay_fraction=0.15),
+                 TrainConfig(task="ner", method="full", epochs=8.0, learning_rate=1.5e-4))
+    action = Action("surgical_augmentation", "score 0.86", "surgical_augmentation")
+    s = SearchState(node=_gated(p, {"regression_rate"}), action=action, n_candidates=3,
+                    failures=FailureSummary(false_positives=30, false_negatives=4))
+    proposals = RulePlanner().expand(s)
+    assert proposals[0].modification == {"hyperparams.threshold": [None, 0.6]}
+    assert "mostly spurious outputs (FP 30 vs FN 4)" in proposals[0].rationale
+    balanced = RulePlanner().expand(replace(s, failures=FailureSummary(false_positives=4, false_negatives=30)))
+    assert not any("hyperparams.threshold" in x.modification for x in balanced)
+
+
 def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores():
     """A probe is fitted by L-BFGS on frozen features: learning rate, epochs and batch size change
     nothing, so forgetting less means fine-tuning the encoder (its ignored fields reset) or more L2."""

@@ -239,7 +239,7 @@ class RulePlanner:
                      + self._error_balance(state, data=False))
         else:
             rules = self._surgical(state) or self._threshold_sweep(state.node.pipeline)
-        rules = self._forget_less(state.node, state.helpful_moves) + rules
+        rules = self._forget_less(state) + rules
         rng = self._rng(state, "expand")
         fill = self._data_moves(state.node.pipeline) if band == "rework_data" else self._tune_moves(state.node.pipeline)
         rng.shuffle(fill)
@@ -257,7 +257,7 @@ class RulePlanner:
         base = state.node.pipeline
         moves = self._tune_moves(base) + self._data_moves(base) + self._plateau(replace(state, plateau=True))
         self._rng(state, "evolve").shuffle(moves)
-        moves = self._forget_less(state.node, state.helpful_moves) + moves
+        moves = self._forget_less(state) + moves
         free = [m for m in moves if not (set(m[0]) & kept)]
         note = f"keep {', '.join(sorted(kept))}; " if kept else ""
         out = self.realise(state, free + moves, "evolve", 1, f"evolve {state.node.id}: {note}")
@@ -414,10 +414,14 @@ class RulePlanner:
         return [({"data.targeted": [[name, merged[name]] for name in sorted(merged)]},
                  "surgical augmentation: " + ", ".join(f"{n} targeted example(s) for {name}" for name, n in targets))]
 
-    def _forget_less(self, node: Node, helpful: set[Signature] | None = None) -> list[Change]:
+    def _forget_less(self, state: SearchState) -> list[Change]:
         """The candidate learnt the failures but broke what the deployed model got right. Retraining from
         the base while keeping the deployed model's answers (distillation), on more of what it knew
-        (replay), or with a gentler recipe keeps it. Moves that cut regressions before come first."""
+        (replay), or with a gentler recipe keeps it; when its errors are mostly spurious outputs (NER
+        hallucinations on sentences the deployed model rightly left empty), a higher decision threshold
+        comes first: it reuses the candidate's weights, so it costs an evaluation, not a training run.
+        Moves that cut regressions before come first."""
+        node, helpful, f = state.node, state.helpful_moves, state.failures
         results = (node.metrics.get("gates") or {}).get("results") or []
         failed = {r["gate"] for r in results if not r["passed"]}
         broke = failed & REGRESSION_GATES
@@ -428,6 +432,9 @@ class RulePlanner:
         h, p = node.pipeline.hyperparams, node.pipeline
         why = f"failures fixed but {node.regressions} regression(s) ({', '.join(sorted(broke))} gate failed)"
         out: list[Change] = []
+        if f.false_positives > f.false_negatives:
+            out += [(c, f"{why}, mostly spurious outputs (FP {f.false_positives} vs FN {f.false_negatives}): {r}")
+                    for c, r in self._threshold_sweep(p)[:1]]
         if p.data.mode == "production" and p.data.replay_scope == "share":
             out.append(({"data.replay_scope": "all"},
                         f"{why}: replay every verified pass and all of D_parent"))

@@ -55,7 +55,7 @@ class RunConfig:
 
     seed: int = 0
     recipe: dict[str, Any] = field(default_factory=lambda: {"base_model": "minilm", "method": "linear_probe"})
-    agent_iterations: int = 2
+    agent_iterations: int = 4
     agent_minutes: float = 10.0
     arms: tuple[str, ...] = bl.ARMS
     threads: int | None = 1

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     ada = kinds.add_parser(
         "adaptft", help="AdaptFT-Bench: the agent vs naive retraining over increasingly poisoned logs",
         description="C1 from a clean pool, then three stages of perturbed inference logs (poison 15% -> 25% "
-        "-> 40%, 70/30 train/test). The agent (production mode, at most two iterations per stage, with "
+        "-> 40%, 70/30 train/test). The agent (production mode, --agent-iterations per stage, with "
         "rollback) is compared with realistic naive retraining and controlled baselines on the union of the "
         "stage test splits.")
     ada.add_argument("--dataset", required=True,
@@ -40,6 +40,8 @@ def register(subparsers: Any) -> None:
     ada.add_argument("--method", default="linear_probe", choices=("linear_probe", "lora", "full"),
                      help="training method of C1 and every retrain (default linear_probe: fast on CPU)")
     ada.add_argument("--base-model", default="minilm", help="encoder base model (default minilm)")
+    ada.add_argument("--agent-iterations", type=int, default=4,
+                     help="training iterations budget of each agent stage (default 4)")
     ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
     ada.add_argument("--threads", type=int, default=1,
                      help="torch threads (default 1: on a shared 2-core machine two threads oversubscribe)")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     try:
         config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
-                           agent_minutes=args.agent_minutes, threads=args.threads,
+                           agent_iterations=args.agent_iterations, agent_minutes=args.agent_minutes,
+                           threads=args.threads,
                            **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
     except ConfigError as exc:
         raise UsageError(f"--arms / --method: {exc}") from None

@@ -29,7 +29,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def torch_threads(n: int | None) -> None:
     """Every torch op of the benchmark on `n` threads (two runs can then share the 2-core machine);
-    trainers built without a thread count read $OMP_NUM_THREADS (engine.models.encoder.set_threads)."""
+    trainers built without a thread count read $OMP_NUM_THREADS (engine.models.runtime.set_threads)."""
     if n:
         import torch
 

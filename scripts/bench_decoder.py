@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from engine.models.base import TrainConfig  # noqa: E402
 from engine.models.decoder import (  # noqa: E402
     ChatFormat,
+    DecoderOptions,
     EncodedExample,
     causal_lm_loss,
     collate,
@@ -101,7 +102,8 @@ def run_ours(base_path: str, config: TrainConfig, rows, pad_id: int, bf16: bool)
     seed_everything(config.seed)
     model = prepare_model(base_path, config, "cpu")
     with Clock() as clock:
-        stats = fit(model, rows, config, pad_id=pad_id, device="cpu", bf16=bf16)
+        stats = fit(model, rows, config, pad_id=pad_id, device="cpu",
+                    options=DecoderOptions(precision="bf16" if bf16 else "fp32"))
     return clock, stats.loss, model
 
 

@@ -10,12 +10,14 @@ from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from engine.errors import ConfigError, TrainingError
+from engine.models import training_loop
 from engine.models.base import TrainConfig, head_init
-from engine.models.encoder import EncoderTrainer, decode_spans, encode, load_tokenizer
+from engine.models.encoder import EncoderTrainer, _Steps, decode_spans, encode, load_tokenizer
 from engine.models.factory import train_and_register
 from engine.models.predictor import CachedPredictor, artifact_content_id, load_predictor
 from engine.models.resolve import ModelNotFound, resolve_model
 from engine.records import Example, Span
+from engine.tasks import task_type
 from store import Store
 
 
@@ -54,11 +56,13 @@ def test_lora_trains_adapter_and_head_while_base_stays_frozen(base, tmp_path):
     config = cfg(base, epochs=5)
     t = trainer()
     names = sorted({ex.output for ex in examples})
-    model = t._wrap_lora(t._build(config, base, names, torch.device("cpu")), config)
+    tt = task_type("classification")
+    model = t._wrap_lora(t._build(config, tt, base, names, torch.device("cpu")), config, tt)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     tokenizer = load_tokenizer(base, "classification")
-    data = t._encode(tokenizer, examples, "classification", names, 64)
-    t._fit(model, data, tokenizer.pad_token_id, config, None, None)
+    data = t._encode(tokenizer, examples, tt, names, 64)
+    training_loop.fit(model, [len(x) for x in data.ids], _Steps(data, tokenizer.pad_token_id, torch.device("cpu")),
+                      config, t.options)
     after = dict(model.named_parameters())
     trainable = {n for n, p in after.items() if p.requires_grad}
     assert trainable and all("lora_" in n or "classifier.modules_to_save" in n for n in trainable)
@@ -428,4 +432,4 @@ def test_row_weights_scale_each_rows_share_of_the_loss(base):
     assert float(_loss(token_logits, tokens, torch.tensor([3.0, 1.0]))) == pytest.approx(float(expected))
     with pytest.raises(TrainingError, match="row weight"):
         trainer()._encode(load_tokenizer(base, "classification"), [Example("a", "x", weight=0.0)],
-                          "classification", ["x", "y"], 16)
+                          task_type("classification"), ["x", "y"], 16)

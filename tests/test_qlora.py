@@ -78,8 +78,8 @@ def test_qlora_trains_saves_and_serves_on_cpu_when_opted_in(tmp_path):
     config = TrainConfig(task="generation", base_model=folder, method="qlora", batch_size=2, epochs=2,
                          learning_rate=1e-2, max_length=64, system_prompt=SYSTEM)
     with pytest.raises(ConfigError, match="CUDA"):
-        DecoderTrainer(device="cpu", allow_qlora_on_cpu=False).train(ROWS, config, tmp_path / "no")
-    result = DecoderTrainer(device="cpu", allow_qlora_on_cpu=True).train(ROWS, config, tmp_path / "run")
+        DecoderTrainer(device="cpu", allow_cpu_qlora=False).train(ROWS, config, tmp_path / "no")
+    result = DecoderTrainer(device="cpu", allow_cpu_qlora=True).train(ROWS, config, tmp_path / "run")
     assert result.steps == 4 and result.metrics["train_loss"] == result.metrics["train_loss"]
     assert (tmp_path / "run" / "adapter_model.safetensors").exists()
     preds = load_decoder_predictor(tmp_path / "run", device="cpu", max_new_tokens=4).predict(["hi", "Paris?"])

@@ -15,10 +15,10 @@ from typing import Any, Literal, Protocol
 
 from engine.errors import ConfigError
 from engine.records import TASKS, Example, Prediction, Task
+from engine.tasks import task_type
 
 Method = Literal["full", "lora", "qlora", "linear_probe"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "linear_probe")
-ENCODER_TASKS: tuple[str, ...] = ("classification", "ner")
 # Label names that mean "no intent applies": the fallback below a decision threshold.
 NEGATIVE_LABELS = ("oos", "out_of_scope", "out-of-scope", "none", "other", "no_intent", "unknown")
 
@@ -82,7 +82,8 @@ def head_init(task: str, method: str, probe_head: bool) -> str:
     classifier (from a random head the encoder is pulled around while the head catches up: on CLINC30,
     4+ regressions against 2), from random for NER (on WNUT-17 the probe's head made a full fine-tune
     hallucinate: unseen entity F1 0.280 and 67 of 205 regressions against 0.455 and 31, same rows)."""
-    return "probe" if probe_head and task == "classification" and method != "linear_probe" else "random"
+    single_label = task_type(task).single_label
+    return "probe" if probe_head and single_label and method != "linear_probe" else "random"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Progress:
     loss: float
     examples_per_s: float
     eta_s: float
+    tokens_per_s: float = 0.0  # non-padding tokens: a decoder's natural throughput unit
 
 
 ProgressCallback = Callable[[Progress], None]

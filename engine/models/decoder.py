@@ -6,9 +6,10 @@ predictor feeds at serving time (`ChatFormat.encode_prompt`: the chat template r
 are the only ones with a loss. A completion that carries no stop token (base models, templates
 without an end-of-turn marker) gets EOS appended so the tuned model learns to stop.
 
-The training loop is our own because it is faster than `transformers.Trainer` here: batches are
-length-grouped with dynamic padding, the LM head runs only on the positions that have a label
-(for chat data most positions are prompt), and the host reads the loss only when it reports.
+Training runs the project's one loop (engine.models.training_loop), faster than `transformers.Trainer`
+here: batches are length-grouped with dynamic padding, the LM head runs only on the positions that
+have a label (for chat data most positions are prompt), and the host reads the loss only when it
+reports. This module supplies the batches and the loss.
 Every run starts from the base model. Artifacts are a standard PEFT adapter (or full weights),
 the tokenizer with its chat template, and `pioneer.json`; they load with plain transformers+peft.
 """
@@ -23,15 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, TrainingError
-from engine.models.base import MANIFEST, Progress, ProgressCallback, TrainConfig, TrainResult, write_manifest
-from engine.models.batching import length_grouped_batches, sorted_batches
+from engine.errors import ConfigError
+from engine.models import training_loop as loop
+from engine.models.base import MANIFEST, ProgressCallback, TrainConfig, TrainResult, write_manifest
+from engine.models.batching import sorted_batches
 from engine.models.gguf_cache import INSTALL_HINT
-from engine.models.qlora import default_device, load_for_training, quantization_config
+from engine.models.qlora import load_for_training, quantization_config
 from engine.models.resolve import resolve_model
-from engine.models.runtime import is_oom, peak_memory_mb
+from engine.models.runtime import peak_memory_mb, pick_device
 from engine.records import Example, Prediction
-from engine.seed import seed_everything
+from engine.tasks import task_type
 from store.artifacts import atomic_write_dir
 
 IGNORE_INDEX = -100
@@ -215,7 +217,6 @@ class Batch:
     labels: Any
     label_positions: Any  # flat indices into the (batch, seq-1) shifted grid
     targets: Any
-    n_tokens: int
 
 
 def collate(rows: Sequence[EncodedExample], pad_id: int, device: str) -> Batch:
@@ -238,8 +239,7 @@ def collate(rows: Sequence[EncodedExample], pad_id: int, device: str) -> Batch:
                 targets.append(row.labels[t])
     return Batch(ids.to(device), mask.to(device), labels.to(device),
                  torch.tensor(positions, dtype=torch.long, device=device),
-                 torch.tensor(targets, dtype=torch.long, device=device),
-                 sum(len(r.input_ids) for r in rows))
+                 torch.tensor(targets, dtype=torch.long, device=device))
 
 
 def causal_lm_loss(model: Any, batch: Batch) -> Any:
@@ -260,22 +260,24 @@ def causal_lm_loss(model: Any, batch: Batch) -> Any:
 
 
 @dataclass(frozen=True)
-class DecoderProgress(Progress):
-    """Progress plus the decoder's natural throughput unit (non-padding tokens per second)."""
+class DecoderOptions(loop.LoopOptions):
+    """Backend settings that are not hyperparameters of the pipeline (see loop.LoopOptions for the rest)."""
 
-    tokens_per_s: float = 0.0
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; None: the GPU when there is one
+    gradient_checkpointing: bool = False
+    allow_cpu_qlora: bool | None = None  # None: the PIONEER_QLORA_ON_CPU environment variable decides
 
-
-@dataclass(frozen=True)
-class FitStats:
-    steps: int
-    loss: float
-    tokens_per_s: float
-    examples_per_s: float
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        loop.check_fields(self, [
+            ("device", lambda v: v is None or str(v).split(":")[0] in ("cpu", "cuda"), "'cpu', 'cuda[:N]' or unset"),
+            ("gradient_checkpointing", lambda v: isinstance(v, bool), "True or False"),
+            ("allow_cpu_qlora", lambda v: v is None or isinstance(v, bool), "True, False or unset"),
+        ])
 
 
 def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_checkpointing: bool = False,
-                  allow_qlora_on_cpu: bool | None = None) -> Any:
+                  allow_cpu_qlora: bool | None = None) -> Any:
     """The base model, fresh from disk, made trainable for config.method."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -285,7 +287,7 @@ def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_
                           "use lora, qlora or full")
     check_causal_lm(base_path)
     model = load_for_training(AutoModelForCausalLM, base_path, method=config.method, device=device,
-                              gradient_checkpointing=gradient_checkpointing, allow_cpu=allow_qlora_on_cpu)
+                              gradient_checkpointing=gradient_checkpointing, allow_cpu=allow_cpu_qlora)
     model.config.use_cache = False
     if gradient_checkpointing and config.method != "qlora":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -299,6 +301,21 @@ def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_
     return get_peft_model(model, lora)
 
 
+@dataclass
+class _Steps:
+    """The decoder's part of the training loop (training_loop.Steps): padded batches, answer-token loss."""
+
+    rows: Sequence[EncodedExample]
+    pad_id: int
+    device: str
+
+    def collate(self, rows: list[int]) -> Batch:
+        return collate([self.rows[i] for i in rows], self.pad_id, self.device)
+
+    def loss(self, model: Any, batch: Batch) -> Any:
+        return causal_lm_loss(model, batch)
+
+
 def fit(
     model: Any,
     rows: Sequence[EncodedExample],
@@ -306,98 +323,20 @@ def fit(
     *,
     pad_id: int,
     device: str,
-    bf16: bool = False,
-    log_every: int = 1,
+    options: DecoderOptions | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> FitStats:
-    """AdamW with linear warmup/decay over length-grouped, dynamically padded batches."""
-    import torch
-
-    optimizer = _adamw(model, config)
-    lengths = [len(r.input_ids) for r in rows]
-    per_epoch = math.ceil(len(rows) / config.batch_size)
-    total = max(1, math.ceil(config.epochs * per_epoch))
-    plan: list[list[int]] = []
-    while len(plan) < total:
-        plan += length_grouped_batches(lengths, config.batch_size, seed=config.seed, epoch=len(plan) // per_epoch)
-    plan = plan[:total]
-    warmup = int(config.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
-    model.train()
-    start = time.perf_counter()
-    tokens = examples = 0
-    window = None  # summed loss since the last report, kept on device
-    window_steps = 0
-    last_loss = float("nan")
-    for step, batch_idx in enumerate(plan, start=1):
-        batch = collate([rows[i] for i in batch_idx], pad_id, device)
-        try:
-            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-                loss = causal_lm_loss(model, batch)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not is_oom(exc):
-                raise
-            raise TrainingError(
-                f"out of memory at step {step} with batch_size={config.batch_size}, max_length={config.max_length}: "
-                f"retry with batch_size={max(1, config.batch_size // 2)} or a shorter max_length"
-            ) from exc
-        tokens += batch.n_tokens
-        examples += len(batch_idx)
-        window = loss.detach() if window is None else window + loss.detach()
-        window_steps += 1
-        if step % log_every == 0 or step == total:
-            last_loss = float(window) / window_steps
-            window, window_steps = None, 0
-            if not math.isfinite(last_loss):
-                raise TrainingError(f"loss became {last_loss} by step {step}: lower learning_rate "
-                                    f"(now {config.learning_rate:g}) or check the data and base model for NaNs")
-            if progress is not None:
-                elapsed = time.perf_counter() - start
-                progress(DecoderProgress(
-                    step=step, total_steps=total, epoch=step / per_epoch, loss=last_loss,
-                    examples_per_s=examples / elapsed, eta_s=elapsed / step * (total - step),
-                    tokens_per_s=tokens / elapsed))
-        if should_stop is not None and should_stop():
-            raise TrainingError(f"training stopped on request at step {step}/{total}; nothing was saved")
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    return FitStats(total, last_loss, tokens / elapsed, examples / elapsed)
-
-
-def _adamw(model: Any, config: TrainConfig) -> Any:
-    """AdamW without decay on norms and biases; the fused CPU/GPU kernel when the params allow it."""
-    import torch
-
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.dim() < 2 else decay).append(param)
-    groups = [{"params": ps, "weight_decay": wd} for ps, wd in ((decay, config.weight_decay), (no_decay, 0.0)) if ps]
-    try:
-        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
+) -> loop.FitStats:
+    """Train `model` on encoded rows with the project's loop (AdamW, linear warmup/decay, clipping)."""
+    return loop.fit(model, [len(r.input_ids) for r in rows], _Steps(rows, pad_id, device), config,
+                    options or DecoderOptions(), progress=progress, should_stop=should_stop)
 
 
 class DecoderTrainer:
-    """Trainer for task 'generation' (see engine.models.base.Trainer)."""
+    """Trainer (engine.models.base) for the decoder task types (generation)."""
 
-    task = "generation"
-
-    def __init__(self, *, device: str | None = None, bf16: bool = False, log_every: int | None = None,
-                 gradient_checkpointing: bool = False, allow_qlora_on_cpu: bool | None = None):
-        self.device = device or default_device()
-        self.bf16 = bf16
-        # Reading the loss is a host sync on GPU; on CPU it is free, so report every step there.
-        self.log_every = log_every or (1 if self.device == "cpu" else 10)
-        self.gradient_checkpointing = gradient_checkpointing
-        self.allow_qlora_on_cpu = allow_qlora_on_cpu
+    def __init__(self, options: DecoderOptions | None = None, **overrides: Any) -> None:
+        self.options = loop.build_options(DecoderOptions, options, overrides)
 
     def train(
         self,
@@ -407,26 +346,29 @@ class DecoderTrainer:
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainResult:
-        if config.task != "generation":
-            raise ConfigError(f"TrainConfig.task={config.task!r}: DecoderTrainer trains task 'generation'")
+        opts = self.options
+        if task_type(config.task).backend != "decoder":
+            raise ConfigError(f"TrainConfig.task={config.task!r}: DecoderTrainer trains the decoder task types "
+                              "(generation); use the encoder backend")
         if not examples:
             raise ConfigError("no training examples: the dataset is empty; add rows with input and output")
         started = time.perf_counter()
-        seed_everything(config.seed)
+        device = str(loop.begin(config, opts, opts.device))
         base_path = str(resolve_model(config.base_model))
-        model = prepare_model(base_path, config, self.device, gradient_checkpointing=self.gradient_checkpointing,
-                              allow_qlora_on_cpu=self.allow_qlora_on_cpu)
-        tokenizer = load_tokenizer(base_path)
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        fmt = ChatFormat(tokenizer, config.system_prompt, stop_token_ids(tokenizer, base.generation_config))
-        rows, n_truncated = encode_examples(fmt, examples, config.max_length)
-        stats = fit(model, rows, config, pad_id=tokenizer.pad_token_id, device=self.device, bf16=self.bf16,
-                    log_every=self.log_every, progress=progress, should_stop=should_stop)
+        with loop.oom_as_training_error(config):
+            model = prepare_model(base_path, config, device, gradient_checkpointing=opts.gradient_checkpointing,
+                                  allow_cpu_qlora=opts.allow_cpu_qlora)
+            tokenizer = load_tokenizer(base_path)
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            fmt = ChatFormat(tokenizer, config.system_prompt, stop_token_ids(tokenizer, base.generation_config))
+            rows, n_truncated = encode_examples(fmt, examples, config.max_length)
+            stats = fit(model, rows, config, pad_id=tokenizer.pad_token_id, device=device, options=opts,
+                        progress=progress, should_stop=should_stop)
         result = TrainResult(
             artifact_dir=Path(out_dir), config=config, labels=[],
             metrics={"train_loss": stats.loss, "train_tokens_per_s": stats.tokens_per_s,
                      "train_examples_per_s": stats.examples_per_s},
-            wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(self.device),
+            wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(device),
             n_train=len(rows), n_truncated=n_truncated, steps=stats.steps,
         )
         save_artifact(model, tokenizer, fmt, config, base_path, Path(out_dir), result)
@@ -443,7 +385,7 @@ def save_artifact(model: Any, tokenizer: Any, fmt: ChatFormat, config: TrainConf
     meta = {
         "format": FORMAT_VERSION,
         "backend": "decoder",
-        "task": "generation",
+        "task": config.task,
         "weights": "full" if full else "peft",
         "method": config.method,
         "base_model": config.base_model,
@@ -555,9 +497,10 @@ def load_decoder_predictor(artifact_dir: Path | str, *, device: str | None = Non
         meta = json.loads((artifact_dir / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{artifact_dir / MANIFEST}: not a decoder artifact ({exc}); train one first") from exc
-    if meta.get("task") != "generation":
-        raise ConfigError(f"{artifact_dir / MANIFEST}: task is {meta.get('task')!r}, not 'generation'")
-    device = device or default_device()
+    if meta.get("backend") != "decoder":
+        raise ConfigError(f"{artifact_dir / MANIFEST}: backend is {meta.get('backend')!r}, not a decoder; "
+                          "load it with engine.models.predictor.load_predictor")
+    device = str(pick_device(device))
     tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
     if meta["weights"] == "full":
         model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=torch.float32).to(device)

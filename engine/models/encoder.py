@@ -5,9 +5,10 @@ new classifier head trained in full through modules_to_save), `qlora` (the same 
 base: CUDA, or CPU by explicit opt-in) and `linear_probe` (frozen encoder, a linear head fitted on
 mean-pooled / per-token features: the design notes' strong, cheap CPU baseline).
 
-The loop is our own rather than transformers.Trainer because the time goes into padding and
-per-step overhead on a small CPU model: batches are length-grouped and padded only to their own
-longest row, AdamW is fused, and the loss is read back only when progress is reported.
+Training runs the project's one loop (engine.models.training_loop) rather than transformers.Trainer,
+because on a small CPU model the time goes into padding and per-step overhead: batches are
+length-grouped and padded only to their own longest row, AdamW is fused, and the loss is read back
+only when progress is reported. This module supplies the batches and the loss.
 
 Distillation: examples that carry `teacher` probabilities add `distill_weight` x T^2 x KL(teacher ||
 student at temperature T) to their loss (every method, classification). The production loop sets them
@@ -22,10 +23,9 @@ Artifacts are standard: transformers `save_pretrained` (full), a PEFT adapter (l
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,83 +35,45 @@ from torch.nn import functional as F
 
 from engine.data.datasets_io import spans_to_bio
 from engine.errors import ConfigError, TrainingError
-from engine.models.base import (
-    ENCODER_TASKS,
-    NEGATIVE_LABELS,
-    Progress,
-    ProgressCallback,
-    TrainConfig,
-    TrainResult,
-    write_manifest,
-)
-from engine.models.batching import length_grouped_batches, pad_batch, padding_fraction, sorted_batches
+from engine.models import training_loop as loop
+from engine.models.base import NEGATIVE_LABELS, ProgressCallback, TrainConfig, TrainResult, write_manifest
+from engine.models.batching import pad_batch, sorted_batches
 from engine.models.resolve import resolve_model
-from engine.models.runtime import is_oom, peak_memory_mb
+from engine.models.runtime import autocast, peak_memory_mb, resolve_precision
 from engine.records import Example, Span
-from engine.seed import seed_everything
+from engine.tasks import TaskType, task_type
 from store.artifacts import atomic_write_dir
 
 PROBE_HEAD = "head.safetensors"
 FORMAT_VERSION = 1
 HEAD_NAMES = ("classifier", "score")
-PRECISIONS = ("fp32", "bf16")
 HEAD_INITS = ("random", "probe")
 DISTILL_TEMPERATURE = 2.0  # softens both distributions so the teacher's runner-up labels carry signal
-# Labels that mean "none of the others": the fallback a thresholded classifier emits.
 
 
 @dataclass(frozen=True)
-class EncoderOptions:
+class EncoderOptions(loop.LoopOptions):
     """Backend settings that are not hyperparameters of the pipeline (they do not change the model
     that a given TrainConfig describes, except `labels` and `head_init`, which are recorded)."""
 
-    precision: str = "fp32"
     head_init: str = "random"
     labels: tuple[str, ...] | None = None
     fallback_label: str | None = None
     allow_cpu_qlora: bool | None = None
-    num_threads: int | None = None
-    report_every: int = 10
-    max_grad_norm: float = 1.0
     inference_batch_size: int = 64
     probe_max_iter: int = 200
     distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
-            (self.head_init in HEAD_INITS, "head_init", f"one of {', '.join(HEAD_INITS)}"),
-            (self.num_threads is None or self.num_threads >= 1, "num_threads", "an integer >= 1 or unset"),
-            (self.report_every >= 1, "report_every", "an integer >= 1"),
-            (self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0 (0 disables clipping)"),
-            (self.inference_batch_size >= 1, "inference_batch_size", "an integer >= 1"),
-            (self.probe_max_iter >= 1, "probe_max_iter", "an integer >= 1"),
-            (0.0 <= self.distill_weight <= 100.0, "distill_weight", "a weight in [0, 100] (1)"),
-            (self.labels is None or len(set(self.labels)) == len(self.labels), "labels", "distinct labels"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ConfigError(f"EncoderOptions.{name}={getattr(self, name)!r} is invalid: use {expected}")
-
-
-# ---------------------------------------------------------------- runtime
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def set_threads(num_threads: int | None) -> None:
-    """`num_threads`, else $OMP_NUM_THREADS, else every core this process may use (affinity-aware)."""
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(num_threads or (int(env) if env.isdigit() and int(env) > 0 else 0)
-                          or len(os.sched_getaffinity(0)))
-
-
-def autocast(device: torch.device, precision: str) -> Any:
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("precision='bf16' needs a GPU with bf16 support: use precision='fp32'")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        super().__post_init__()
+        loop.check_fields(self, [
+            ("head_init", lambda v: v in HEAD_INITS, f"one of {', '.join(HEAD_INITS)}"),
+            ("labels", lambda v: v is None or len(set(v)) == len(v) == len(tuple(v)), "distinct labels"),
+            ("fallback_label", lambda v: v is None or isinstance(v, str), "a label or unset"),
+            ("inference_batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+            ("probe_max_iter", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+            ("distill_weight", lambda v: 0.0 <= v <= 100.0, "a weight in [0, 100] (1)"),
+        ])
 
 
 # ---------------------------------------------------------------- tokens
@@ -130,8 +92,8 @@ def load_tokenizer(path: str | Path, task: str) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if task == "ner" and not tokenizer.is_fast:
-        raise ConfigError(f"NER needs a fast tokenizer (character offsets); {path} has a slow one")
+    if task_type(task).spans and not tokenizer.is_fast:
+        raise ConfigError(f"{task} needs a fast tokenizer (character offsets); {path} has a slow one")
     if tokenizer.pad_token_id is None:
         raise ConfigError(f"the tokenizer of {path} has no padding token: pick an encoder model")
     return tokenizer
@@ -221,49 +183,42 @@ def decode_spans(
 
 
 def check_examples(examples: Sequence[Example], task: str, labels: Sequence[str] | None) -> list[str]:
-    """Validate rows for `task` and return the label set (given, else sorted from the data)."""
+    """Validate rows for `task` (its task type says what a trainable output is) and return the label
+    set (given, else sorted from the data)."""
     if not examples:
         raise TrainingError("no training examples: the dataset is empty; add rows before training")
-    found: set[str] = set()
+    tt = task_type(task)
+    row_labels: list[tuple[str, ...]] = []
     for i, ex in enumerate(examples):
         name = f"example #{i}" + (f" (id {ex.id})" if ex.id else "")
         if not isinstance(ex.input, str):
             raise TrainingError(f"{name}: input must be text, got {type(ex.input).__name__}")
-        if task == "classification":
-            if not isinstance(ex.output, str) or not ex.output:
-                raise TrainingError(f"{name}: output must be a label string, got {ex.output!r}")
-            found.add(ex.output)
-            continue
-        if not isinstance(ex.output, tuple | list) or not all(isinstance(s, Span) for s in ex.output):
-            raise TrainingError(f"{name}: NER output must be a list of spans, got {type(ex.output).__name__}")
-        for s in ex.output:
-            if not 0 <= s.start < s.end <= len(ex.input):
-                raise TrainingError(f"{name}: span [{s.start}, {s.end}) lies outside the input "
-                                    f"(length {len(ex.input)})")
-            found.add(s.label)
+        try:
+            row_labels.append(tt.target_labels(ex.output, ex.input))
+        except ValueError as exc:
+            raise TrainingError(f"{name}: {exc}") from None
+    found = {label for row in row_labels for label in row}
     if labels is None:
         result = sorted(found)
     else:
         result = list(labels)
         unknown = sorted(found - set(result))
         if unknown:
-            bad = next(i for i, ex in enumerate(examples) if unknown[0] in (
-                {ex.output} if task == "classification" else {s.label for s in ex.output}))
+            bad = next(i for i, row in enumerate(row_labels) if unknown[0] in row)
             raise TrainingError(f"example #{bad}: label {unknown[0]!r} is not in the label set "
                                 f"({', '.join(result[:10])}{', ...' if len(result) > 10 else ''}); "
                                 "fix the row or add the label")
-    if task == "classification" and len(result) < 2:
-        raise TrainingError(f"classification needs at least 2 labels, the data has {result}: add examples "
-                            "of the other classes")
-    if task == "ner" and not result:
-        raise TrainingError("NER data has no entity spans at all: add annotated examples")
+    try:
+        tt.check_label_set(result)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     return result
 
 
 def default_fallback(task: str, labels: Sequence[str]) -> str | None:
-    """The label a thresholded classifier falls back to: a conventional negative label when the set
-    has one (e.g. CLINC150's `oos`); NER falls back to emitting no entity."""
-    if task != "classification":
+    """The label a thresholded single-label classifier falls back to: a conventional negative label
+    when the set has one (e.g. CLINC150's `oos`); a span tagger falls back to emitting no entity."""
+    if not task_type(task).single_label:
         return None
     lowered = {label.lower(): label for label in labels}
     return next((lowered[name] for name in NEGATIVE_LABELS if name in lowered), None)
@@ -273,9 +228,10 @@ def default_fallback(task: str, labels: Sequence[str]) -> str | None:
 
 
 def task_model_class(task: str) -> Any:
+    """Token classification for a task whose outputs are spans of the input, else sequence classification."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    return AutoModelForSequenceClassification if task == "classification" else AutoModelForTokenClassification
+    return AutoModelForTokenClassification if task_type(task).spans else AutoModelForSequenceClassification
 
 
 def label_kwargs(names: Sequence[str]) -> dict[str, Any]:
@@ -461,32 +417,38 @@ class Distillation:
 @dataclass
 class _Data:
     ids: list[list[int]]
-    targets: list[Any]  # int per row (classification) or list of tag ids per token (ner)
+    targets: list[Any]  # int per row (sequence labels) or list of tag ids per token (span tagging)
     n_truncated: int
     teacher: Distillation | None = None
     weights: torch.Tensor | None = None  # per row; None when every row weighs 1
 
 
 @dataclass
-class _Clock:
-    total_steps: int
-    progress: ProgressCallback | None
-    start: float = field(default_factory=time.perf_counter)
-    seen: int = 0
+class _Steps:
+    """The encoder's part of the training loop (training_loop.Steps): padded batches and their loss."""
 
-    def report(self, step: int, epoch: float, loss: float) -> None:
-        if self.progress is None:
-            return
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        eta = elapsed / max(step, 1) * (self.total_steps - step)
-        self.progress(Progress(step, self.total_steps, epoch, loss, self.seen / elapsed, eta))
+    data: _Data
+    pad_id: int
+    device: torch.device
+
+    def collate(self, rows: list[int]) -> dict[str, Any]:
+        batch = pad_batch([self.data.ids[i] for i in rows], self.pad_id, [self.data.targets[i] for i in rows])
+        return {**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()}, "rows": rows}
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        weights = self.data.weights
+        loss = _loss(logits, batch["labels"], None if weights is None else weights[batch["rows"]])
+        if self.data.teacher is not None:
+            loss = loss + self.data.teacher.loss(logits, torch.tensor(batch["rows"]))
+        return loss
 
 
 class EncoderTrainer:
-    """Trainer (engine.models.base) for classification and NER encoders."""
+    """Trainer (engine.models.base) for the encoder task types (classification and NER)."""
 
     def __init__(self, options: EncoderOptions | None = None, **overrides: Any) -> None:
-        self.options = EncoderOptions(**{**(options.__dict__ if options else {}), **overrides})
+        self.options = loop.build_options(EncoderOptions, options, overrides)
 
     def train(
         self,
@@ -497,58 +459,58 @@ class EncoderTrainer:
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainResult:
         opts = self.options
-        if config.task not in ENCODER_TASKS:
-            raise ConfigError(f"TrainConfig.task={config.task!r}: the encoder backend trains "
-                              f"{' and '.join(ENCODER_TASKS)}; generation needs a decoder")
+        tt = task_type(config.task)
+        if tt.backend != "encoder":
+            raise ConfigError(f"TrainConfig.task={config.task!r}: the encoder backend trains classification "
+                              f"and NER; {config.task} needs a {tt.backend}")
         labels = check_examples(examples, config.task, opts.labels)
         fallback = opts.fallback_label if opts.fallback_label is not None else default_fallback(config.task, labels)
-        if fallback is not None and config.task == "classification" and fallback not in labels:
+        if fallback is not None and tt.single_label and fallback not in labels:
             raise ConfigError(f"fallback label {fallback!r} is not one of the labels")
         started = time.perf_counter()
-        seed_everything(config.seed)
-        set_threads(opts.num_threads)
-        device = pick_device()
+        device = loop.begin(config, opts)
+        precision = resolve_precision(opts.precision, device, "EncoderOptions.precision")
         base_path = resolve_model(config.base_model)
         tokenizer = load_tokenizer(base_path, config.task)
-        names = labels if config.task == "classification" else tag_names(labels)
+        names = tag_names(labels) if tt.spans else labels
 
-        model = self._build(config, base_path, names, device)
-        max_length = max_length_for(tokenizer, model.config if hasattr(model, "config") else model.encoder.config,
-                                    config.max_length)
-        data = self._encode(tokenizer, examples, config.task, names, max_length)
-        try:
+        with loop.oom_as_training_error(config):
+            model = self._build(config, tt, base_path, names, device)
+            max_length = max_length_for(tokenizer, model.config if hasattr(model, "config") else model.encoder.config,
+                                        config.max_length)
+            data = self._encode(tokenizer, examples, tt, names, max_length)
             if config.method == "linear_probe":
-                steps, metrics = self._fit_probe(model, data, tokenizer.pad_token_id, config, progress, should_stop)
+                steps, metrics = self._fit_probe(model, data, tokenizer.pad_token_id, config, precision, progress,
+                                                 should_stop)
             else:
                 if opts.head_init == "probe":
-                    self._init_head_from_probe(model, data, tokenizer.pad_token_id, len(names))
+                    self._init_head_from_probe(model, data, tokenizer.pad_token_id, len(names), precision)
                 if config.method in ("lora", "qlora"):
-                    model = self._wrap_lora(model, config)
-                steps, metrics = self._fit(model, data, tokenizer.pad_token_id, config, progress, should_stop)
-        except RuntimeError as exc:  # torch.OutOfMemoryError is one
-            if is_oom(exc):
-                raise _oom(config, exc) from None
-            raise
+                    model = self._wrap_lora(model, config, tt)
+                stats = loop.fit(model, [len(x) for x in data.ids], _Steps(data, tokenizer.pad_token_id, device),
+                                 config, opts, head_names=HEAD_NAMES, progress=progress, should_stop=should_stop)
+                steps, metrics = stats.steps, {"train_loss": stats.loss, "train_examples_per_s": stats.examples_per_s,
+                                               "padding_fraction": stats.padding_fraction}
 
         wall = time.perf_counter() - started
         result = TrainResult(
             artifact_dir=Path(out_dir), config=config, labels=labels, metrics=metrics, wall_time_s=wall,
             peak_memory_mb=peak_memory_mb(device.type), n_train=len(examples), n_truncated=data.n_truncated, steps=steps,
         )
-        self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length, data.teacher)
+        self._save(model, tokenizer, Path(out_dir), result, base_path, names, fallback, max_length, data.teacher,
+                   precision)
         return result
 
     # -- setup
 
-    def _build(self, config: TrainConfig, base_path: Path, names: list[str], device: torch.device) -> Any:
+    def _build(self, config: TrainConfig, tt: TaskType, base_path: Path, names: list[str], device: torch.device) -> Any:
         from transformers import AutoModel
 
-        token_level = config.task == "ner"
         if config.method == "linear_probe":
             encoder = AutoModel.from_pretrained(str(base_path), dtype=torch.float32).to(device)
             encoder.requires_grad_(False)
             head = nn.Linear(encoder.config.hidden_size, len(names)).to(device)
-            return LinearProbeModel(encoder, head, token_level).eval()
+            return LinearProbeModel(encoder, head, token_level=tt.spans).eval()
         cls = task_model_class(config.task)
         if config.method == "qlora":
             model = load_quantized(cls, base_path, HEAD_NAMES, device, self.options.allow_cpu_qlora,
@@ -558,121 +520,66 @@ class EncoderTrainer:
             return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         return cls.from_pretrained(str(base_path), dtype=torch.float32, **label_kwargs(names)).to(device)
 
-    def _encode(self, tokenizer: Any, examples: list[Example], task: str, names: list[str], max_length: int) -> _Data:
-        enc = encode(tokenizer, [ex.input for ex in examples], max_length, with_offsets=task == "ner")
+    def _encode(self, tokenizer: Any, examples: list[Example], tt: TaskType, names: list[str],
+                max_length: int) -> _Data:
+        enc = encode(tokenizer, [ex.input for ex in examples], max_length, with_offsets=tt.spans)
         index = {name: i for i, name in enumerate(names)}
-        if task == "classification":
-            targets: list[Any] = [index[ex.output] for ex in examples]
+        if tt.spans:
+            targets: list[Any] = [token_tags(offs, ex.output, index) for offs, ex in zip(enc.offsets, examples,
+                                                                                          strict=True)]
         else:
-            if any(ex.teacher is not None for ex in examples):
-                raise ConfigError("distillation from a teacher is for classification; NER rows carry no teacher")
-            targets = [token_tags(offs, ex.output, index) for offs, ex in zip(enc.offsets, examples, strict=True)]
+            targets = [index[ex.output] for ex in examples]
+        if not tt.distillable and any(ex.teacher is not None for ex in examples):
+            raise ConfigError(f"distillation from a teacher is for classification, not {tt.name}: drop the "
+                              "teacher from the rows")
         weights = [float(ex.weight) for ex in examples]
         if any(not (w > 0 and math.isfinite(w)) for w in weights):
             raise TrainingError(f"example #{next(i for i, w in enumerate(weights) if not w > 0)}: a row weight must "
                                 "be a finite number > 0")
         return _Data(enc.ids, targets, enc.n_truncated,
-                     Distillation.of(examples, len(names), self.options.distill_weight) if task == "classification"
-                     else None, None if all(w == 1.0 for w in weights) else torch.tensor(weights))
+                     Distillation.of(examples, len(names), self.options.distill_weight) if tt.distillable else None,
+                     None if all(w == 1.0 for w in weights) else torch.tensor(weights))
 
-    def _wrap_lora(self, model: Any, config: TrainConfig) -> Any:
+    def _wrap_lora(self, model: Any, config: TrainConfig, tt: TaskType) -> Any:
         from peft import LoraConfig, TaskType, get_peft_model
 
         heads = head_modules(model)
         lora = LoraConfig(
-            task_type=TaskType.SEQ_CLS if config.task == "classification" else TaskType.TOKEN_CLS,
+            task_type=TaskType.TOKEN_CLS if tt.spans else TaskType.SEQ_CLS,
             r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=lora_targets(model, heads), modules_to_save=heads,
         )
         return get_peft_model(model, lora)
 
-    def _init_head_from_probe(self, model: Any, data: _Data, pad_id: int, n_classes: int) -> None:
+    def _init_head_from_probe(self, model: Any, data: _Data, pad_id: int, n_classes: int, precision: str) -> None:
         if not isinstance(getattr(model, "classifier", None), nn.Linear):
             raise ConfigError("head_init='probe' needs a single linear classifier head (BERT-style): "
                               "use head_init='random' for this model")
-        feats = classifier_inputs(model, data.ids, pad_id, self.options.inference_batch_size, self.options.precision)
+        feats = classifier_inputs(model, data.ids, pad_id, self.options.inference_batch_size, precision)
         x, y = _stack_targets(feats, data.targets)
         weight, bias = fit_linear_head(x, y, n_classes, l2=1.0 / len(y), max_iter=self.options.probe_max_iter)
         with torch.no_grad():
             model.classifier.weight.copy_(weight)
             model.classifier.bias.copy_(bias)
 
-    # -- training
+    # -- the linear probe: features once, then L-BFGS (the SGD loop does not apply)
 
-    def _fit(self, model: Any, data: _Data, pad_id: int, config: TrainConfig,
-             progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> tuple[int, dict]:
-        opts = self.options
-        device = next(p for p in model.parameters()).device
-        lengths = [len(x) for x in data.ids]
-        per_epoch = math.ceil(len(lengths) / config.batch_size)
-        total = max(1, math.ceil(config.epochs * per_epoch))
-        warmup = math.ceil(config.warmup_ratio * total)
-        optimizer = _adamw(model, config)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: s / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-        params = [p for p in model.parameters() if p.requires_grad]
-        clock = _Clock(total, progress)
-        loss_sum = torch.zeros((), device=device)
-        window = step = epoch = 0
-        last_loss = float("nan")
-        pad_slots = []
-        model.train()
-        while step < total:
-            batches = length_grouped_batches(lengths, config.batch_size, seed=config.seed, epoch=epoch)
-            pad_slots.append(padding_fraction(batches, lengths))
-            for idx in batches:
-                if step >= total:
-                    break
-                if should_stop is not None and should_stop():
-                    raise TrainingError(f"training stopped on request at step {step}/{total}; nothing was saved")
-                batch = pad_batch([data.ids[i] for i in idx], pad_id, [data.targets[i] for i in idx])
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with autocast(device, opts.precision):
-                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = _loss(logits, batch["labels"], None if data.weights is None else data.weights[idx])
-                if data.teacher is not None:
-                    loss = loss + data.teacher.loss(logits, torch.tensor(idx))
-                loss.backward()
-                if opts.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, opts.max_grad_norm, foreach=True)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.detach()
-                window += 1
-                step += 1
-                clock.seen += len(idx)
-                if step % opts.report_every == 0 or step == total:
-                    last_loss = (loss_sum / window).item()  # the only host sync: once per report
-                    if not math.isfinite(last_loss):
-                        raise TrainingError(
-                            f"loss became {last_loss} by step {step}/{total}: training stopped; lower the "
-                            f"learning rate (now {config.learning_rate:g}) or check the data")
-                    clock.report(step, epoch + min(1.0, (step - epoch * per_epoch) / per_epoch), last_loss)
-                    loss_sum.zero_()
-                    window = 0
-            epoch += 1
-        model.eval()
-        elapsed = time.perf_counter() - clock.start
-        return step, {"train_loss": last_loss, "train_examples_per_s": clock.seen / max(elapsed, 1e-9),
-                      "padding_fraction": sum(pad_slots) / len(pad_slots)}
-
-    def _fit_probe(self, model: LinearProbeModel, data: _Data, pad_id: int, config: TrainConfig,
+    def _fit_probe(self, model: LinearProbeModel, data: _Data, pad_id: int, config: TrainConfig, precision: str,
                    progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> tuple[int, dict]:
         opts = self.options
+        every = opts.report_every or 10
         n_batches = math.ceil(len(data.ids) / opts.inference_batch_size)
-        clock = _Clock(n_batches + opts.probe_max_iter, progress)
+        clock = loop.Clock(n_batches + opts.probe_max_iter, progress)
         done = [0]
 
         def on_batch(rows: int) -> None:
             done[0] += 1
-            clock.seen += rows
-            if should_stop is not None and should_stop():
-                raise TrainingError(f"training stopped on request at step {done[0]}; nothing was saved")
-            if done[0] % opts.report_every == 0:
+            clock.examples += rows
+            loop.check_stop(should_stop, done[0], clock.total_steps)
+            if done[0] % every == 0:
                 clock.report(done[0], 0.0, float("nan"))
 
-        feats = classifier_inputs(model, data.ids, pad_id, opts.inference_batch_size, opts.precision, on_batch)
+        feats = classifier_inputs(model, data.ids, pad_id, opts.inference_batch_size, precision, on_batch)
         x, y = _stack_targets(feats, data.targets)
         l2 = config.weight_decay if config.weight_decay > 0 else 1.0 / len(y)
         weights = None if data.weights is None else _item_weights(data)
@@ -682,7 +589,7 @@ class EncoderTrainer:
             losses.append(loss)
             if not math.isfinite(loss):
                 raise TrainingError(f"linear probe loss became {loss}: check the data for empty inputs")
-            if i % opts.report_every == 0:
+            if i % every == 0:
                 clock.report(n_batches + i, 1.0, loss)
 
         weight, bias = fit_linear_head(x, y, model.classifier.out_features, l2=l2, max_iter=opts.probe_max_iter,
@@ -691,23 +598,25 @@ class EncoderTrainer:
             model.classifier.weight.copy_(weight)
             model.classifier.bias.copy_(bias)
         clock.report(clock.total_steps, 1.0, losses[-1])
-        elapsed = time.perf_counter() - clock.start
-        return n_batches + len(losses), {"train_loss": losses[-1], "train_examples_per_s": len(data.ids) / elapsed}
+        return n_batches + len(losses), {"train_loss": losses[-1],
+                                         "train_examples_per_s": len(data.ids) / clock.elapsed()}
 
     # -- saving
 
     def _save(self, model: Any, tokenizer: Any, out: Path, result: TrainResult, base_path: Path,
-              names: list[str], fallback: str | None, max_length: int, teacher: Distillation | None) -> None:
+              names: list[str], fallback: str | None, max_length: int, teacher: Distillation | None,
+              precision: str) -> None:
         from safetensors.torch import save_file
 
         config = result.config
+        token_level = task_type(config.task).spans
 
         def build(tmp: Path) -> None:
             if config.method == "linear_probe":
                 save_file({"weight": model.classifier.weight.detach().cpu().contiguous(),
                            "bias": model.classifier.bias.detach().cpu().contiguous()}, str(tmp / PROBE_HEAD))
                 how = (f"features = AutoModel.from_pretrained(base_model_path) last_hidden_state "
-                       f"{'per token' if config.task == 'ner' else 'mean-pooled over the attention mask'}; "
+                       f"{'per token' if token_level else 'mean-pooled over the attention mask'}; "
                        "logits = features @ head.weight.T + head.bias (head.safetensors)")
             else:
                 model.save_pretrained(str(tmp))
@@ -720,10 +629,10 @@ class EncoderTrainer:
                 "format": FORMAT_VERSION, "backend": "encoder", "task": config.task, "method": config.method,
                 "base_model": config.base_model, "base_model_path": str(base_path), "labels": result.labels,
                 "classes": names, "fallback_label": fallback, "max_length": max_length,
-                "precision": self.options.precision, "head_init": self.options.head_init,
+                "precision": precision, "head_init": self.options.head_init,
                 "distilled_rows": 0 if teacher is None else int(teacher.mask.sum()),
                 "distill_weight": None if teacher is None else teacher.weight,
-                "pooling": "mean" if config.method == "linear_probe" and config.task == "classification" else None,
+                "pooling": "mean" if config.method == "linear_probe" and not token_level else None,
                 "config": config.to_dict(), "metrics": result.metrics, "n_train": result.n_train,
                 "n_truncated": result.n_truncated, "steps": result.steps,
                 "wall_time_s": round(result.wall_time_s, 3), "load": how,
@@ -748,26 +657,6 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | No
     return (per * scale).sum() / (flat != -100).sum().clamp_min(1)
 
 
-def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with the new head at its own learning rate and no decay on biases and norms."""
-    head_lr = config.head_learning_rate or config.learning_rate
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_head = any(f"{h}." in name for h in HEAD_NAMES)
-        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or param.dim() == 1
-        key = (head_lr if is_head else config.learning_rate, 0.0 if no_decay else config.weight_decay)
-        groups.setdefault(key, []).append(param)
-    if not groups:
-        raise TrainingError("no trainable parameters: check the method and the model")
-    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    try:
-        return torch.optim.AdamW(param_groups, fused=True)
-    except (RuntimeError, TypeError):  # fused kernels need matching devices/dtypes (e.g. 4-bit bases)
-        return torch.optim.AdamW(param_groups, foreach=True)
-
-
 def _item_weights(data: _Data) -> torch.Tensor:
     """Row weights per item `_stack_targets` stacks: per sequence, or repeated per labelled token."""
     assert data.weights is not None
@@ -788,10 +677,3 @@ def _stack_targets(feats: list[torch.Tensor], targets: list[Any]) -> tuple[torch
         xs.append(f[keep])
         ys.append(t[keep])
     return torch.cat(xs), torch.cat(ys)
-
-
-def _oom(config: TrainConfig, exc: BaseException) -> TrainingError:
-    smaller = max(1, config.batch_size // 2)
-    return TrainingError(f"out of memory at batch size {config.batch_size} (max_length {config.max_length}): "
-                         f"retry with --batch-size {smaller} or a shorter max_length ({str(exc)[:120]})")
-

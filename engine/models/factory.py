@@ -15,12 +15,13 @@ from typing import Any
 
 from engine.data.datasets_io import train_eval_split
 from engine.errors import ConfigError
-from engine.models.base import ENCODER_TASKS, Predictor, ProgressCallback, TrainConfig, Trainer, TrainResult
+from engine.models.base import Predictor, ProgressCallback, TrainConfig, Trainer, TrainResult
 from engine.models.encoder import EncoderTrainer
 from engine.models.predictor import CachedPredictor
 from engine.models.resolve import ALIASES
 from engine.models.runtime import peak_memory_mb
 from engine.records import Example
+from engine.tasks import task_type
 from store import Store
 from store.artifacts import atomic_write_dir
 from store.jsoncols import new_id
@@ -36,33 +37,35 @@ class TrainedModel:
 
 
 def trainer_for(task: str, base_model: str = "minilm", **options: Any) -> Trainer:
-    """The backend for `task`: encoders for classification / NER, decoders for generation."""
+    """The backend of `task`'s type (encoders for classification / NER, decoders for generation),
+    built with `options` (EncoderOptions / DecoderOptions fields; an unknown one is a ConfigError)."""
+    backend = task_type(task).backend
     alias = ALIASES.get(base_model.strip().lower())
-    if task == "generation":
+    if backend == "decoder":
         if alias == "minilm":
-            raise ConfigError("base model 'minilm' is an encoder: generation needs a decoder such as 'smollm2'")
+            raise ConfigError(f"base model 'minilm' is an encoder: {task} needs a decoder such as 'smollm2'")
         from engine.models.decoder import DecoderTrainer
 
         return DecoderTrainer(**options)
-    if task in ENCODER_TASKS:
-        if alias == "smollm2":
-            raise ConfigError(f"base model 'smollm2' is a decoder: {task} trains an encoder such as 'minilm'")
-        return EncoderTrainer(**options)
-    raise ConfigError(f"task={task!r} is invalid: use classification, ner or generation")
+    if alias == "smollm2":
+        raise ConfigError(f"base model 'smollm2' is a decoder: {task} trains an encoder such as 'minilm'")
+    return EncoderTrainer(**options)
 
 
 def evaluate(predictor: Predictor, examples: Sequence[Example], task: str,
              threshold: float | None = None) -> dict[str, float]:
-    """Held-out metrics for a task (engine.eval.metrics definitions)."""
+    """Held-out metrics for a task (engine.eval.metrics definitions): the label report of a single-label
+    task, the entity report of a span task, exact match and ROUGE-L of free text."""
     from engine.eval import metrics as m
 
+    tt = task_type(task)
     predictions = predictor.predict([ex.input for ex in examples], threshold)
     expected = [ex.output for ex in examples]
     outputs = [p.output for p in predictions]
-    if task == "classification":
+    if tt.single_label:
         report = m.classification_report(expected, outputs)
         return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "micro_f1": report.micro_f1}
-    if task == "ner":
+    if tt.spans:
         ents = m.entity_report(expected, outputs)
         return {"entity_f1": ents.f1, "precision": ents.precision, "recall": ents.recall,
                 "tp": ents.counts.tp, "fp": ents.counts.fp, "fn": ents.counts.fn}
@@ -91,7 +94,7 @@ def train_and_register(
     train_set, held_out = list(examples), list(eval_examples or [])
     if not held_out and eval_fraction > 0:
         train_set, held_out = train_eval_split(examples, eval_fraction, config.seed,
-                                               by_label=config.task == "classification")
+                                               by_label=task_type(config.task).single_label)
     model_id = model_id or new_id("m")
     target = store.artifacts / "models" / model_id
     started = time.perf_counter()

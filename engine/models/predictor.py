@@ -23,21 +23,20 @@ from engine.errors import ConfigError
 from engine.models.base import MANIFEST, Predictor
 from engine.models.encoder import (
     HEAD_NAMES,
-    PRECISIONS,
     PROBE_HEAD,
     LinearProbeModel,
-    autocast,
     decode_spans,
     encode,
     iter_batches,
     label_kwargs,
     load_quantized,
     load_tokenizer,
-    pick_device,
     task_model_class,
 )
 from engine.models.resolve import resolve_model
+from engine.models.runtime import autocast, pick_device, resolve_precision
 from engine.records import Prediction, Span
+from engine.tasks import task_type
 from store.artifacts import content_hash, file_hash
 from store.traces import PredictionCache
 
@@ -73,23 +72,21 @@ class EncoderPredictor:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, manifest: dict[str, Any], *,
                  batch_size: int = 64, precision: str | None = None, fallback_label: str | None = None) -> None:
-        precision = precision or manifest.get("precision") or "fp32"
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision={precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} is invalid: use an integer >= 1")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.task: str = manifest["task"]
+        self.task_type = task_type(self.task)
         self.labels: list[str] = list(manifest["labels"])
         self.classes: list[str] = list(manifest["classes"])
         self.max_length: int = int(manifest["max_length"])
         self.fallback_label = fallback_label if fallback_label is not None else manifest.get("fallback_label")
-        if self.task == "classification" and self.fallback_label not in (None, *self.labels):
+        if self.task_type.single_label and self.fallback_label not in (None, *self.labels):
             raise ConfigError(f"fallback label {self.fallback_label!r} is not one of the model's labels")
         self.batch_size = batch_size
-        self.precision = precision
         self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision or manifest.get("precision") or "fp32", self.device)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -107,7 +104,7 @@ class EncoderPredictor:
             raise ConfigError(f"threshold={threshold} is invalid: use a number in [0, 1]")
         if not inputs:
             return []
-        ner = self.task == "ner"
+        ner = self.task_type.spans
         enc = encode(self.tokenizer, inputs, self.max_length, with_offsets=ner)
         rows: list[Any] = [None] * len(inputs)
         with torch.inference_mode(), autocast(self.device, self.precision):
@@ -124,8 +121,8 @@ class EncoderPredictor:
     def probabilities(self, inputs: Sequence[str]) -> dict[str, list[float]]:
         """Classification: each label's softmax probability per input ({label: [p per input]}), what a
         new model is distilled towards."""
-        if self.task != "classification":
-            raise ConfigError(f"label probabilities are for classification models, not {self.task}")
+        if not self.task_type.single_label:
+            raise ConfigError(f"label probabilities are for single-label classifiers, not {self.task}")
         enc = encode(self.tokenizer, list(inputs), self.max_length)
         rows: list[Any] = [None] * len(inputs)
         with torch.inference_mode(), autocast(self.device, self.precision):
@@ -162,7 +159,7 @@ def load_encoder_model(artifact_dir: Path, manifest: dict[str, Any], device: tor
         encoder = AutoModel.from_pretrained(str(base), dtype=torch.float32)
         head = torch.nn.Linear(encoder.config.hidden_size, len(classes))
         head.load_state_dict(load_file(str(artifact_dir / PROBE_HEAD)))
-        return LinearProbeModel(encoder, head, token_level=task == "ner").to(device)
+        return LinearProbeModel(encoder, head, token_level=task_type(task).spans).to(device)
     from peft import PeftModel
 
     cls = task_model_class(task)
@@ -178,7 +175,7 @@ def load_predictor(artifact_dir: str | Path, *, batch_size: int = 64, precision:
     """The Predictor for a trained artifact folder (encoder or decoder, from its pioneer.json)."""
     artifact_dir = Path(artifact_dir)
     manifest = read_manifest(artifact_dir)
-    if manifest.get("task") == "generation" or manifest.get("backend") == "decoder":
+    if manifest.get("backend") == "decoder":
         from engine.models.decoder import load_decoder_predictor
 
         return load_decoder_predictor(artifact_dir)

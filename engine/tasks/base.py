@@ -58,6 +58,17 @@ class TaskType:
         `targets` need (surgical augmentation picks its targeted examples among these)."""
         return True
 
+    # -- training -----------------------------------------------------------------------------
+    def target_labels(self, output: Any, text: str) -> tuple[str, ...]:
+        """The labels a training row's `output` teaches (with `text` its input); a ValueError saying
+        what is wrong when the row cannot be trained on."""
+        if not isinstance(output, str):
+            raise ValueError(f"output must be text, got {type(output).__name__}")
+        return ()
+
+    def check_label_set(self, labels: Sequence[str]) -> None:
+        """A ValueError when a training set's labels are too few to learn this task from."""
+
     # -- evaluation ---------------------------------------------------------------------------
     def check_metric(self, metric: str) -> None:
         from engine.errors import ConfigError

@@ -46,6 +46,16 @@ class Classification(TaskType):
         """The same label."""
         return self.key(output) in {self.key(t) for t in targets}
 
+    def target_labels(self, output: Any, text: str) -> tuple[str, ...]:
+        if not isinstance(output, str) or not output:
+            raise ValueError(f"output must be a label string, got {output!r}")
+        return (output,)
+
+    def check_label_set(self, labels: Sequence[str]) -> None:
+        if len(labels) < 2:
+            raise ValueError(f"classification needs at least 2 labels, the data has {list(labels)}: add examples "
+                             "of the other classes")
+
     def errors(self, expected: Any, output: Any, negative: str | None) -> Errors:
         """A missed answer (no output, or the negative label for a real class) is a false negative; the
         negative label's true items said as a class are false positives; every error is a confusion."""

@@ -68,6 +68,18 @@ class Ner(TaskType):
         """An entity type in common."""
         return bool(set(self.labels(output)) & {lab for t in targets for lab in self.labels(t)})
 
+    def target_labels(self, output: Any, text: str) -> tuple[str, ...]:
+        if not isinstance(output, tuple | list) or not all(isinstance(s, Span) for s in output):
+            raise ValueError(f"NER output must be a list of spans, got {type(output).__name__}")
+        for s in output:
+            if not 0 <= s.start < s.end <= len(text):
+                raise ValueError(f"span [{s.start}, {s.end}) lies outside the input (length {len(text)})")
+        return self.labels(output)
+
+    def check_label_set(self, labels: Sequence[str]) -> None:
+        if not labels:
+            raise ValueError("NER data has no entity spans at all: add annotated examples")
+
     def errors(self, expected: Any, output: Any, negative: str | None) -> Errors:
         """Span-level: hallucinated or mistyped spans are false positives, missed ones false negatives."""
         e = ner_errors(output or (), expected or ())

@@ -26,13 +26,16 @@ def pioneer_command(workspace: Path) -> list[str]:
 
 
 class Tmux:
-    """One private tmux server (its own socket) holding one session running the app."""
+    """One private tmux server (its own socket) holding one session running the app. The pane stays
+    after the app exits (remain-on-exit), so an app that dies shows its traceback and fails the wait
+    at once instead of after the timeout."""
 
     def __init__(self, tmp_path: Path, command: list[str]) -> None:
         self.socket = f"pioneer-test-{os.getpid()}-{tmp_path.name}"
         # COLUMNS/LINES (set by pytest) would override the pane's real size: drop them.
         env_cmd = ["env", "-u", "COLUMNS", "-u", "LINES", "TERM=xterm-256color", *command]
-        self.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", " ".join(map(_quote, env_cmd)))
+        self.run("-f", "/dev/null", "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
+                 "new-session", "-d", "-s", "app", "-x", "80", "-y", "24", " ".join(map(_quote, env_cmd)))
 
     def run(self, *args: str) -> str:
         out = subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
@@ -50,6 +53,7 @@ class Tmux:
             screen = self.screen()
             if text in screen:
                 return screen
+            assert self.alive(), f"the app exited before {text!r} appeared; the screen was:\n{self.screen()}"
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
 
@@ -60,8 +64,8 @@ class Tmux:
             time.sleep(0.2)
 
     def alive(self) -> bool:
-        return subprocess.run([TMUX, "-L", self.socket, "has-session", "-t", "app"],
-                              capture_output=True).returncode == 0
+        """Whether the app still runs (its pane is kept, dead, once it exits)."""
+        return self.run("display-message", "-p", "-t", "app", "#{pane_dead}").strip() == "0"
 
     def close(self) -> None:
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True)

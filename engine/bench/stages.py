@@ -24,6 +24,7 @@ from engine.data.perturb import DEFAULT_RATES, REPLACEMENTS, perturb_examples
 from engine.data.perturb_types import BY_NAME
 from engine.errors import ConfigError
 from engine.records import Example
+from engine.tasks import task_type
 
 DATASETS = {"clinc150": ("clinc150/data_full.json", "classification"),
             "sms_spam": ("sms_spam/SMSSpamCollection.tsv", "classification"),
@@ -168,7 +169,7 @@ def build_stages(examples: Sequence[Example], task: str, config: StageConfig, da
             test += [r for g in groups[:n_test] for r in g]
             train += [r for g in groups[n_test:] for r in g]
         stages.append(Stage(f"stage{k}", rate, [_tag(r, k) for r in train], [_tag(r, k) for r in test]))
-    labels = sorted({str(r["output"]) for r in rows}) if task == "classification" else []
+    labels = sorted({str(r["output"]) for r in rows}) if task_type(task).single_label else []
     return Bench(dataset, task, clean, stages, labels)
 
 

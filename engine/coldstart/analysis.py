@@ -22,7 +22,7 @@ from engine.errors import ConfigError
 from engine.eval.metrics import check_metric
 from engine.models.base import NEGATIVE_LABELS
 from engine.records import TASKS, Example
-from engine.tasks import TASK_TYPES
+from engine.tasks import TASK_TYPES, task_type
 
 # Labels that mean "nothing to report", in order of preference: the encoder's fallback names (CLINC's
 # oos), then the negative class of a binary detector (which only means "nothing" when there are two).
@@ -134,7 +134,7 @@ class TaskAnalysis:
         lines = [f"- task: **{self.task}**, metric **{self.metric}** (decided by {self.decided_by})",
                  f"- why: {self.reason}"]
         if self.labels:
-            lines.append(f"- {'entity types' if self.task == 'ner' else 'labels'}: {labels}")
+            lines.append(f"- {'entity types' if task_type(self.task).spans else 'labels'}: {labels}")
         if self.output_format:
             lines.append(f"- output format: {self.output_format}")
         if self.negative_label:
@@ -246,13 +246,14 @@ def analyse_by_rules(description: str, schema: DataSchema | None = None, *, task
                           "(classify / detect, extract / find names, write / answer / solve) or pass --data")
     signals = {"description": described, "data": from_data}
     reasoning = bool(_REASONING.search(description)) or (schema is not None and schema.rationale_share > 0.5)
-    if chosen == "ner":
+    kind = task_type(chosen)
+    if kind.spans:
         types = schema.entity_types if schema is not None else ()
         chosen_metric = metric or "entity_f1"
-        return TaskAnalysis(description, "ner", chosen_metric, types, "entity spans (BIO over tokens)",
+        return TaskAnalysis(description, chosen, chosen_metric, types, "entity spans (BIO over tokens)",
                             negative_label=None, reasoning=False, reason=f"{reason}; metric {chosen_metric}: "
                             "exact span and type match", signals=signals)
-    if chosen == "classification":
+    if kind.single_label:
         counts = schema.label_counts if schema is not None and schema.output_kind == "text" else {}
         if len(counts) > MAX_LABELS:
             raise ConfigError(f"classification needs a label set, but the data has more than {MAX_LABELS} distinct "
@@ -263,12 +264,12 @@ def analyse_by_rules(description: str, schema: DataSchema | None = None, *, task
             m, why = metric, f"metric set by the user ({metric})"
             if metric.startswith("f1:"):
                 positive = metric[3:]
-        return TaskAnalysis(description, "classification", m, tuple(sorted(counts)), "one label",
+        return TaskAnalysis(description, chosen, m, tuple(sorted(counts)), "one label",
                             positive, negative, False, reason=f"{reason}; {why}", signals=signals)
     m, fmt, why = _generation_metric(description, schema)
     if metric is not None:
         m, why = metric, f"metric set by the user ({metric})"
-    return TaskAnalysis(description, "generation", m, (), fmt, reasoning=reasoning, reason=f"{reason}; {why}",
+    return TaskAnalysis(description, chosen, m, (), fmt, reasoning=reasoning, reason=f"{reason}; {why}",
                         signals=signals)
 
 
@@ -322,16 +323,17 @@ def _validate_llm(answer: dict[str, Any], schema: DataSchema | None) -> None:
         raise ValueError(str(exc)) from None
     if schema is None:
         return
-    if schema.output_kind == "spans" and task != "ner":
+    kind = task_type(task)
+    if schema.output_kind == "spans" and not kind.spans:
         raise ValueError(f"the data has entity spans, but the answer says {task}")
-    if task == "ner" and schema.output_kind != "spans":
-        raise ValueError("the answer says ner, but the data has no entity spans")
-    known = set(schema.entity_types if task == "ner" else schema.label_counts)
+    if kind.spans and schema.output_kind != "spans":
+        raise ValueError(f"the answer says {task}, but the data has no entity spans")
+    known = set(schema.entity_types if kind.spans else schema.label_counts)
     unknown = sorted(set(answer.get("labels") or ()) - known)
-    if task != "generation" and unknown:
+    if kind.labelled and unknown:
         raise ValueError(f"labels {unknown[:5]} are not in the data")
     for key in ("positive_label", "negative_label"):
-        if answer.get(key) and task == "classification" and answer[key] not in known:
+        if answer.get(key) and kind.single_label and answer[key] not in known:
             raise ValueError(f"{key} {answer[key]!r} is not a label of the data")
 
 
@@ -375,9 +377,9 @@ def analyse(description: str, schema: DataSchema | None = None, *, llm: str | No
                                 f"{type(exc).__name__}: {why[:200]})"}), usage)
     chosen_task = answer["task"]
     labels = tuple(answer.get("labels") or ()) or (rules.labels if chosen_task == rules.task else ())
-    if schema is not None and chosen_task == "classification":
+    if schema is not None and task_type(chosen_task).single_label:
         labels = tuple(sorted(schema.label_counts))
-    if schema is not None and chosen_task == "ner":
+    if schema is not None and task_type(chosen_task).spans:
         labels = schema.entity_types
     return (TaskAnalysis(description, chosen_task, metric or answer["metric"], labels,
                          answer.get("output_format") or rules.output_format, answer.get("positive_label"),
@@ -389,10 +391,11 @@ def system_prompt_for(analysis: TaskAnalysis, supervision: str = "direct", max_l
     """A decoder's task instruction: the description and the exact answer format it must follow
     (with chain-of-thought supervision: reasoning first, then '#### ' and the answer)."""
     task = analysis.description.strip().rstrip(".")
-    if analysis.task == "classification" and analysis.labels:
+    kind = task_type(analysis.task)
+    if kind.single_label and analysis.labels:
         shown = ", ".join(analysis.labels[:max_labels]) + (", ..." if len(analysis.labels) > max_labels else "")
         return f"Task: {task}. Reply with exactly one label from: {shown}. No other words."
-    if analysis.task == "ner" and analysis.labels:
+    if kind.spans and analysis.labels:
         return f"Task: {task}. Entity types: {', '.join(analysis.labels)}."
     if supervision == "chain_of_thought":
         return f"Task: {task}. Reason step by step, then end with '#### ' and the final answer."

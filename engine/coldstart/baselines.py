@@ -75,7 +75,7 @@ def _result(name: str, description: str, eval_set: HeldOutSet, analysis: TaskAna
             confidences: list[float], started: float) -> BaselineResult:
     scored = score_held_out(eval_set, outputs, analysis)
     return BaselineResult(name, description, scored.score, scored.metrics,
-                          [task_type(analysis.task).to_json(o) if analysis.task == "ner" else o for o in scored.outputs],
+                          [task_type(analysis.task).to_json(o) for o in scored.outputs],
                           [float(c) for c in confidences], scored.correct, round(time.perf_counter() - started, 3))
 
 
@@ -85,7 +85,7 @@ def _result(name: str, description: str, eval_set: HeldOutSet, analysis: TaskAna
 
 def majority_class(train: Sequence[Example], eval_set: HeldOutSet, analysis: TaskAnalysis) -> BaselineResult:
     started = time.perf_counter()
-    if analysis.task == "ner":
+    if task_type(analysis.task).spans:
         outputs: list[Any] = [() for _ in eval_set.items]
         return _result("majority_class", "always predicts no entities (the most common output)", eval_set, analysis,
                        outputs, [1.0] * len(outputs), started)
@@ -152,7 +152,7 @@ def training_lexicon(train: Sequence[Example], eval_set: HeldOutSet, analysis: T
 def encoder_baselines(train: Sequence[Example], eval_set: HeldOutSet, analysis: TaskAnalysis,
                       embedder: Embedder | None, *, seed: int = 0) -> BaselineReport:
     report = BaselineReport([majority_class(train, eval_set, analysis)])
-    if analysis.task == "ner":
+    if task_type(analysis.task).spans:
         report.results.append(training_lexicon(train, eval_set, analysis))
     elif embedder is not None:
         report.results.append(nearest_centroid(train, eval_set, analysis, embedder, seed=seed))
@@ -169,7 +169,7 @@ def pick_shots(train: Sequence[Example], analysis: TaskAnalysis, k: int, seed: i
     rng = random.Random(seed)
     pool = [ex for ex in train if isinstance(ex.output, str) and len(ex.output) < 400]
     rng.shuffle(pool)
-    if analysis.task != "classification":
+    if not task_type(analysis.task).single_label:
         return pool[:k]
     seen, shots = set(), []
     for ex in pool:

@@ -97,11 +97,13 @@ def build_cold_curriculum(
 def _clusters(gold: Sequence[Example], task: str, spec: DatasetSpec, labels: Sequence[str]
               ) -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[str, list[Example]]]:
     """One cluster per focus pair (its hard negatives come from across that pair) and one for the rest
-    (any different answer). For classification the rest cluster's labels are the whole label set."""
+    (any different answer). For single-label tasks (classification) the rest cluster's labels are the
+    whole label set; focus pairs are pairs of such labels."""
+    single_label = task_type(task).single_label
     members: dict[str, list[Example]] = {}
     clusters: list[tuple[str, str, tuple[str, ...]]] = []
     taken: set[int] = set()
-    if task == "classification":
+    if single_label:
         for k, (a, b) in enumerate(spec.focus_pairs):
             chosen = [ex for ex in gold if ex.output in (a, b) and id(ex) not in taken]
             if chosen:
@@ -111,8 +113,7 @@ def _clusters(gold: Sequence[Example], task: str, spec: DatasetSpec, labels: Seq
                 taken |= {id(ex) for ex in chosen}
     rest = [ex for ex in gold if id(ex) not in taken]
     if rest:
-        everything = tuple(labels) or tuple(sorted({str(ex.output) for ex in gold})) if task == "classification" \
-            else ()
+        everything = tuple(labels) or tuple(sorted({str(ex.output) for ex in gold})) if single_label else ()
         clusters.append(("all", "every label", everything))
         members["all"] = rest
     return clusters, members
@@ -143,8 +144,7 @@ def _targeted(rows: list[dict[str, Any]], rest: Sequence[Example], task: str, sp
 
 
 def _matches(example: Example, wanted: Any, task: str) -> bool:
-    if task == "classification":
-        return example.output == wanted
-    if task == "ner":
-        return wanted in {s.label for s in example.output}
-    return True
+    """Whether the example carries the answer a pattern's failures needed: that label (the class, or one
+    of its entity types); any example of a task without labels."""
+    kind = task_type(task)
+    return not kind.labelled or wanted in kind.labels(example.output)

@@ -36,7 +36,7 @@ from engine.diagnosis.eval_sets import allocate
 from engine.errors import LeakageError
 from engine.eval import metrics as m
 from engine.records import Example
-from engine.tasks import task_type
+from engine.tasks import TaskType, task_type
 from store.artifacts import content_hash
 
 SUBSETS = ("pos", "neg", "boundary")
@@ -96,7 +96,7 @@ class HeldOutSet:
 # ---------------------------------------------------------------------------------------------
 
 def _stratum(example: Example, task: str) -> str:
-    return task_type(task if task != "generation" else "generation").stratum(example.output)
+    return task_type(task).stratum(example.output)
 
 
 def stratified_sample(examples: Sequence[Example], n: int, task: str, seed: int) -> list[Example]:
@@ -153,15 +153,19 @@ def split_held_out(data: LoadedData, analysis: TaskAnalysis, *, fraction: float 
 # ---------------------------------------------------------------------------------------------
 
 def _answer_key(expected: Any, task: str) -> Any:
-    if task == "ner":
+    """What makes two answers different for confusable pairs: the entity types of span answers, else
+    the whitespace-normalised answer."""
+    if task_type(task).spans:
         return frozenset(s["label"] for s in expected)
     return " ".join(str(expected).split())
 
 
 def _is_negative(example: Example, analysis: TaskAnalysis) -> bool:
-    if analysis.task == "ner":
+    """Nothing to find: no spans, or the single label that means 'nothing applies'."""
+    kind = task_type(analysis.task)
+    if kind.spans:
         return not example.output
-    return analysis.task == "classification" and analysis.negative_label is not None \
+    return kind.single_label and analysis.negative_label is not None \
         and example.output == analysis.negative_label
 
 
@@ -200,8 +204,7 @@ def _coverage_guard(held: Sequence[Example], task: str) -> list[int]:
     """Per label, one item that must stay in E_pos (so E_pos covers every label)."""
     first: dict[str, int] = {}
     for i, ex in enumerate(held):
-        labels = [ex.output] if task == "classification" else [s.label for s in ex.output] if task == "ner" else []
-        for lab in labels:
+        for lab in task_type(task).labels(ex.output):
             first.setdefault(str(lab), i)
     return sorted(set(first.values()))
 
@@ -235,7 +238,8 @@ def build_held_out_set(held: Sequence[Example], analysis: TaskAnalysis, *, embed
             continue
         items.append(HeldOutItem(ids[n], ex.input, expected[n], "neg" if negative[n] else "pos", _stratum(ex, task),
                                  refs.get(ids[n])))
-    adversarial_items = _adversarial(held, ids, analysis, refs, seed, adversarial) if task == "generation" else []
+    adversarial_items = _adversarial(held, ids, analysis, refs, seed, adversarial) \
+        if task_type(task).generative else []
     items += adversarial_items
     result = HeldOutSet(task, analysis.metric, items)
     result.report = coverage_report(result, labels or analysis.labels, analysis, pairs_mined=len(pairs))
@@ -251,7 +255,7 @@ def _adversarial(held: Sequence[Example], ids: list[str], analysis: TaskAnalysis
     n = len(held) if limit is None else min(limit, len(held))
     picked = random.Random(seed).sample(range(len(held)), n)
     rows = perturb_examples([{"input": held[i].input, "output": held[i].output} for i in picked], seed=seed,
-                            task="generation", rates=rates)
+                            task=analysis.task, rates=rates)
     if len(rows) != len(picked):  # only per-sample types are enabled: one row per source, in order
         raise RuntimeError(f"adversarial rewriting returned {len(rows)} rows for {len(picked)} items")
     items, seen = [], {input_hash(ex.input) for ex in held}
@@ -273,19 +277,17 @@ def coverage_report(eval_set: HeldOutSet, labels: Sequence[str], analysis: TaskA
                     pairs_mined: int = 0) -> dict[str, Any]:
     """Sizes of E_pos / E_neg / E_boundary and which labels E_pos covers."""
     sizes = Counter(i.subset for i in eval_set.items)
-    task = eval_set.task
+    kind = task_type(eval_set.task)
     pos_labels: Counter = Counter()
     for item in eval_set.subset("pos"):
-        if task == "classification":
+        if kind.single_label:
             pos_labels[str(item.expected)] += 1
-        elif task == "ner":
+        elif kind.spans:
             pos_labels.update(s["label"] for s in item.expected)
     wanted = [lab for lab in labels if lab != analysis.negative_label]
     missing = [lab for lab in wanted if pos_labels[lab] == 0]
     sims = [i.similarity for i in eval_set.subset("boundary") if i.similarity is not None]
-    neg_kind = {"classification": f"class {analysis.negative_label!r}" if analysis.negative_label else
-                "no 'nothing applies' class in the label set", "ner": "sentences without entities",
-                "generation": "adversarial rewrites of held-out questions (answer unchanged)"}[task]
+    neg_kind = _negative_kind(kind, analysis)
     return {
         "size": len(eval_set.items), "pos": sizes.get("pos", 0), "neg": sizes.get("neg", 0),
         "boundary": sizes.get("boundary", 0), "boundary_pairs": pairs_mined,
@@ -293,6 +295,16 @@ def coverage_report(eval_set: HeldOutSet, labels: Sequence[str], analysis: TaskA
         "neg_kind": neg_kind, "labels": len(wanted), "pos_covers": len(wanted) - len(missing),
         "missing_labels": missing, "content_hash": eval_set.content_hash(),
     }
+
+
+def _negative_kind(kind: TaskType, analysis: TaskAnalysis) -> str:
+    """What E_neg holds for this task type (see the module docstring)."""
+    if kind.spans:
+        return "sentences without entities"
+    if kind.single_label:
+        return f"class {analysis.negative_label!r}" if analysis.negative_label else \
+            "no 'nothing applies' class in the label set"
+    return "adversarial rewrites of held-out questions (answer unchanged)"
 
 
 def report_markdown(report: Mapping[str, Any], split: Mapping[str, Any]) -> str:
@@ -344,12 +356,13 @@ class HeldOutScore:
 def normalise_output(output: Any, analysis: TaskAnalysis) -> Any:
     """A prediction in the form the metric compares: a label (case-insensitive match for text from a
     decoder), spans, or the answer after the last '####' of a worked solution."""
-    if analysis.task == "ner":
+    kind = task_type(analysis.task)
+    if kind.spans:
         return output if output is not None else ()
     if output is None:
         return None
     text = str(output)
-    if analysis.task == "classification":
+    if kind.single_label:
         stripped = text.strip()
         lowered = {lab.lower(): lab for lab in analysis.labels}
         return lowered.get(stripped.lower().rstrip("."), stripped)
@@ -376,7 +389,7 @@ def score_held_out(eval_set: HeldOutSet, outputs: Sequence[Any], analysis: TaskA
         if flags:
             metrics[f"E_{name}.accuracy"] = round(sum(flags) / len(flags), 6)
             metrics[f"E_{name}.n"] = len(flags)
-    if task == "classification":
+    if task_type(task).single_label:
         report = result.details if metric.startswith("f1:") or metric in ("accuracy", "macro_f1", "micro_f1") \
             else m.classification_report(expected, preds)
         metrics["accuracy"] = round(report.accuracy, 6)

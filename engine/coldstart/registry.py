@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 from engine.data.datasets_io import bio_to_spans, jsonl_rows, parse_row, whitespace_tokens
 from engine.errors import DatasetError
 from engine.records import Example, Span
+from engine.tasks import task_type
 
 INPUT_FIELDS = ("input", "text", "sms", "message", "sentence", "utterance", "query", "question", "prompt",
                 "content", "review", "body", "document", "instruction")
@@ -538,6 +539,12 @@ class TeacherUsage:
     cost_usd: float = 0.0
 
 
+# What a teacher is asked to write as each task type's output (spans come as surface text, located after).
+SEED_SHAPES = {"classification": "output is the class label (a short string)",
+               "ner": "output is a list of {\"text\": entity exactly as written in input, \"label\": entity type}",
+               "generation": "output is the answer text"}
+
+
 def synthesise_seed_examples(description: str, task: str, model: str | None, *, n: int = 40,
                              labels: Iterable[str] = (), completion_kwargs: Mapping[str, Any] | None = None
                              ) -> tuple[LoadedData, TeacherUsage]:
@@ -549,9 +556,8 @@ def synthesise_seed_examples(description: str, task: str, model: str | None, *, 
 
     from engine.search.llm_planner import default_completion
 
-    shape = {"classification": "output is the class label (a short string)",
-             "ner": "output is a list of {\"text\": entity exactly as written in input, \"label\": entity type}",
-             "generation": "output is the answer text"}[task]
+    kind = task_type(task)
+    shape = SEED_SHAPES[task]
     label_hint = f" Use only these labels: {', '.join(labels)}." if labels else ""
     prompt = (f"Write {n} varied, realistic training examples for this task: {description}\n"
               f"Task type: {task}; {shape}.{label_hint} Cover every label / entity type and include inputs that "
@@ -576,7 +582,7 @@ def synthesise_seed_examples(description: str, task: str, model: str | None, *, 
     examples = []
     for i, row in enumerate(answer["examples"]):
         output = row["output"]
-        if task == "ner":
+        if kind.spans:
             if not isinstance(output, list):
                 continue
             spans, pos = [], 0

@@ -159,8 +159,8 @@ class ColdStartRunner:
         best = self.setup.baselines.best
         metrics = {**best.metrics, "baseline_name": best.name,
                    "baselines": {r.name: round(r.score, 6) for r in self.setup.baselines.results}}
-        outputs = [task_type(self.analysis.task).parse(o, "baseline output") if self.analysis.task == "ner" else o
-                   for o in best.outputs]
+        kind = task_type(self.analysis.task)
+        outputs = [kind.parse(o, "baseline output") if kind.spans else o for o in best.outputs]
         rows = self._rows(outputs, best.confidences, best.correct)
         failures, patterns = self._failures(outputs, best.correct, None, best.score)
         return NodeEvaluation(score=float(best.score), metrics=metrics, examples=rows, failures=failures,
@@ -168,10 +168,10 @@ class ColdStartRunner:
 
     def _rows(self, outputs: Sequence[Any], confidences: Sequence[float], correct: Sequence[bool]
               ) -> tuple[dict[str, Any], ...]:
-        task = self.analysis.task
+        kind = task_type(self.analysis.task)
         return tuple({"eval_set": f"E_{item.subset}", "example_id": item.id, "input": item.input,
                       "expected": json.dumps(item.expected, ensure_ascii=False),
-                      "prediction": json.dumps(task_type(task).to_json(out) if task == "ner" else out,
+                      "prediction": json.dumps(kind.to_json(out),
                                                ensure_ascii=False, default=str),
                       "correct": int(ok), "score": None, "confidence": float(conf)}
                      for item, out, conf, ok in zip(self.eval_set.items, outputs, confidences, correct, strict=True))
@@ -195,6 +195,7 @@ class ColdStartRunner:
     def _failures(self, outputs: Sequence[Any], correct: Sequence[bool], train_score: float | None,
                   score: float) -> tuple[FailureSummary, dict[str, int]]:
         task, negative = self.analysis.task, self.analysis.negative_label
+        kind = task_type(task)
         pairs: Counter = Counter()
         patterns: Counter = Counter()
         fp = fn = 0
@@ -203,13 +204,13 @@ class ColdStartRunner:
                 continue
             for pattern, _ in pattern_keys(task, item.expected, out, item.subset):
                 patterns[pattern] += 1
-            if task == "classification":
+            if kind.single_label:
                 pairs[(str(item.expected), str(out))] += 1
                 if negative is not None and item.expected != negative and out in (negative, None):
                     fn += 1
                 elif negative is not None and item.expected == negative:
                     fp += 1
-            elif task == "ner":
+            elif kind.spans:
                 gold = {(s["start"], s["end"], s["label"]) for s in item.expected}
                 pred = {(s.start, s.end, s.label) for s in out or ()}
                 fp, fn = fp + len(pred - gold), fn + len(gold - pred)
@@ -262,9 +263,10 @@ def pattern_keys(task: str, expected: Any, prediction: Any, subset: str) -> list
     """Failure patterns of one wrong held-out answer, each with the answer a targeted example must have:
     'expected->predicted' (classification), 'missed:<type>' / 'spurious:<type>' (NER), the subset
     (generation)."""
-    if task == "classification":
+    kind = task_type(task)
+    if kind.single_label:
         return [(f"{expected}->{prediction}", expected)]
-    if task == "ner":
+    if kind.spans:
         gold = {s["label"] if isinstance(s, Mapping) else s.label for s in expected or ()}
         pred = {s["label"] if isinstance(s, Mapping) else s.label for s in prediction or ()}
         return [(f"missed:{t}", t) for t in sorted(gold)] + [(f"spurious:{t}", t) for t in sorted(pred - gold)]

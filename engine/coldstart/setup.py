@@ -41,6 +41,8 @@ from store.redact import without_redacted
 
 MODE = "cold_start"
 EMBEDDERS = ("base", "minilm", "tfidf")
+DEFAULT_BASE = {"encoder": "minilm", "decoder": "smollm2"}  # the embedded model of each backend family
+DECODER_TASK = "generation"  # what a decoder base trains as, whatever the analysed task
 DATASET_TEACHER = "dataset-rationales"
 ENCODER_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert", "modernbert",
                                  "distilbert", "deberta", "deberta-v2", "mpnet"})
@@ -234,14 +236,17 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
                                   completion_kwargs=config.llm_options)
     usage["tokens"] += llm_usage.prompt_tokens + llm_usage.completion_tokens
     usage["dollars"] += llm_usage.cost_usd
-    base = config.base or ("smollm2" if analysis.task == "generation" else "minilm")
+    kind = task_type(analysis.task)
+    base = config.base or DEFAULT_BASE[kind.backend]
     family = model_family(base)
-    if family == "encoder" and analysis.task == "generation":
-        raise ConfigError(f"--base {base} is an encoder: the task is generation ({analysis.reason}); use a decoder "
-                          "such as --base smollm2")
-    if family == "decoder" and analysis.task == "ner":
-        raise ConfigError(f"--base {base} is a decoder: NER trains an encoder here; use --base minilm")
-    train_task = "generation" if family == "decoder" else analysis.task
+    if family == "encoder" and kind.generative:
+        raise ConfigError(f"--base {base} is an encoder: the task is {analysis.task} ({analysis.reason}); use a "
+                          f"decoder such as --base {DEFAULT_BASE['decoder']}")
+    if family == "decoder" and kind.spans:
+        raise ConfigError(f"--base {base} is a decoder: {analysis.task.upper()} trains an encoder here; use --base "
+                          f"{DEFAULT_BASE['encoder']}")
+    # A decoder writes every answer as text: it trains as the text task (a label is the text it writes).
+    train_task = DECODER_TASK if family == "decoder" else analysis.task
     bus.emit(CurationNote(section="Task analysis", markdown=analysis.markdown(), analysis=analysis.to_dict(),
                           schema=schema.to_dict()))
 

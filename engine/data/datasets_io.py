@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.errors import DatasetError
 from engine.records import TASKS, Example, Span
+from engine.tasks import task_type
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 _WORD = re.compile(r"\S+")
@@ -165,7 +166,8 @@ def parse_row(row: Any, task: str, where: str) -> Example:
     if row_id is not None and not isinstance(row_id, str | int):
         raise _fail(where, "id", "expected a string or integer")
     row_id = None if row_id is None else str(row_id)
-    if task == "generation" and "messages" in row:
+    kind = task_type(task)
+    if kind.generative and "messages" in row:
         messages = _messages(row, where)
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         return Example(prompt, messages[-1]["content"], row_id, messages)
@@ -173,12 +175,12 @@ def parse_row(row: Any, task: str, where: str) -> Example:
         raise _fail(where, "messages", f"chat rows are for generation, not {task}: use input/output")
     if "output" not in row:
         raise _fail(where, "output", "missing")
-    if task == "ner":
+    if kind.spans:
         text, spans = _ner_output(row, where)
         return Example(text, spans, row_id)
     text = _text(row, "input", where)
     output = row["output"]
-    if task == "classification":
+    if kind.single_label:
         if isinstance(output, bool) or not isinstance(output, str | int) or str(output).strip() == "":
             raise _fail(where, "output", "a classification label must be a non-empty string (or integer)")
         return Example(text, str(output), row_id)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine.tasks import TaskType, task_type
+
 FIXABLE = "fixable"
 POISONOUS = "poisonous"
 
@@ -43,8 +45,12 @@ class Sample:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def kind(self) -> TaskType:
+        return task_type(self.task)
+
+    @property
     def spans(self) -> list[dict[str, Any]]:
-        return list(self.output) if self.task == "ner" and self.output else []
+        return list(self.output) if self.kind.spans and self.output else []
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def apply_edits(sample: Sample, edits: Sequence[Edit]) -> Sample:
     for a, b in zip(ordered, ordered[1:], strict=False):
         if b.start < a.end:
             raise ValueError(f"overlapping edits {a} and {b}")
-    track = sample.task == "ner" and sample.output is not None
+    track = sample.kind.spans and sample.output is not None
     spans = [dict(s) for s in sample.output] if track else []
     text, dropped = sample.text, 0
     for e in reversed(ordered):
@@ -98,7 +104,7 @@ def invalidate(sample: Sample, new_output: Any, **info: Any) -> Sample:
     """The recorded answer no longer fits the input: record the original and set the new expected one."""
     meta = dict(sample.info)
     meta["label_valid"] = False
-    if sample.task == "ner" and new_output is None and sample.output:
+    if sample.kind.spans and new_output is None and sample.output:
         meta["spans_dropped"] = meta.get("spans_dropped", 0) + len(sample.output)
     meta.update(info)
     return replace(sample, output=new_output, info=meta)
@@ -704,7 +710,7 @@ def truncated_inputs(s: Sample, rng: random.Random, pool: Pool) -> Sample | None
     if rng.random() < 0.5 and len(nxt.group()) >= 4 and is_free(s, nxt.start(), nxt.end()):
         cut = nxt.start() + rng.randint(2, len(nxt.group()) - 2)
     out = apply_edits(s, [Edit(cut, len(s.text), "")])
-    return invalidate(out, None) if s.task == "generation" else out
+    return invalidate(out, None) if s.kind.generative else out
 
 
 def html_markup_remnants(s: Sample, rng: random.Random, pool: Pool) -> Sample | None:
@@ -840,7 +846,7 @@ def label_flipping_adversarials(s: Sample, rng: random.Random, pool: Pool) -> Sa
     whose answer becomes the expected one. NER: an entity is swapped for a surface of another type
     while its context still cues the old type; the span takes the new type.
     """
-    if s.task == "ner":
+    if s.kind.spans:
         flippable = [sp for sp in s.spans if any(lab != sp["label"] for lab in pool.surfaces)]
         if not flippable:
             return None
@@ -862,7 +868,7 @@ def label_flipping_adversarials(s: Sample, rng: random.Random, pool: Pool) -> Sa
 def decision_boundary_probes(s: Sample, rng: random.Random, pool: Pool) -> Sample | None:
     """Deliberately between two answers: the request fused with one of another answer, or (NER) a name
     that is a person, place or company depending on a context the sentence does not give."""
-    if s.task == "ner":
+    if s.kind.spans:
         clause = rng.choice(AMBIGUOUS_CLAUSES).format(x=rng.choice(AMBIGUOUS_NAMES))
         return invalidate(apply_edits(s, [_append(s, clause)]), None)
     donor = pool.donor(rng, s.output)
@@ -875,16 +881,16 @@ def decision_boundary_probes(s: Sample, rng: random.Random, pool: Pool) -> Sampl
 def false_premises(s: Sample, rng: random.Random, pool: Pool) -> Sample | None:
     """A confidently false presupposition in front of the request. The intent (classification) and
     entities (NER) are unchanged; a generation reference that ignores the premise is no longer right."""
-    premises = FALSE_PREMISES + (FALSE_FACT_PREMISES if s.task == "generation" else ())
+    premises = FALSE_PREMISES + (FALSE_FACT_PREMISES if s.kind.generative else ())
     out = apply_edits(s, [_start_edit(s, rng.choice(premises))])
-    return invalidate(out, None) if s.task == "generation" else out
+    return invalidate(out, None) if s.kind.generative else out
 
 
 def prompt_injection(s: Sample, rng: random.Random, pool: Pool) -> Sample | None:
     """An attacker's instruction and target answer appended; the correct answer is still the original."""
-    if s.task == "classification":
+    if s.kind.single_label:
         target = pool.other_label(rng, s.output) or "out_of_scope"
-    elif s.task == "ner":
+    elif s.kind.spans:
         target = rng.choice(sorted(pool.surfaces) or ["person"])
     else:
         target = None

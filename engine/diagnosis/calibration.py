@@ -53,9 +53,10 @@ class LabelCalibrator:
         the gold output holds it exactly. Generation has no labels to calibrate."""
         records: list[tuple[str, bool]] = []
         for t in traces:
-            if t.task == "classification" and t.prediction is not None:
+            kind = task_type(t.task)
+            if kind.single_label and t.prediction is not None:
                 records.append((str(t.prediction), t.verdict == "pass"))
-            elif t.task == "ner" and t.gold is not None:
+            elif kind.spans and t.gold is not None:
                 gold = {(s.start, s.end, s.label) for s in t.gold}
                 records += [(s.label, (s.start, s.end, s.label) in gold) for s in t.prediction or ()]
         return cls.fit(records, weight=weight, prior_strength=prior_strength)
@@ -113,21 +114,21 @@ def propose_corrections(corrected: Trace, candidates: Sequence[Trace], *, min_si
     except ValueError:  # no text features anywhere
         return []
     sims = (x[1:] @ x[0].T).toarray().ravel()
-    task = corrected.task
+    kind = task_type(corrected.task)
     out = []
     for t, sim in zip(others, sims, strict=True):
         if sim < min_similarity:
             continue
-        if task == "ner":
+        if kind.spans:
             proposal = _ner_proposal(corrected, t, same_mistake_only)
-        elif same_mistake_only and task_type(task).key(t.prediction) != task_type(task).key(corrected.prediction):
+        elif same_mistake_only and kind.key(t.prediction) != kind.key(corrected.prediction):
             continue
         else:
             proposal = corrected.correction
         current = t.correction if t.correction is not None else t.prediction
-        if proposal is None or task_type(task).key(proposal) == task_type(task).key(current):
+        if proposal is None or kind.key(proposal) == kind.key(current):
             continue
-        out.append(Suggestion(t.id, task_type(task).to_json(proposal), round(float(sim), 4), corrected.id))
+        out.append(Suggestion(t.id, kind.to_json(proposal), round(float(sim), 4), corrected.id))
     out.sort(key=lambda s: (-s.similarity, s.trace_id))
     return out[:limit]
 

@@ -121,7 +121,8 @@ _WORD = re.compile(r"[A-Za-z]{4,}")
 def _variants(trace: Trace, task: str, rng: random.Random, limit: int) -> list[tuple[str, str]]:
     """Small meaning-preserving edits. For NER only edits that keep every gold span's offsets valid."""
     text = trace.input
-    spans: tuple[Span, ...] = trace.correction if task == "ner" else ()
+    spans_task = task_type(task).spans
+    spans: tuple[Span, ...] = trace.correction if spans_task else ()
     last_end = max((s.end for s in spans), default=0)
     out: list[tuple[str, str]] = []
     for cased in (text.lower(), text.upper(), text[:1].upper() + text[1:].lower()):
@@ -142,14 +143,14 @@ def _variants(trace: Trace, task: str, rng: random.Random, limit: int) -> list[t
         i = m.start() + rng.randrange(1, len(m.group()) - 2)
         if text[i] != text[i + 1]:
             out.append(("typo", text[:i] + text[i + 1] + text[i] + text[i + 2:]))
-        elif task != "ner":
+        elif not spans_task:
             out.append(("typo", text[:i] + text[i + 1:]))
     return out[:limit]
 
 
 def _as_output(value: Any, task: str) -> Any:
     value = getattr(value, "output", value)
-    if task == "ner" and not (isinstance(value, tuple) and all(isinstance(s, Span) for s in value)):
+    if task_type(task).spans and not (isinstance(value, tuple) and all(isinstance(s, Span) for s in value)):
         return task_type(task).parse(value, "probe prediction")
     return value
 

@@ -185,9 +185,9 @@ def build_taxonomy(
         odd = {t.id for t in uncorrected} | {t.id for t in unexplained}
         trainable = [t for t in rest if t.id not in odd]
 
-    if task == "classification":
+    if task_type(task).single_label:
         task_groups, stats = _classification_groups(trainable, config)
-    elif task == "ner":
+    elif task_type(task).spans:
         task_groups, stats = _ner_groups(trainable)
     else:
         task_groups, stats = _generation_groups(trainable, config, embedder)
@@ -484,10 +484,10 @@ def _characterize(traces: list[Trace], task: str, baseline: dict[str, float] | N
         "structure": structure,
         "highlights": highlights,
     }
-    if task == "classification":
+    if task_type(task).single_label:
         out["gold_labels"] = dict(Counter(str(t.correction) for t in traces if t.correction is not None).most_common(10))
         out["predicted_labels"] = dict(Counter(str(t.prediction) for t in traces if t.prediction is not None).most_common(10))
-    elif task == "ner":
+    elif task_type(task).spans:
         out["gold_entity_types"] = dict(Counter(s.label for t in traces for s in t.correction or ()).most_common())
         out["predicted_entity_types"] = dict(Counter(s.label for t in traces for s in t.prediction or ()).most_common())
     perturbations = Counter(str(p.get("type")) for t in traces for p in t.metadata.get("perturbations") or []

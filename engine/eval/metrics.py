@@ -363,12 +363,13 @@ def score(
     n = len(expected)
     if n == 0:
         raise ValueError(f"metrics: nothing to score with {metric} (0 examples); check the evaluation split")
-    if task == "classification":
+    kind = task_type(task)
+    if kind.single_label:
         report = classification_report(expected, predicted)
         if positive:
             return Score(metric, report.f1_of(positive), n, report)
         return Score(metric, getattr(report, metric), n, report)
-    if task == "ner":
+    if kind.spans:
         report = entity_report(expected, predicted, min_score)
         if metric == "entity_f1":
             return Score(metric, report.f1, n, report)
@@ -402,9 +403,10 @@ def example_correct(
     metric's own match; a ROUGE score counts as correct at or above `threshold` (default 0.5).
     """
     check_metric(task, metric)
-    if task == "classification":
+    kind = task_type(task)
+    if kind.single_label:
         return _unwrap(expected) == _unwrap(predicted)
-    if task == "ner":
+    if kind.spans:
         return _ner_exact(expected, predicted, min_score)
     if metric in ROUGE_TYPES:
         cutoff = DEFAULT_ROUGE_THRESHOLD if threshold is None else threshold

@@ -15,6 +15,7 @@ from engine.data.perturb import infer_task, load_rates, perturb_examples, summar
 from engine.data.perturb_types import BY_NAME
 from engine.errors import DatasetError, UsageError
 from engine.records import TASKS
+from engine.tasks import task_type
 from pioneer_tui.cli import Context
 from store.artifacts import atomic_write_jsonl
 
@@ -87,7 +88,7 @@ def read_examples(path: Path, task: str | None) -> tuple[list[dict[str, Any]], s
                 raise UsageError(f"{where}: field 'id': {example.id!r} already used on {seen[example.id]}; "
                                 "ids must be unique")
             seen[example.id] = where
-        if task == "ner":
+        if task_type(task).spans:
             given = row.get("output")
             output = given if given and isinstance(given[0], dict) else [
                 {"start": s.start, "end": s.end, "label": s.label} for s in example.output]

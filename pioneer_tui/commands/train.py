@@ -13,10 +13,11 @@ from engine.errors import ConfigError, TrainingError, UsageError
 from engine.models.base import METHODS, Progress, TrainConfig
 from engine.models.qlora import CPU_OPT_IN_ENV
 from engine.records import TASKS
+from engine.tasks import task_type
 from pioneer_tui.cli import Context
 from store.jsoncols import new_id
 
-DEFAULT_BASE = {"classification": "minilm", "ner": "minilm", "generation": "smollm2"}
+DEFAULT_BASE = {"encoder": "minilm", "decoder": "smollm2"}  # per backend family (engine.tasks: TaskType.backend)
 FULL_FINETUNE_LR = 5e-5
 
 
@@ -45,8 +46,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", help="registry name (default: the model id)")
     parser.add_argument("--parent", help="registry id of the model this one improves on (lineage)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="encoder autocast precision (bf16 is faster on CPUs with AVX-512 BF16)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="autocast precision (auto: bf16 where the CPU or GPU computes it natively, else fp32)")
     parser.add_argument("--head-init", choices=("random", "probe"), default="random",
                         help="encoder head: random, or fitted first as a linear probe on frozen features")
     parser.add_argument("--allow-cpu-qlora", action="store_true",
@@ -58,7 +59,7 @@ def register(subparsers: Any) -> None:
 def _config(args: argparse.Namespace) -> TrainConfig:
     lr = args.lr if args.lr is not None else (FULL_FINETUNE_LR if args.method == "full" else 5e-4)
     return TrainConfig(
-        task=args.task, base_model=args.base or DEFAULT_BASE[args.task], method=args.method,
+        task=args.task, base_model=args.base or DEFAULT_BASE[task_type(args.task).backend], method=args.method,
         lora_rank=args.lora_rank, learning_rate=lr, head_learning_rate=args.head_lr,
         batch_size=args.batch_size, epochs=args.epochs, max_length=args.max_length,
         threshold=args.threshold, seed=args.seed)
@@ -99,7 +100,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise ConfigError(f"--eval-fraction={args.eval_fraction} is invalid: use a number in [0, 1)")
     if args.allow_cpu_qlora:
         os.environ[CPU_OPT_IN_ENV] = "1"
-    options = {} if args.task == "generation" else {"precision": args.precision, "head_init": args.head_init}
+    # precision is both backends' option; head initialisation the encoder's
+    options = {"precision": args.precision, **({"head_init": args.head_init}
+                                               if task_type(args.task).backend == "encoder" else {})}
     trainer = trainer_for(args.task, config.base_model, **options)
     store = ctx.store
     if args.parent and store.models.get(args.parent) is None:

@@ -26,6 +26,7 @@ from engine.curriculum import loss_shares
 from engine.data.quality import input_hash, row_label
 from engine.search.pipeline import BANDS
 from engine.search.reviewer import VETO_REASONS, CurriculumReview, Decision
+from engine.tasks import task_type
 from pioneer_tui.screens.confirm import short
 from widgets.curriculum_table import SLICES, CurriculumRow, CurriculumTable, composition_line, slice_counts
 from widgets.formatting import SLICE_NAMES, plural, qc_lines
@@ -107,11 +108,12 @@ def span_error(spans: Any, text: str, labels: Sequence[str]) -> str | None:
 
 def output_error(output: Any, text: str, task: str, labels: Sequence[str]) -> str | None:
     """Why an example's output cannot be trained on (None when it can)."""
-    if task == "ner":
+    kind = task_type(task)
+    if kind.spans:
         return span_error(output, text, labels)
     if isinstance(output, str) and not output.strip():
         return "the output is empty: write the expected output"
-    if task == "classification" and labels and output not in labels:
+    if kind.single_label and labels and output not in labels:
         return _not_a("a label", str(output), labels)
     return None
 
@@ -248,9 +250,10 @@ class RowEditorScreen(ModalScreen[dict | None]):
     def __init__(self, row: dict[str, Any], title: str, task: str = "classification",
                  labels: Sequence[str] = ()) -> None:
         super().__init__()
-        self.row, self.title_text, self.task_type, self.labels = row, title, task, tuple(labels)
-        self.pick = task == "classification" and bool(self.labels)
-        self.structured = task == "ner" or not isinstance(row.get("output", ""), str)
+        self.row, self.title_text, self.task_name, self.labels = row, title, task, tuple(labels)
+        self.kind = task_type(task)
+        self.pick = self.kind.single_label and bool(self.labels)
+        self.structured = self.kind.spans or not isinstance(row.get("output", ""), str)
 
     def compose(self) -> ComposeResult:
         output = self.row.get("output", "")
@@ -297,7 +300,7 @@ class RowEditorScreen(ModalScreen[dict | None]):
                     return text, raw, f"not JSON (line {exc.lineno} col {exc.colno}: {exc.msg})"
         if not text.strip():
             return text, output, "the input is empty: write the example's input"
-        return text, output, output_error(output, text, self.task_type, self.labels)
+        return text, output, output_error(output, text, self.task_name, self.labels)
 
     def check(self) -> tuple[str, Any, str | None]:
         """Read the fields and say beside them whether they can be saved (NER: what the spans cover)."""
@@ -305,7 +308,7 @@ class RowEditorScreen(ModalScreen[dict | None]):
         note = self.query_one("#row-check", Static)
         note.set_class(error is not None, "error")
         note.update(Text(f"✗ {error}" if error else
-                         f"✓ {span_preview(output, text)}" if self.task_type == "ner" else "✓"))
+                         f"✓ {span_preview(output, text)}" if self.kind.spans else "✓"))
         return text, output, error
 
     def action_save(self) -> None:
@@ -452,7 +455,8 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         super().__init__()
         self.review = review
         self.qc = qc or {}
-        self.task_type = review.pipeline.hyperparams.task
+        self.task_name = review.pipeline.hyperparams.task
+        self.kind = task_type(self.task_name)
         self.original = [dict(r) for r in review.rows]
         self.rows = [dict(r) for r in review.rows]
         self._added = 0
@@ -493,7 +497,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         return f"{self.summary().plain}\n{self.qc_report().plain}"
 
     def flags(self) -> list[str]:
-        return row_flags(self.rows, self.task_type, self.review.labels)
+        return row_flags(self.rows, self.task_name, self.review.labels)
 
     def qc_report(self) -> Content:
         title = "QC (edited: slices, label ratio and duplicates recomputed)" \
@@ -552,7 +556,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
             self._refresh()
 
     def _editor(self, row: dict[str, Any], title: str) -> RowEditorScreen:
-        return RowEditorScreen(row, title, self.task_type, self.review.labels)
+        return RowEditorScreen(row, title, self.task_name, self.review.labels)
 
     def action_edit_row(self) -> None:
         index = self._cursor()
@@ -574,7 +578,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         while f"tui-added-{self._added}" in ids:
             self._added += 1
         new_id = f"tui-added-{self._added}"
-        output: Any = [] if self.task_type == "ner" else ""
+        output: Any = [] if self.kind.spans else ""
         row = {"id": new_id, "input": "", "output": output, "slice": slice_of(template) if template else "gold"}
 
         def done(edited: dict | None) -> None:

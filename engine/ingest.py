@@ -1,6 +1,8 @@
-"""Trace ingestion: validate every record of a JSONL / CSV / SQLite-table source, write all or nothing.
+"""Trace ingestion: validate every record of a trace source, write all or nothing.
 
-The format is documented in the README ("Trace format"). Default: the first invalid record stops
+The sources (flat JSONL / CSV / SQLite / Parquet / Hugging Face datasets, and the OpenAI chat,
+OpenTelemetry and Langfuse adapters) are read in engine/ingest_sources.py; the format is documented in
+the README ("Trace format"). Default: the first invalid record stops
 the ingest, nothing is written, and IngestError names the file, line and field. With
 `skip_invalid`, valid records go in and every reject is written, with its reason, to a JSONL file.
 Ids are the file's own or a hash of the trace's identity (ts, model_id, task, input, prediction),
@@ -29,24 +31,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import IngestError
-from engine.ingest_formats import (
+from engine.ingest_formats import MAX_FIELD_BYTES, SQLITE_MAGIC, loads_strict
+from engine.ingest_map import FieldMap
+from engine.ingest_sources import detect_source, open_records
+from engine.ingest_types import (
     FIELDS,
     FORMATS,
-    MAX_FIELD_BYTES,
     META_EXTRA,
     REQUIRED,
-    SQLITE_MAGIC,
-    FieldMap,
+    TABULAR,
     IngestTimeout,
     Raw,
     RowInvalid,
     Source,
-    detect_format,
-    loads_strict,
-    open_sqlite,
-    read_csv,
-    read_jsonl,
-    resolve_table,
 )
 from store import Store
 from store.artifacts import atomic_open
@@ -74,11 +71,12 @@ _LOOKUP = 500  # ids per IN (...) lookup
 class IngestResult:
     path: str
     format: str
-    read: int = 0  # records seen (blank lines excluded)
+    read: int = 0  # records seen (blank lines and skipped records excluded)
     inserted: int = 0
     duplicates: int = 0  # same id and same content: already stored, or repeated in the file
     conflicts: int = 0  # id already stored with different content: the stored trace is kept
     rejected: int = 0
+    skipped: int = 0  # records that are no model call: an OpenTelemetry HTTP span, a Langfuse SPAN observation
     rejects_path: str | None = None
     seconds: float = 0.0
 
@@ -90,6 +88,8 @@ class IngestResult:
         if self.conflicts:
             parts.append(f"{self.conflicts} already stored with different content (kept as stored)")
         parts.append(f"{self.rejected} rejected" + (f" (reasons in {self.rejects_path})" if self.rejected else ""))
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (not a model call)")
         return f"{self.path}: {', '.join(parts)} in {self.seconds:.2f} s"
 
 
@@ -118,26 +118,19 @@ def ingest_traces(
         raise IngestError(f"--encoding {encoding!r}: unknown encoding; use e.g. utf-8 or latin-1",
                           path=str(path)) from None
     fields = mapping if isinstance(mapping, FieldMap) else FieldMap(mapping)
-    fmt = detect_format(path, format)
-    if table and fmt != "sqlite":
-        raise IngestError(f"{path}: --table applies to SQLite sources only", path=str(path))
-    source = Source(path, fmt, resolve_table(path, table) if fmt == "sqlite" else None)
+    source = detect_source(path, format, table)
     target = _rejects_target(store, path, rejects_path) if skip_invalid else None
-    result = IngestResult(path=str(path), format=fmt)
+    result = IngestResult(path=str(path), format=source.format)
     with store.transaction(), ExitStack() as rejects:
         writer = _Writer(store, source, result, skip_invalid, timeout_s, max_rows,
                          lambda: rejects.enter_context(atomic_open(target, "w", encoding="utf-8")))
-        if fmt == "sqlite":
-            with open_sqlite(source, fields, timeout_s) as rows:
-                writer.consume(rows)
-        elif fmt == "csv":
-            writer.consume(read_csv(source, encoding, fields))
-        else:
-            writer.consume(_mapped(read_jsonl(source, encoding), fields))
+        with open_records(source, fields, encoding, timeout_s) as raws:
+            writer.consume(raws)
         writer.flush()
         if result.read == 0:
-            raise IngestError(f"{source.label}: no traces in the file (empty or only blank lines / a header)",
-                              path=str(path))
+            why = f"its {result.skipped} records are no model calls" if result.skipped else \
+                "empty or only blank lines / a header"
+            raise IngestError(f"{source.label}: no traces in the file ({why})", path=str(path))
         if result.rejected:
             result.rejects_path = str(target)
     result.seconds = time.perf_counter() - started
@@ -145,17 +138,15 @@ def ingest_traces(
 
 
 def _check_readable(path: Path) -> None:
-    """A regular file: a folder, FIFO or device is named as such (a FIFO could block forever)."""
+    """A regular file or a folder (a Hugging Face dataset's; engine/ingest_sources.py checks): a FIFO or
+    device is named as such (a FIFO could block forever)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise IngestError(f"{path}: no such file", path=str(path)) from None
     except OSError as exc:
         raise IngestError(f"{path}: cannot read it ({exc.strerror})", path=str(path)) from None
-    if stat.S_ISDIR(mode):
-        raise IngestError(f"{path}: is a folder; give one trace file (.jsonl, .csv or a SQLite database)",
-                          path=str(path))
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         raise IngestError(f"{path}: is not a regular file (a FIFO, socket or device); save the traces to a file "
                           f"and ingest that", path=str(path))
 
@@ -206,20 +197,6 @@ def _reject_line(reject: dict[str, Any]) -> str:
     return line
 
 
-def _mapped(raws: Iterator[Raw], fields: FieldMap) -> Iterator[Raw]:
-    if not fields.pairs:
-        yield from raws
-        return
-    for raw in raws:
-        if raw.record is not None:
-            try:
-                raw.record = fields.apply(raw.record)
-            except RowInvalid as exc:
-                raw.record, raw.problem = None, exc
-                raw.text = None
-        yield raw
-
-
 class _Writer:
     """Validates records, catches duplicates, and writes them in chunks inside the caller's transaction;
     enforces the time and row limits; streams rejects to the file `open_rejects()` opens."""
@@ -229,7 +206,7 @@ class _Writer:
         self.store, self.source, self.result, self.skip_invalid = store, source, result, skip_invalid
         self.timeout_s, self.deadline = timeout_s, time.monotonic() + timeout_s
         self.max_rows, self.open_rejects = max_rows, open_rejects
-        self.loose = source.format != "jsonl"  # CSV / SQLite carry numbers and metadata as text
+        self.loose = source.format in TABULAR  # tables may carry numbers and metadata as text
         self.ingested_at = now()
         self.seen: dict[str, tuple[int, str]] = {}  # id -> (line, content hash) for this file
         self.pending: list[tuple[Any, ...]] = []
@@ -238,6 +215,9 @@ class _Writer:
 
     def consume(self, raws: Iterator[Raw]) -> None:
         for raw in raws:
+            if raw.record is None and raw.problem is None:  # not a trace (an adapter skipped it)
+                self.result.skipped += 1
+                continue
             self.result.read += 1
             if self.result.read % 1024 == 0 and time.monotonic() > self.deadline:
                 raise IngestTimeout(self.source, self.timeout_s)

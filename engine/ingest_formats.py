@@ -1,4 +1,5 @@
-"""Readers for the three trace sources (JSONL, CSV, a table of another SQLite file).
+"""Readers for the text and SQLite trace sources (JSONL, CSV, a table of another SQLite file), and the
+byte-level reading of JSON that the adapters (engine/ingest_adapters.py) share.
 
 A reader turns a file into `Raw` records: a dict of field -> value plus where it came from, or
 the reason the line could not be read at all (bad bytes, bad JSON). File-level problems (missing
@@ -17,87 +18,20 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from engine.errors import IngestError
+from engine.ingest_map import FieldMap, put
+from engine.ingest_types import IngestTimeout, Raw, RowInvalid, Source
 
-FIELDS = ("id", "ts", "model_id", "task", "input", "prediction", "verdict", "correction", "reasoning",
-          "metadata", "human_verdict", "human_output", "latency_ms", "stage", "source")
-REQUIRED = ("ts", "model_id", "input", "prediction", "verdict")
-META_EXTRA = "\0metadata"  # record key collecting `--map src=metadata.KEY` values
-FORMATS = ("jsonl", "csv", "sqlite")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
-             ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _WIDE_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
               b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 MAX_FIELD_BYTES = 64 * 1024 * 1024  # one JSONL line, CSV cell or SQLite value; bounds the memory one record takes
 _SQLITE_PROGRESS_EVERY = 10_000  # VM instructions between deadline checks while SQLite computes a row
-
-
-class IngestTimeout(IngestError):
-    """The ingest ran past its time limit (a source that never ends, or one that never returns a row)."""
-
-    def __init__(self, source: Source, timeout_s: float) -> None:
-        super().__init__(f"{source.label}: stopped after {timeout_s:g} s, the time limit; nothing was written "
-                         f"(raise --timeout for a source this slow)", path=str(source.path))
-
-
-class RowInvalid(Exception):
-    """A single record is invalid; the ingest loop turns it into an IngestError or a reject."""
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.field, self.reason = field, reason
-
-
-@dataclass
-class Raw:
-    line: int
-    record: dict[str, Any] | None  # None when the line could not be parsed
-    problem: RowInvalid | None = None
-    text: str | None = None  # the undecodable / unparsable line, kept for the rejects file
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where records come from: `unit` is "line" for text files and "row" for SQLite tables."""
-
-    path: Path
-    format: str
-    table: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.path} table {self.table!r}" if self.table else str(self.path)
-
-    @property
-    def unit(self) -> str:
-        return "row" if self.format == "sqlite" else "line"
-
-    @property
-    def default_source(self) -> str:
-        return f"{self.path.name}:{self.table}" if self.table else self.path.name
-
-
-def detect_format(path: Path, explicit: str | None) -> str:
-    if explicit:
-        if explicit not in FORMATS:
-            raise IngestError(f"{path}: unknown format {explicit!r}; use one of {', '.join(FORMATS)}",
-                              path=str(path))
-        return explicit
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt:
-        return fmt
-    with open(path, "rb") as fh:
-        if fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
-            return "sqlite"
-    raise IngestError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-                      f"pass --format jsonl|csv|sqlite", path=str(path))
 
 
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None, RowInvalid | None, bool]]:
@@ -245,79 +179,47 @@ def _json_type(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-class FieldMap:
-    """`--map src=dst`: rename a foreign field to a trace field, to `metadata.KEY`, or drop it (`src=`)."""
-
-    def __init__(self, pairs: dict[str, str] | None = None) -> None:
-        self.pairs = dict(pairs or {})
-        targets: dict[str, str] = {}
-        for src, dst in self.pairs.items():
-            if dst and dst not in FIELDS and not (dst.startswith("metadata.") and len(dst) > len("metadata.")):
-                raise IngestError(f"--map {src}={dst}: {dst!r} is not a trace field; use one of "
-                                  f"{', '.join(FIELDS)}, metadata.KEY, or nothing to drop it", path="--map",
-                                  field=dst)
-            if dst and dst in targets:
-                raise IngestError(f"--map: both {targets[dst]!r} and {src!r} map to {dst!r}; keep one",
-                                  path="--map", field=dst)
-            targets[dst] = src
-
-    @staticmethod
-    def parse(specs: list[str] | None) -> FieldMap:
-        pairs: dict[str, str] = {}
-        for spec in specs or []:
-            src, eq, dst = spec.partition("=")
-            if not eq or not src.strip():
-                raise IngestError(f"--map {spec!r}: write SRC=DST (e.g. --map label=verdict), or SRC= to drop",
-                                  path="--map")
-            pairs[src.strip()] = dst.strip()
-        return FieldMap(pairs)
-
-    def name(self, column: str) -> str | None:
-        """The trace field a column feeds, or None when it is dropped."""
-        return self.pairs.get(column, column) or None
-
-    def names(self, columns: list[str], source: Source) -> list[str | None]:
-        """Map a header once; a field fed by two columns or an unknown column is a file-level error."""
-        names = [self.name(c) if c else None for c in columns]  # an unnamed column (trailing comma) is ignored
-        where = f"{source.label} {'header' if source.format == 'sqlite' else 'line 1'}"
-        seen: dict[str, str] = {}
-        for column, name in zip(columns, names, strict=True):
-            if name is None:
-                continue
-            if name not in FIELDS and not name.startswith("metadata."):
-                raise IngestError(f"{where}, field {column!r}: unknown column; rename it with --map "
-                                  f"{column}=FIELD, keep it with --map {column}=metadata.{column}, or drop it "
-                                  f"with --map {column}=", path=str(source.path), line=1, field=column)
-            if name in seen:
-                raise IngestError(f"{where}, field {name!r}: given by both columns {seen[name]!r} and "
-                                  f"{column!r}; drop one with --map", path=str(source.path), line=1, field=name)
-            seen[name] = column
-        missing = [f for f in REQUIRED if f not in seen]
-        if missing:
-            raise IngestError(f"{where}, field {missing[0]!r}: no such column (required: {', '.join(REQUIRED)}); "
-                              f"rename yours with --map COLUMN={missing[0]}", path=str(source.path), line=1,
-                              field=missing[0])
-        return names
-
-    def apply(self, record: dict[str, Any]) -> dict[str, Any]:
-        if not self.pairs:
-            return record
-        out: dict[str, Any] = {}
-        for key, value in record.items():
-            name = self.name(key)
-            if name is None:
-                continue
-            if name in out or (name.startswith("metadata.") and name[9:] in out.get(META_EXTRA, {})):
-                raise RowInvalid(name, f"given twice (once as {key!r}); drop one with --map")
-            put(out, name, value)
-        return out
+def json_lines(path: Path) -> bool:
+    """Whether the file is JSON Lines: its first non-blank line is a complete JSON value (a
+    pretty-printed document's first line is not)."""
+    with open(path, "rb") as fh:
+        for raw in iter(lambda: fh.readline(MAX_FIELD_BYTES), b""):
+            if raw.strip():
+                try:
+                    json.loads(raw.removeprefix(_UTF8_BOM))
+                except ValueError:
+                    return False
+                return True
+    return False
 
 
-def put(record: dict[str, Any], name: str, value: Any) -> None:
-    if name.startswith("metadata."):
-        record.setdefault(META_EXTRA, {})[name[len("metadata."):]] = value
-    else:
-        record[name] = value
+def read_document(path: Path, encoding: str) -> Any:
+    """A whole JSON document (an OpenTelemetry or Langfuse export that is not JSONL), at most
+    MAX_FIELD_BYTES. It is one unit, so any problem with it is a file-level IngestError."""
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_FIELD_BYTES + 1)
+    if len(data) > MAX_FIELD_BYTES:
+        raise IngestError(f"{path}: a JSON document larger than {MAX_FIELD_BYTES:,} bytes; export it as JSONL "
+                          f"(one object per line) instead", path=str(path))
+    for bom, name in _WIDE_BOMS.items():
+        if data.startswith(bom):
+            raise IngestError(f"{path}: the file is {name} (byte-order mark {bom.hex()}); re-encode it as UTF-8, "
+                              f"e.g. iconv -f {name} -t UTF-8", path=str(path))
+    try:
+        text = data.removeprefix(_UTF8_BOM).decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: byte 0x{data[exc.start:exc.start + 1].hex()} at byte offset {exc.start} is not "
+                          f"valid {encoding}; re-encode the file as UTF-8 or pass --encoding", path=str(path)) from None
+    if "\x00" in text:
+        raise IngestError(f"{path}: NUL byte at offset {text.index(chr(0))}; remove NUL bytes from the file",
+                          path=str(path))
+    try:
+        return loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{path} line {exc.lineno}: invalid JSON at column {exc.colno}: {exc.msg}",
+                          path=str(path), line=exc.lineno) from None
+    except RowInvalid as exc:
+        raise IngestError(f"{path}, field {exc.field!r}: {exc.reason}", path=str(path), field=exc.field) from None
 
 
 def read_csv(source: Source, encoding: str, fields: FieldMap) -> Iterator[Raw]:
@@ -345,7 +247,8 @@ def read_csv(source: Source, encoding: str, fields: FieldMap) -> Iterator[Raw]:
     if problems:
         n, problem = problems[0]
         raise IngestError(f"{source.path} line {n}: {problem.reason}", path=str(source.path), line=n)
-    names = fields.names([h.strip() for h in header], source)
+    columns = [h.strip() for h in header]
+    names = fields.names(columns, source)
     unnamed = [i for i, h in enumerate(header) if not h.strip()]
     start = reader.line_num + 1
     while True:
@@ -374,6 +277,8 @@ def read_csv(source: Source, encoding: str, fields: FieldMap) -> Iterator[Raw]:
             for name, cell in zip(names, cells, strict=True):
                 if name is not None and (cell or name == "prediction"):
                     put(rec, name, cell)
+            if fields.pulls:
+                fields.pull(rec, {h: c for h, c in zip(columns, cells, strict=True) if c})
             yield Raw(start, rec)
         start = reader.line_num + 1
 
@@ -393,7 +298,8 @@ def open_sqlite(source: Source, fields: FieldMap, timeout_s: float) -> Iterator[
     read = 0
     try:
         cur = conn.execute(f'SELECT * FROM "{str(source.table).replace(chr(34), chr(34) * 2)}"')
-        names = fields.names([d[0] for d in cur.description], source)
+        columns = [d[0] for d in cur.description]
+        names = fields.names(columns, source)
 
         def rows() -> Iterator[Raw]:
             nonlocal read
@@ -402,6 +308,8 @@ def open_sqlite(source: Source, fields: FieldMap, timeout_s: float) -> Iterator[
                 for name, value in zip(names, values, strict=True):
                     if name is not None and value is not None:
                         put(rec, name, value)
+                if fields.pulls:
+                    fields.pull(rec, dict(zip(columns, values, strict=True)))
                 yield Raw(read, rec)
 
         yield rows()

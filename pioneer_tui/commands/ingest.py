@@ -1,4 +1,6 @@
-"""`pioneer-tui ingest FILE`: load judged traces (JSONL, CSV or a SQLite table) into the workspace."""
+"""`pioneer-tui ingest FILE`: load judged traces into the workspace, from flat files or the sources
+people already have (OpenAI chat JSONL, Parquet, a Hugging Face dataset folder, OpenTelemetry GenAI
+spans, a Langfuse export)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,28 @@ from pioneer_tui.cli import Context
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "ingest", help="ingest judged traces from JSONL, CSV or a SQLite table",
-        description="Validate every trace and write them in one transaction. By default one invalid row "
-        "stops the ingest with nothing written; re-ingesting a file never duplicates a trace.")
-    parser.add_argument("file", help="a .jsonl / .csv file or a SQLite database")
-    parser.add_argument("--format", choices=FORMATS, help="source format (default: from the extension)")
-    parser.add_argument("--table", help="table (or view) to read from a SQLite source")
-    parser.add_argument("--map", action="append", default=[], metavar="SRC=DST",
-                        help="rename a foreign field: SRC=FIELD, SRC=metadata.KEY, or SRC= to drop it (repeatable)")
+        "ingest", help="ingest judged traces (JSONL, CSV, SQLite, Parquet, HF datasets, OpenAI chat, OTel, Langfuse)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Validate every trace and write them in one transaction. By default one invalid record "
+        "stops the ingest with nothing written; re-ingesting a file never duplicates a trace.",
+        epilog="formats (default: from the extension; a .jsonl/.json file from its first record):\n"
+        "  jsonl csv sqlite parquet  flat traces, one field per key or column\n"
+        "  hf        a folder written by datasets' save_to_disk (--table SPLIT for a DatasetDict)\n"
+        "  openai    chat JSONL {\"messages\": [...]}: input = the conversation up to the last user turn,\n"
+        "            prediction = the assistant's answer, other top-level keys into metadata\n"
+        "  otel      OpenTelemetry GenAI spans (OTLP/JSON): gen_ai.input/output.messages or gen_ai.prompt/completion\n"
+        "  langfuse  a Langfuse export of traces / GENERATION observations; pass/fail scores are the verdict\n"
+        "--map examples:\n"
+        "  --map label=verdict                         rename a field (or column)\n"
+        "  --map judge=metadata.judge --map notes=     move one into metadata; drop one\n"
+        "  --map input=request.messages.-1.content     take a field from a dotted path (-1: last item)\n"
+        "  --map model_id=const:my-model               set a field to a constant")
+    parser.add_argument("file", help="a trace file (.jsonl .json .csv .parquet, a SQLite database) or a dataset folder")
+    parser.add_argument("--format", choices=FORMATS, help="source format (default: detected)")
+    parser.add_argument("--table", help="table (or view) of a SQLite source; split of a Hugging Face DatasetDict")
+    parser.add_argument("--map", action="append", default=[], metavar="SPEC",
+                        help="SRC=FIELD, SRC=metadata.KEY or SRC= (rename, move into metadata, drop); "
+                        "FIELD=PATH or FIELD=const:TEXT (from a dotted path, or a constant); repeatable")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="write the valid rows and put each invalid one, with its reason, in a rejects file")
     parser.add_argument("--rejects", metavar="FILE",

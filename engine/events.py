@@ -18,7 +18,7 @@ so payloads keep the shape they always had.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
@@ -259,8 +259,8 @@ class Promoted(EngineEvent):
 @dataclass(frozen=True, kw_only=True)
 class CurationNote(EngineEvent):
     """Markdown for data-curation.md: a section of its own, or a line of `node_id`'s iteration. Cold
-    start attaches the structured data behind its setup notes (analysis, schema, data, report,
-    dataset_version_id, baselines) for tools that read the stream."""
+    start attaches the structured data behind its setup notes (search and chosen for the data search,
+    analysis, schema, data, report, dataset_version_id, baselines) for tools that read the stream."""
 
     TYPE: ClassVar[str] = "curation_note"
     section: str
@@ -272,6 +272,8 @@ class CurationNote(EngineEvent):
     report: Mapping[str, Any] | None = _when_set()
     dataset_version_id: str | None = _when_set()
     baselines: Mapping[str, Any] | None = _when_set()
+    search: Mapping[str, Any] | None = _when_set()
+    chosen: Sequence[Mapping[str, Any]] | None = _when_set()
 
 
 @dataclass(frozen=True, kw_only=True)

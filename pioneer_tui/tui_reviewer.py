@@ -1,10 +1,10 @@
 """The TUI's Reviewer: the engine's worker thread blocks while a person decides in a modal screen.
 
-`review_curriculum` / `confirm_rollback` / `confirm_promotion` / `promote_anyway` are called on the
-engine thread; they push the screen on the UI thread (`App.call_from_thread`), wait on a
+`review_curriculum` / `confirm_rollback` / `confirm_promotion` / `promote_anyway` / `choose_data` are
+called on the engine thread; they push the screen on the UI thread (`App.call_from_thread`), wait on a
 threading.Event set by the screen's dismiss callback, post a `ReviewDecided` message to the app, and
 return the typed result. If the app exits first, the answer is the safe one: veto / refuse / keep the
-deployed model (never a silent approval).
+deployed model / no dataset (never a silent approval).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from textual.app import App
 from textual.message import Message
 from textual.screen import Screen
 
+from engine.catalog import CatalogSearch, Match
 from engine.search.reviewer import Confirmation, CurriculumReview, Decision
 from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview, PromoteAnywayScreen
+from pioneer_tui.screens.data_choice import DataChoiceScreen
 from pioneer_tui.screens.review import CurriculumReviewScreen
 from store import Store
 
@@ -82,6 +84,10 @@ class TuiReviewer:
         reason = answer.strip() if isinstance(answer, str) and answer.strip() else None
         self._post(ReviewDecided("override", info.node_id, reason is not None, reason))
         return reason
+
+    def choose_data(self, search: CatalogSearch) -> tuple[Match, ...]:
+        answer = self._ask(lambda: DataChoiceScreen(search))
+        return tuple(search.matches[i] for i in answer) if isinstance(answer, tuple) else ()
 
     def _confirm(self, kind: str, info: Confirmation) -> bool:
         answer = self._ask(lambda: GateConfirmScreen(gate_review(kind, info)))

@@ -184,5 +184,27 @@ SELECT id, ts, model_id, task, input, prediction,
 FROM trace_records;
 """
 
-MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE, V3_HUMAN_LABEL_PROVENANCE]
+# Which dataset a cold-start run trains on is a decision like any other (engine.coldstart.data_search):
+# SQLite cannot widen a CHECK in place, so the table is rebuilt with its rows.
+V4_DATA_DECISIONS = """
+CREATE TABLE decisions_v4 (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    node_id TEXT REFERENCES search_nodes(id),
+    kind TEXT NOT NULL CHECK (kind IN ('curriculum', 'rollback', 'promotion', 'threshold', 'data')),
+    action TEXT NOT NULL CHECK (action IN ('approve', 'veto', 'edit', 'refuse')),
+    who TEXT NOT NULL,
+    reason TEXT,
+    diff TEXT NOT NULL DEFAULT '{}',
+    dataset_version_id TEXT REFERENCES dataset_versions(id),
+    ts TEXT NOT NULL
+);
+INSERT INTO decisions_v4 SELECT id, run_id, node_id, kind, action, who, reason, diff, dataset_version_id, ts
+FROM decisions;
+DROP TABLE decisions;
+ALTER TABLE decisions_v4 RENAME TO decisions;
+CREATE INDEX idx_decisions_run ON decisions (run_id);
+"""
+
+MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE, V3_HUMAN_LABEL_PROVENANCE, V4_DATA_DECISIONS]
 LATEST = len(MIGRATIONS)

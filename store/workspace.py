@@ -28,6 +28,11 @@ class Workspace:
     def artifacts(self) -> Path:
         return self.root / "artifacts"
 
+    @property
+    def datasets(self) -> Path:
+        """Where cold-start looks for a person's own datasets (and their NAME.card.json) by default."""
+        return self.root / "datasets"
+
     @classmethod
     def resolve(cls, explicit: str | Path | None = None) -> Workspace:
         """`--workspace` wins, then $PIONEER_WORKSPACE, then ./.pioneer."""

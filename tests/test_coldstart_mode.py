@@ -15,6 +15,7 @@ from tiny_bert import build_tiny_bert, topic_examples
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from engine.catalog import Catalog
 from engine.coldstart.mode import cold_start, plateau_reason
 from engine.coldstart.planner import ColdStartPlanner
 from engine.coldstart.setup import ColdStartConfig, load_setup
@@ -130,12 +131,15 @@ def test_bad_configuration_and_missing_data_fail_before_any_training(tmp_path, b
     with Store(tmp_path / "ws") as store:
         from engine.coldstart.registry import DataUnavailable
 
-        with pytest.raises(DataUnavailable, match="--llm MODEL"):
+        with pytest.raises(DataUnavailable, match="--llm MODEL"):  # an empty catalog, no teacher: no run at all
             cold_start(store, ColdStartConfig("detect spam in SMS messages", base=bert),
+                       reviewer=HeadlessReviewer("auto"), catalog=Catalog([]))
+        assert store.runs.list() == [] and not store.models.list()
+        with pytest.raises(DataUnavailable, match="nothing.jsonl"):  # a named source that fails: a failed run
+            cold_start(store, ColdStartConfig("detect spam", data=str(tmp_path / "nothing.jsonl"), base=bert),
                        reviewer=HeadlessReviewer("auto"))
         run = store.runs.list()[-1]
         assert run["status"] == "failed" and "setup failed" in run["stop_reason"]
-        assert not store.models.list()
 
 
 @pytest.mark.slow

@@ -25,11 +25,16 @@ def test_migrates_from_every_version(tmp_path, start):
         old.execute(
             "INSERT INTO trace_records (id, ts, model_id, input, auto_verdict, human_verdict, content_hash, "
             "ingested_at) VALUES ('t1', '2026-01-01', 'm', 'hello', 'pass', 'fail', 'h', '2026-01-01')")
+        old.execute("PRAGMA foreign_keys = OFF")  # a decision row without its run: only its survival matters
+        old.execute("INSERT INTO decisions (run_id, kind, action, who, ts) VALUES "
+                    "('r1', 'promotion', 'refuse', 'me', '2026-01-01')")
     migrate(old)
     assert schema_version(old) == LATEST
     assert _schema(old) == _schema(fresh)
     if start >= 1:
         assert old.execute("SELECT verdict FROM traces WHERE id = 't1'").fetchone() == ("fail",)
+        assert old.execute("SELECT kind, action, who FROM decisions").fetchall() == [("promotion", "refuse", "me")]
+        old.execute("INSERT INTO decisions (run_id, kind, action, who, ts) VALUES ('r1', 'data', 'approve', 'me', 'x')")
 
 
 def test_failed_migration_leaves_version_unchanged(tmp_path, monkeypatch):

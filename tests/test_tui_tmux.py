@@ -4,6 +4,7 @@ screen is read back with capture-pane. Skipped (with the reason) where tmux is n
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmu
         tmux.send(keys)
         time.sleep(0.5)  # one key at a time, as a person types: the dialog moves focus between them
     tmux.wait_for("Since n0001 was vetoed (too little gold; too many hard negatives)", timeout=300)
-    tmux.wait_for("revised after")  # the revision's rationale, once the review has drawn it
+    revision = tmux.wait_for("revised after")  # the revision's rationale, once the review has drawn it
     tmux.send("s")  # the slice ratios, mistyped
     tmux.wait_for("slice")
     time.sleep(0.5)
@@ -152,8 +153,16 @@ def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmu
     assert "write slice=value" in tmux.wait_for("✗ 'hard=50'")
     tmux.send("Escape")
     tmux.wait_gone("✗ 'hard=50'")
+    approved = set(re.findall(r"Curriculum for node (n\d+)", revision))
     tmux.send("a")
-    tmux.wait_for("Promote run-", timeout=300)
+    deadline = time.monotonic() + 600
+    while "Promote run-" not in (screen := tmux.screen()):  # the search settles over a few children first
+        assert time.monotonic() < deadline, f"no promotion was offered; the screen was:\n{screen}"
+        assert tmux.alive(), f"the app exited; the screen was:\n{screen}"
+        if (shown := re.search(r"Curriculum for node (n\d+)", screen)) and shown[1] not in approved:
+            approved.add(shown[1])
+            tmux.send("a")
+        time.sleep(1.0)
     tmux.send("n")  # refuse: the search goes on
     refused_once = True
     deadline = time.monotonic() + 900

@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.catalog import Catalog
 from engine.coldstart.analysis import system_prompt_for
+from engine.coldstart.data_search import catalog_for, find_data, record_choice
 from engine.coldstart.planner import ColdStartPlanner, portfolio, root_pipeline
 from engine.coldstart.runner import ColdStartRunner
 from engine.coldstart.setup import (
@@ -163,11 +165,15 @@ def summarize_run(store: Store, run_id: str, result: LoopResult | None = None) -
 
 def cold_start(store: Store, config: ColdStartConfig, *, reviewer: Reviewer, planner: Planner | None = None,
                subscribers: tuple[Subscriber, ...] = (), should_stop: Callable[[], bool] | None = None,
-               run_id: str | None = None) -> ColdStartSummary:
-    """Run cold-start mode end to end; the setup's LLM usage is charged to the run's budget."""
+               run_id: str | None = None, catalog: Catalog | None = None) -> ColdStartSummary:
+    """Run cold-start mode end to end; the setup's LLM usage is charged to the run's budget. Without
+    data, the catalog search and the reviewer's choice come first: a refusal opens no run."""
+    config, choice = find_data(config, reviewer, catalog or catalog_for(config, store.workspace.datasets))
     limits = config.limits()
     run_config = {"cold_start": config.to_dict(), "budget": asdict(limits)}
     bus = open_run(store, MODE, run_config, run_id=run_id, subscribers=subscribers)
+    if choice is not None:
+        record_choice(bus, choice)
     try:  # the live config, not the stored one: the store redacts API keys
         parts = loop_parts(store, {**store.runs.get(bus.run_id), "config": run_config}, bus, planner)
     except BaseException as exc:

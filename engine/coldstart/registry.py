@@ -19,7 +19,7 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,31 @@ class LoadedData:
         return {"name": self.name, "origin": self.origin, "format": self.format, "fields": self.fields,
                 "splits": {k: len(v) for k, v in self.splits.items()}, "rationales": len(self.rationales),
                 "notes": list(self.notes)}
+
+
+def combine(parts: Sequence[LoadedData]) -> LoadedData:
+    """Several sources of one task as one: each split is the union of the parts' (ids prefixed with the
+    part's number, so two sources' row 17 stay apart); a split only some parts have is noted."""
+    if len(parts) == 1:
+        return parts[0]
+    splits: dict[str, list[Example]] = {}
+    rationales: dict[str, str] = {}
+    references: dict[str, Any] = {}
+    notes: list[str] = []
+    for n, part in enumerate(parts, 1):
+        for name, examples in part.splits.items():
+            splits.setdefault(name, []).extend(_with_id(ex, f"{n}/{ex.id}") for ex in examples)
+        rationales.update({f"{n}/{k}": v for k, v in part.rationales.items()})
+        references.update({f"{n}/{k}": v for k, v in part.references.items()})
+        notes += [f"{part.origin}: {note}" for note in part.notes]
+    for name in splits:
+        lacking = [p.origin for p in parts if name not in p.splits]
+        if lacking and name != "train":
+            notes.append(f"the {name} split comes from the sources that have one (not {', '.join(lacking)})")
+    formats = list(dict.fromkeys(p.format for p in parts))
+    return LoadedData(" + ".join(p.name for p in parts), " + ".join(p.origin for p in parts), "+".join(formats),
+                      splits, parts[0].fields if all(p.fields == parts[0].fields for p in parts) else {},
+                      rationales, references, notes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,13 @@ from engine.coldstart.eval_sets import (
     split_held_out,
     stratified_sample,
 )
-from engine.coldstart.registry import DataUnavailable, LoadedData, load_source, synthesise_seed_examples
+from engine.coldstart.registry import (
+    DataUnavailable,
+    LoadedData,
+    combine,
+    load_source,
+    synthesise_seed_examples,
+)
 from engine.diagnosis.embedders import CachedEmbedder, Embedder, MiniLMEmbedder
 from engine.diagnosis.embedders import make_embedder as shared_embedder
 from engine.errors import ConfigError
@@ -57,6 +63,7 @@ class ColdStartConfig:
     """tau: the description, the model family (`base`), and the constraints (target, budgets, data).
 
     `max_iterations` counts search iterations; each trains `configs_per_iteration` configurations.
+    Without `data`, the catalog search chooses `data_sources` before the run opens (engine.coldstart.data_search).
     `llm` names a litellm model for the analysis, the planner and (without data) the seed teacher;
     `llm_options` go to every litellm call (tests pass mock_response). `probe_head` starts a fine-tuned
     encoder's new head from a linear probe fitted on the frozen features (the design notes: a fine-tune
@@ -65,6 +72,9 @@ class ColdStartConfig:
     description: str
     data: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
+    data_sources: tuple[dict[str, Any], ...] = ()  # the catalog search's choice (engine.coldstart.data_search)
+    data_dir: str | None = None  # the local folder the search lists (default: the workspace's datasets/)
+    hub: bool = True  # search the Hugging Face Hub too (when it is reachable)
     base: str | None = None
     task: str | None = None
     metric: str | None = None
@@ -89,10 +99,14 @@ class ColdStartConfig:
     trainer_threads: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data_sources", tuple(dict(s) if isinstance(s, Mapping) else s
+                                                       for s in self.data_sources))
         checks = [
             (isinstance(self.description, str) and bool(self.description.strip()), "description",
              "a sentence saying what the model should do"),
             (self.task is None or self.task in TASKS, "task", f"one of {', '.join(TASKS)} or unset"),
+            (all(isinstance(s, dict) and isinstance(s.get("source"), str) for s in self.data_sources), "data_sources",
+             "a list of {\"source\": NAME, \"options\": {...}}"),
             (self.max_iterations is None or self.max_iterations >= 1, "max_iterations", "an integer >= 1 or unset"),
             (self.max_minutes is None or self.max_minutes > 0, "max_minutes", "a number > 0 or unset"),
             (self.configs_per_iteration >= 2, "configs_per_iteration", "an integer >= 2"),
@@ -203,6 +217,8 @@ def make_embedder(kind: str, base: str, family: str, texts: Sequence[str], seed:
 def _load_data(config: ColdStartConfig, analysis: TaskAnalysis | None) -> tuple[LoadedData, dict[str, float]]:
     if config.data:
         return load_source(config.data, **config.data_options), {}
+    if config.data_sources:
+        return combine([load_source(s["source"], **dict(s.get("options") or {})) for s in config.data_sources]), {}
     task = config.task or (analysis.task if analysis else None)
     if task is None:
         raise DataUnavailable(f"no data for {config.description!r}: pass --data FILE or a source name")
@@ -225,7 +241,7 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
     seed_everything(config.seed)
     usage: dict[str, float] = {"tokens": 0, "dollars": 0.0}
     first = None
-    if not config.data:  # no data: the description alone decides what the teacher must write
+    if not (config.data or config.data_sources):  # no data: the description decides what the teacher writes
         first = analyse_by_rules(config.description, task=config.task, metric=config.metric)
     data, teacher_usage = _load_data(config, first)
     for k, v in teacher_usage.items():
@@ -271,7 +287,8 @@ def prepare(store: Store, bus: EventBus, config: ColdStartConfig) -> tuple[ColdS
             [{"id": i.id, "input": i.input, "output": i.expected, "subset": i.subset, "stratum": i.stratum,
               "partner": i.partner, "source": i.source} for i in eval_set.items],
             name="cold-start held-out set E", task=analysis.task, run_id=bus.run_id,
-            qc_report=eval_set.report, note="held out before any training; never trained on (checked by hash)")
+            qc_report=eval_set.report,
+            note=f"{data.origin}: held out before any training; never trained on (checked by hash)")
         bus.emit(CurationNote(section="Data", markdown=_data_markdown(data, split), data=data.summary()))
         bus.emit(CurationNote(section="Evaluation set", markdown=report_markdown(eval_set.report, split),
                               report=eval_set.report, dataset_version_id=eval_version))

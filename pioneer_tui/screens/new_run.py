@@ -1,6 +1,6 @@
 """Start a run from the TUI: production mode (the deployed model, optionally a traces file to ingest),
-cold-start mode (a task description and data), or a fork of a historical node (`fork_request`). The
-screen only validates and builds the engine configuration; it dismisses with a RunRequest that the
+cold-start mode (a task description, and data or a catalog search), or a fork of a historical node
+(`fork_request`). The screen only validates and builds the engine configuration; it dismisses with a RunRequest that the
 app starts on its engine worker."""
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
                         yield Input(placeholder="e.g. detect spam in SMS messages", id="cold-description")
                     with Horizontal():
                         yield Label("Data")
-                        yield Input(placeholder="a file or a source, e.g. reasoning-gym:basic_arithmetic",
-                                    id="cold-data")
+                        yield Input(placeholder="empty: search the catalog; or a file, a source, e.g. "
+                                    "reasoning-gym:basic_arithmetic", id="cold-data")
                     with Horizontal():
                         yield Label("Max iterations")
                         yield Input("4", id="cold-iterations")

@@ -44,7 +44,9 @@ def _spec(demo_dir: Path) -> dict[str, Any]:
 
 
 def _config(model_id: str, task: str) -> ProductionConfig:
-    return ProductionConfig(model=model_id, task=task, seed=0, max_iterations=4, max_minutes=20.0)
+    """Six iterations: room for a veto, the search past a first pass (search_on) and, after a refused
+    promotion, more candidates, so every human decision in the demo visibly changes what happens next."""
+    return ProductionConfig(model=model_id, task=task, seed=0, max_iterations=6, max_minutes=20.0)
 
 
 def prepare_demo(store: Store, demo_dir: Path = DEMO_DIR, *, progress: ProgressCallback | None = None,

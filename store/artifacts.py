@@ -57,6 +57,7 @@ def atomic_write_dir(target: Path, build: Any) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); an artifact is read by other tools and users
     try:
         build(tmp)
         if target.exists():

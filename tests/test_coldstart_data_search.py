@@ -145,6 +145,6 @@ def test_cli_without_data_searches_the_workspace_datasets_with_the_embedded_enco
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "Data search:" in out and "**chosen** by headless:auto: `" in out and "topics.jsonl" in out
-    assert main([*argv[:3], "cold-start", "translate German letters into French", *argv[4:]]) == 2
+    assert main([*argv[:3], "translate German letters into French", *argv[4:]]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "no dataset chosen for 'translate German letters" in err

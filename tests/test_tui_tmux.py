@@ -162,6 +162,9 @@ def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmu
         if (shown := re.search(r"Curriculum for node (n\d+)", screen)) and shown[1] not in approved:
             approved.add(shown[1])
             tmux.send("a")
+        elif (rollback := re.search(r"Roll back from \S+ to \S+", screen)) and rollback[0] not in approved:
+            approved.add(rollback[0])
+            tmux.send("y")
         time.sleep(1.0)
     tmux.send("n")  # refuse: the search goes on
     refused_once = True

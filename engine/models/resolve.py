@@ -25,6 +25,9 @@ ALIASES = {
     "smollm2-135m-instruct": "smollm2",
     "huggingfacetb/smollm2-135m-instruct": "smollm2",
 }
+# Where each embedded model lives on the Hugging Face Hub: an exported adapter names its base by this id,
+# so it loads on a machine without this project (the embedded decoder here is dequantised from a GGUF).
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _WEIGHTS = ("*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*.jinja")
 
 
@@ -100,3 +103,9 @@ def resolve_model(name: str) -> Path:
         raise ModelNotFound(f"model folder {path} does not exist: check the path, or use 'minilm' / 'smollm2' "
                             f"({INSTALL_DEFAULTS})")
     return _hub(name)
+
+
+def hub_id(name: str) -> str:
+    """The Hub id of an embedded model's alias; any other name (a Hub id, a folder) as given."""
+    alias = ALIASES.get(name.strip().lower())
+    return HUB_IDS[alias] if alias else name

@@ -23,7 +23,7 @@ from store import Store, Workspace
 # Order is the order in --help.
 COMMAND_MODULES = [
     "ingest", "query", "models", "train", "predict", "improve", "promote", "cold_start", "runs", "resume", "report",
-    "perturb", "bench", "export",
+    "perturb", "bench", "export", "judge",
 ]
 
 

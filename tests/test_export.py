@@ -146,3 +146,56 @@ def test_every_trained_method_exports_and_loads_elsewhere_with_the_same_answers(
         assert elsewhere == [p.output for p in predictor.predict(TEXTS)]
     else:  # a token classifier's tags: B-/I- of the entity types the workbench finds
         assert all(tag[2:] in ("person", "location") for tags in elsewhere for tag in tags)
+
+
+@pytest.mark.slow
+def test_a_model_trained_elsewhere_is_added_improved_and_its_successor_exported(tmp_path, capsys):
+    """The issue's path end to end: a plain transformers Trainer trains the model a team serves; `models add`
+    brings it in with its data; its judged traffic is ingested; `improve` promotes a better model; `export`
+    writes that one, and a separate Python loads it and answers as the workbench does."""
+    from production_fixture import SEEN, parent_examples, production_inputs
+    from transformers import AutoTokenizer, BertForSequenceClassification, Trainer, TrainingArguments
+
+    from engine.data.datasets_io import example_to_row
+
+    base = build_tiny_bert(tmp_path / "bert", hidden_size=64)
+    labels = list(SEEN)
+    parent = parent_examples(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = BertForSequenceClassification.from_pretrained(str(base), num_labels=len(labels),
+                                                          id2label=dict(enumerate(labels)),
+                                                          label2id={x: i for i, x in enumerate(labels)})
+    rows = [{**tokenizer(ex.input, truncation=True, max_length=32, padding="max_length"),
+             "labels": labels.index(ex.output)} for ex in parent]
+    Trainer(model=model, args=TrainingArguments(str(tmp_path / "trainer"), num_train_epochs=15, learning_rate=2e-3,
+                                                per_device_train_batch_size=8, report_to=[], save_strategy="no",
+                                                use_cpu=True, seed=0),
+            train_dataset=rows).train()
+    model.save_pretrained(str(tmp_path / "served"))
+    tokenizer.save_pretrained(str(tmp_path / "served"))
+    data = tmp_path / "parent.jsonl"
+    data.write_text("".join(json.dumps(example_to_row(ex)) + "\n" for ex in parent))
+    assert cli(tmp_path, "models", "add", str(tmp_path / "served"), "--task", "classification", "--data", str(data),
+               "--name", "intent-v1") == 0
+    with Store(tmp_path / "ws") as store:
+        added_row = store.models.get("intent-v1")
+    served = load_predictor(added_row["artifact_path"])
+    traffic = production_inputs(1)
+    traces = tmp_path / "traces.jsonl"
+    with traces.open("w") as f:
+        for i, ((text, gold), pred) in enumerate(zip(traffic, served.predict([t for t, _ in traffic]), strict=True)):
+            ok = pred.output == gold
+            f.write(json.dumps({"id": f"t{i}", "ts": f"2026-11-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+                                "input": text, "prediction": pred.output, "verdict": "pass" if ok else "fail",
+                                **({} if ok else {"correction": gold})}) + "\n")
+    assert cli(tmp_path, "ingest", str(traces), "--map", "model_id=const:intent-v1",
+               "--map", "task=const:classification") == 0
+    assert cli(tmp_path, "improve", "--model", "intent-v1", "--headless", "--approve", "auto",
+               "--max-iterations", "4") == 0
+    with Store(tmp_path / "ws") as store:
+        promoted = store.models.deployed()
+    assert promoted["id"] != added_row["id"] and promoted["parent_id"] == added_row["id"]
+    capsys.readouterr()
+    assert cli(tmp_path, "export", promoted["id"], "--to", str(tmp_path / "v2")) == 0
+    assert predictions_elsewhere(tmp_path / "v2") == [p.output for p in load_predictor(
+        promoted["artifact_path"]).predict(TEXTS)]

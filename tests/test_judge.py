@@ -142,8 +142,8 @@ def test_bad_configuration_is_named():
 
 def test_parse_verdict_directly():
     # the verdict is the first object with a score, even after other JSON in the reply
-    assert parse_verdict('context {"a": {"b": 1}} then {"score": 2.5, "reasoning": "x"}', 0, 5) == (2.5, "x")
-    assert parse_verdict('{"score": 0, "reasoning": ["a", "b"]}', 0, 1) == (0.0, '["a", "b"]')
+    assert parse_verdict('context {"a": {"b": 1}} then {"score": 2.5, "reasoning": "x"}', 0, 5) == (2.5, "x", None)
+    assert parse_verdict('{"score": 0, "reasoning": ["a", "b"]}', 0, 1) == (0.0, '["a", "b"]', None)
     with pytest.raises(MalformedAnswer, match="outside 0..1"):
         parse_verdict('{"score": 1.5}', 0, 1)
     with pytest.raises(MalformedAnswer, match="not a number"):

@@ -43,9 +43,10 @@ from engine.errors import ConfigError
 from engine.events import EventBus, Subscriber
 from engine.search.budget import Budget
 from engine.search.gates import GateConfig
+from engine.search.llm_planner import planner_for
 from engine.search.loop import LoopConfig, LoopParts, LoopResult, open_run, result_of, resume_run, run_loop
 from engine.search.mcgs import MCGSConfig
-from engine.search.planner import Planner, RulePlanner
+from engine.search.planner import Planner
 from engine.search.reviewer import Reviewer
 from engine.seed import seed_everything
 from store import Store
@@ -59,11 +60,7 @@ def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planne
     if setup is None:
         setup, embedder = prepare(store, bus, config)
     if planner is None:
-        planner = RulePlanner(seed=config.seed)
-        if config.llm:
-            from engine.search.llm_planner import LLMPlanner
-
-            planner = LLMPlanner(config.llm, fallback=planner, store=store, completion_kwargs=config.llm_options)
+        planner = planner_for(config.llm, seed=config.seed, store=store, options=config.llm_options)
     root = root_pipeline(setup, config)
     prompts = {"direct": setup.system_prompt,
                "chain_of_thought": system_prompt_for(setup.analysis, "chain_of_thought")} \

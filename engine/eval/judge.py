@@ -1,5 +1,7 @@
-"""LLM-as-judge through litellm: any model litellm can reach (hosted, or a local OpenAI-compatible
-server) scores an output against stated criteria, normalised to [0, 1].
+"""LLM-as-judge: any model litellm can reach (hosted, or a local OpenAI-compatible server), or Claude
+through the native `anthropic` SDK (the rubric cached as a prompt prefix, the verdict a forced tool call),
+scores an output against stated criteria, normalised to [0, 1], and may say what the output should have
+been (`correction`, which production mode trains on).
 
 A judge's answer must be a JSON object with a score on the stated scale. A malformed answer is
 asked for again once; if it is still malformed the result is an *error* (score None), never a
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.errors import ConfigError
+from engine.llm_options import completion_options
 
 SYSTEM_PROMPT = "You are a strict, impartial evaluator. Reply with one JSON object and nothing else."
 
@@ -29,6 +32,22 @@ OUTPUT:
 {reference_block}
 Score the output from {scale_min} (fails the criteria) to {scale_max} (fully meets them).
 Reply with JSON only: {{"score": <number from {scale_min} to {scale_max}>, "reasoning": "<one or two sentences>"}}"""
+
+# For judging production traces: the verdict also carries the right output when the given one falls short.
+TRACE_TEMPLATE = """Evaluate the OUTPUT a deployed model gave for the INPUT.
+
+Criteria: {criteria}
+
+INPUT:
+{input}
+
+OUTPUT:
+{output}
+{reference_block}
+Score the output from {scale_min} (fails the criteria) to {scale_max} (fully meets them). When it falls
+short, give the output the model should have given as "correction" (same form as OUTPUT); else null.
+Reply with JSON only: {{"score": <number from {scale_min} to {scale_max}>, "reasoning": "<one or two sentences>", \
+"correction": <the right output or null>}}"""
 
 REFERENCE_BLOCK = "\nREFERENCE (a correct output, for comparison):\n{reference}\n"
 
@@ -52,6 +71,7 @@ class JudgeResult:
     completion_tokens: int = 0
     cost_usd: float | None = None
     answers: list[str] = field(default_factory=list, repr=False)
+    correction: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,9 +86,9 @@ class MalformedAnswer(ValueError):
     """The judge's reply is not a JSON verdict on the stated scale."""
 
 
-def parse_verdict(text: str, scale_min: float, scale_max: float) -> tuple[float, str]:
-    """(raw score, reasoning) from the first JSON object in `text` with a "score" (code fences and
-    chatter allowed)."""
+def parse_verdict(text: str, scale_min: float, scale_max: float) -> tuple[float, str, str | None]:
+    """(raw score, reasoning, correction) from the first JSON object in `text` with a "score" (code
+    fences and chatter allowed)."""
     decoder = json.JSONDecoder()
     objects = []
     for start in (i for i, ch in enumerate(text) if ch == "{"):
@@ -80,7 +100,11 @@ def parse_verdict(text: str, scale_min: float, scale_max: float) -> tuple[float,
             objects.append(candidate)
     if not objects:
         raise MalformedAnswer("no JSON object found")
-    verdict = next((o for o in objects if "score" in o), objects[0])
+    return checked_verdict(next((o for o in objects if "score" in o), objects[0]), scale_min, scale_max)
+
+
+def checked_verdict(verdict: dict[str, Any], scale_min: float, scale_max: float) -> tuple[float, str, str | None]:
+    """A verdict object's score on the scale, its reasoning as text, and its correction (text or None)."""
     raw = verdict.get("score")
     if isinstance(raw, str):
         try:
@@ -92,7 +116,11 @@ def parse_verdict(text: str, scale_min: float, scale_max: float) -> tuple[float,
     if not scale_min <= raw <= scale_max:
         raise MalformedAnswer(f"score {raw} is outside {scale_min}..{scale_max}")
     reasoning = verdict.get("reasoning", "")
-    return float(raw), reasoning if isinstance(reasoning, str) else json.dumps(reasoning)
+    correction = verdict.get("correction")
+    if correction is not None and not isinstance(correction, str):
+        correction = json.dumps(correction, ensure_ascii=False)
+    return (float(raw), reasoning if isinstance(reasoning, str) else json.dumps(reasoning),
+            correction.strip() or None if correction is not None else None)
 
 
 @dataclass(frozen=True)
@@ -136,6 +164,8 @@ class LLMJudge:
         import litellm  # ~3 s to import: paid only when a judge actually runs
         import openai  # litellm's API errors all derive from openai.OpenAIError
 
+        litellm.suppress_debug_info = True  # its help banner goes to stdout, into the caller's --json
+
         messages = [{"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": self._prompt(input, output, reference)}]
         usage = _Usage()
@@ -151,7 +181,7 @@ class LLMJudge:
             text = response.choices[0].message.content or ""
             answers.append(text)
             try:
-                raw, reasoning = parse_verdict(text, self.scale_min, self.scale_max)
+                raw, reasoning, correction = parse_verdict(text, self.scale_min, self.scale_max)
             except MalformedAnswer as exc:
                 problem = str(exc)
                 messages = [*messages, {"role": "assistant", "content": text},
@@ -160,7 +190,7 @@ class LLMJudge:
                 continue
             normalised = (raw - self.scale_min) / (self.scale_max - self.scale_min)
             return JudgeResult(normalised, raw, reasoning, None, self.model, attempt, usage.prompt_tokens,
-                               usage.completion_tokens, usage.cost, answers)
+                               usage.completion_tokens, usage.cost, answers, correction)
         return self._error(f"malformed judge answer after {MAX_ATTEMPTS} attempts: {problem}", MAX_ATTEMPTS,
                            usage, answers)
 
@@ -192,3 +222,122 @@ class _Usage:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
+
+
+VERDICT_TOOL = "record_verdict"
+
+
+@dataclass(frozen=True)
+class AnthropicJudge:
+    """Judges with a Claude model through the native `anthropic` SDK. The criteria and instructions are
+    the system prompt, marked for prompt caching (every trace of a pass shares them, so after the first
+    call they are read from the cache at a tenth of the price); the verdict is a forced tool call whose
+    input schema is the verdict, so no JSON has to be fished out of prose. `base_url` points the client
+    at a proxy or a local stand-in; the API key is read from ANTHROPIC_API_KEY by the SDK."""
+
+    model: str
+    criteria: str
+    scale_min: int = 1
+    scale_max: int = 5
+    base_url: str | None = None
+    max_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ConfigError("AnthropicJudge.model is empty: name a Claude model, e.g. 'claude-sonnet-4-5'")
+        if self.scale_max <= self.scale_min:
+            raise ConfigError(f"AnthropicJudge scale {self.scale_min}..{self.scale_max} is empty: "
+                              "use scale_min < scale_max")
+
+    @property
+    def api_model(self) -> str:
+        return self.model.removeprefix("anthropic/")
+
+    def system(self) -> str:
+        return (f"{SYSTEM_PROMPT.split('.')[0]}. Evaluate the OUTPUT a deployed model gave for the INPUT.\n"
+                f"Criteria: {self.criteria}\nScore from {self.scale_min} (fails the criteria) to {self.scale_max} "
+                f"(fully meets them). When it falls short, give the output the model should have given as "
+                f"`correction` (same form as OUTPUT). Record the verdict with the {VERDICT_TOOL} tool.")
+
+    def tool(self) -> dict[str, Any]:
+        return {"name": VERDICT_TOOL, "description": "Record the verdict on the OUTPUT.",
+                "input_schema": {"type": "object", "required": ["score", "reasoning"], "properties": {
+                    "score": {"type": "number", "minimum": self.scale_min, "maximum": self.scale_max},
+                    "reasoning": {"type": "string", "description": "one or two sentences"},
+                    "correction": {"type": ["string", "null"], "description": "the right output, if it falls short"},
+                }}}
+
+    def judge(self, input: str, output: str, reference: str | None = None) -> JudgeResult:
+        import anthropic
+
+        client = anthropic.Anthropic(base_url=self.base_url, max_retries=2)
+        user = f"INPUT:\n{input}\n\nOUTPUT:\n{output}\n" + (REFERENCE_BLOCK.format(reference=reference)
+                                                            if reference is not None else "")
+        try:
+            response = client.messages.create(
+                model=self.api_model, max_tokens=self.max_tokens,
+                system=[{"type": "text", "text": self.system(), "cache_control": {"type": "ephemeral"}}],
+                tools=[self.tool()], tool_choice={"type": "tool", "name": VERDICT_TOOL},
+                messages=[{"role": "user", "content": user}])
+        except anthropic.AnthropicError as exc:
+            return JudgeResult(None, None, "", f"judge call failed: {type(exc).__name__}: {_one_line(exc)}",
+                               self.model, 1)
+        usage = response.usage
+        prompt = (usage.input_tokens or 0) + (usage.cache_read_input_tokens or 0) + \
+            (usage.cache_creation_input_tokens or 0)
+        cost = _claude_cost(self.api_model, usage)
+        call = next((b for b in response.content if b.type == "tool_use" and b.name == VERDICT_TOOL), None)
+        raw_text = json.dumps(call.input if call is not None else [b.model_dump() for b in response.content])
+        if call is None:
+            return JudgeResult(None, None, "", "malformed judge answer: no verdict tool call", self.model, 1,
+                               prompt, usage.output_tokens or 0, cost, [raw_text])
+        try:
+            raw, reasoning, correction = checked_verdict(dict(call.input), self.scale_min, self.scale_max)
+        except MalformedAnswer as exc:
+            return JudgeResult(None, None, "", f"malformed judge answer: {exc}", self.model, 1, prompt,
+                               usage.output_tokens or 0, cost, [raw_text])
+        return JudgeResult((raw - self.scale_min) / (self.scale_max - self.scale_min), raw, reasoning, None,
+                           self.model, 1, prompt, usage.output_tokens or 0, cost, [raw_text], correction)
+
+
+def _claude_cost(model: str, usage: Any) -> float | None:
+    """The call's price from litellm's price map (cache reads and writes at their own rates), or None."""
+    import litellm
+
+    try:
+        prompt, completion = litellm.cost_per_token(
+            model=model, prompt_tokens=usage.input_tokens or 0, completion_tokens=usage.output_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0, custom_llm_provider="anthropic")
+    except Exception:  # noqa: BLE001 - litellm raises bare Exception for models missing from its price map
+        return None
+    return float(prompt + completion)
+
+
+def is_claude(model: str) -> bool:
+    return model.startswith(("anthropic/", "claude"))
+
+
+def make_judge(model: str, criteria: str, *, api_base: str | None = None, scale_min: int = 1, scale_max: int = 5,
+               completion_kwargs: dict[str, Any] | None = None) -> Judge:
+    """Claude models through the native SDK, everything else through litellm (with `api_base` for any
+    OpenAI-compatible server, e.g. `openai/<name>` on a local vLLM or Ollama)."""
+    if is_claude(model) and not completion_kwargs:
+        return AnthropicJudge(model, criteria, scale_min, scale_max, base_url=api_base)
+    return LLMJudge(model, criteria, TRACE_TEMPLATE, scale_min, scale_max, completion_options(api_base,
+                                                                                         completion_kwargs))
+
+
+def missing_key(model: str, api_base: str | None = None) -> str | None:
+    """What to set before `model` can be called, or None (a local `api_base` needs no key)."""
+    import os
+
+    if is_claude(model):
+        return None if os.environ.get("ANTHROPIC_API_KEY") else "ANTHROPIC_API_KEY"
+    if api_base:
+        return None
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    missing = litellm.validate_environment(model=model).get("missing_keys") or []
+    return ", ".join(missing) or None

@@ -66,6 +66,8 @@ class ProductionConfig:
     fix_holdout: float | None = None
     regression_pass_share: float = 0.5
     search_on: int = 2
+    llm: str | None = None  # a litellm model for the planner (its moves and fixability calls); rules without
+    llm_options: dict[str, Any] = field(default_factory=dict)  # to every litellm call (api_base, mock_response)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "composition", tuple(float(x) for x in self.composition))

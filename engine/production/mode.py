@@ -22,6 +22,7 @@ from engine.production.diagnosis import (
 )
 from engine.production.runner import ProductionRunner
 from engine.search.graph import Node
+from engine.search.llm_planner import planner_for
 from engine.search.loop import (
     LoopConfig,
     LoopParts,
@@ -33,7 +34,7 @@ from engine.search.loop import (
     run_loop,
 )
 from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
-from engine.search.planner import Planner, RulePlanner
+from engine.search.planner import Planner
 from engine.search.reviewer import Reviewer
 from engine.seed import seed_everything
 from engine.tasks import task_type
@@ -66,7 +67,7 @@ def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planne
     raw = run["config"] or {}
     config = ProductionConfig.from_dict(raw["production"])
     seed_everything(config.seed)
-    planner = planner or RulePlanner(seed=config.seed)
+    planner = planner or planner_for(config.llm, seed=config.seed, store=store, options=config.llm_options)
     diagnosis = load_diagnosis(store, bus.run_id)
     if diagnosis is None and raw.get("diagnosis_from"):
         diagnosis = adopt_diagnosis(store, bus, raw)

@@ -342,3 +342,10 @@ def _cluster_prompt(cluster: ClusterInfo, ask: str) -> str:
             "confirmation_rate": cluster.confirmation_rate, "characteristics": cluster.characteristics,
             "examples": list(cluster.examples[:10])}
     return f"{ask}\n\n{json.dumps(body, ensure_ascii=False, default=str)}"
+
+
+def planner_for(llm: str | None, *, seed: int, store: Store | None = None,
+                options: dict[str, Any] | None = None) -> RulePlanner | LLMPlanner:
+    """A run's planner: the rules, or an LLM over them (the rules answer whenever the LLM cannot)."""
+    rules = RulePlanner(seed=seed)
+    return LLMPlanner(llm, fallback=rules, store=store, completion_kwargs=dict(options or {})) if llm else rules

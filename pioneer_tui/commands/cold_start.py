@@ -16,10 +16,11 @@ from engine.coldstart.mode import ColdStartSummary, cold_start
 from engine.coldstart.setup import EMBEDDERS, ColdStartConfig
 from engine.escape import one_line
 from engine.events import CurationNote
+from engine.llm_options import completion_options
 from engine.records import TASKS
 from engine.search.reviewer import Reviewer
 from pioneer_tui.cli import Context
-from pioneer_tui.commands.improve import APPROVALS, RunPrinter, open_tui, reviewer_for
+from pioneer_tui.commands.improve import APPROVALS, RunPrinter, add_llm_arguments, open_tui, reviewer_for
 from store import Event, Store
 
 _SETUP_SECTIONS = ("Data search", "Task analysis", "Data", "Evaluation set", "Baseline")
@@ -60,7 +61,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-train-rows", type=int, help="cap the training pool (stratified)")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="base",
                         help="similarity for confusable pairs and hard negatives (base: the base encoder)")
-    parser.add_argument("--llm", metavar="MODEL", help="litellm model for task analysis, planning and seed data")
+    add_llm_arguments(parser, "task analysis, planning and (without data) seed examples")
     parser.add_argument("--threads", type=int, help="torch threads for encoder training (default: every core; 1 on "
                         "a machine shared with other jobs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         description=args.description, data=args.data, data_dir=args.data_dir, hub=not args.no_hub, base=args.base,
         task=args.task, metric=args.metric, tau=args.tau, max_iterations=args.max_iterations, max_minutes=args.max_minutes,
         configs_per_iteration=args.configs, patience=args.patience, eval_fraction=args.eval_fraction,
-        max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm, seed=args.seed,
+        max_train_rows=args.max_train_rows, embedder=args.embedder, llm=args.llm,
+        llm_options=completion_options(args.llm_api_base), seed=args.seed,
         trainer_threads=args.threads)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,

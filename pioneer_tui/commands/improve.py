@@ -30,6 +30,7 @@ from engine.events import (
     decode,
 )
 from engine.ingest import ingest_traces
+from engine.llm_options import completion_options
 from engine.production import ProductionConfig, ProductionSummary, deployed_model, improve
 from engine.records import TASKS
 from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
@@ -72,6 +73,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--epsilon", type=int, default=2, help="strict rule: regressions a candidate may cause")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",
                         help="similarity for triage, probes and hard negatives (minilm: the embedded encoder)")
+    add_llm_arguments(parser, "the planner: the next move and the fixability of each failure cluster "
+                              "(default: the rules)")
     parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
     parser.set_defaults(handler=run)
 
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                               epsilon=args.epsilon, max_iterations=args.max_iterations,
                               max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
                               max_regressions=args.max_regressions,
-                              max_regression_rate=args.max_regression_rate, search_on=args.search_on)
+                              max_regression_rate=args.max_regression_rate, search_on=args.search_on,
+                              llm=args.llm, llm_options=completion_options(args.llm_api_base))
     deployed_model(store, args.model)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
@@ -106,6 +110,12 @@ def run_headless(args: argparse.Namespace, ctx: Context, start: Callable[..., Pr
     if args.json:
         ctx.emit_json(summary.to_dict())
     return 0 if summary.status == "finished" else 130
+
+
+def add_llm_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--llm", metavar="MODEL", help=f"a litellm model for {what}")
+    parser.add_argument("--llm-api-base", metavar="URL", help="an OpenAI-compatible server for --llm (a local vLLM "
+                        "or Ollama: --llm openai/<name> --llm-api-base http://localhost:8000/v1)")
 
 
 def reviewer_for(approve: str, out: TextIO) -> Reviewer:

@@ -183,6 +183,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
     pipelines: dict[str, Mapping[str, Any]] = {}
     decisions: list[DecisionRecorded] = []
     curricula: dict[str, Mapping[str, Any]] = {}  # node -> its curriculum's composition
+    setup: list[tuple[str, list[str]]] = []  # sections written before the first node: read first
     notes: list[tuple[str, str]] = []
     run_level: list[str] = []
     budget: BudgetSpent | None = None
@@ -241,7 +242,7 @@ def render_curation_log(events: Iterable[Event]) -> str:
                     entry["nodes"].append(event.node_id)
             case DecisionRecorded():
                 decisions.append(event)
-                target.append(_decision_line(event))
+                (setup[-1][1] if sec is None and setup and not nodes else target).append(_decision_line(event))
                 if event.action == "edit" and event.dataset_version_id:
                     entry = datasets.setdefault(event.dataset_version_id, {"nodes": [], "composition": "—"})
                     entry["origin"] = f"edit by {event.who}" + (f" ({diff_text(event.diff)})" if event.diff else "")
@@ -282,6 +283,8 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 text = markdown_block(event.markdown.strip())
                 if sec is not None:
                     sec.lines.append(text)
+                elif not nodes:
+                    setup.append((event.section or "Notes", [text]))
                 else:
                     notes.append((event.section or "Notes", text))
             case BudgetSpent():
@@ -301,6 +304,8 @@ def render_curation_log(events: Iterable[Event]) -> str:
 
     out = [f"# Data curation log — run {code(run_id)}", ""]
     out += (header or ["- (run_started not recorded)"]) + [""]
+    for title, lines in setup:
+        out += [f"## {markdown(title)}", "", *lines, ""]
     if taxonomy:
         out += ["## Failure taxonomy", ""] + taxonomy + [""]
     if nodes or run_level:

@@ -74,7 +74,13 @@ SECTIONS: tuple[Section, ...] = (
         ESC,
     )),
     Section("Trace (enter on a row)", (Key("ctrl+s", "save your verdict / output (who and when are kept)"), ESC)),
-    Section("New run", (Key("ctrl+s", "start it"), Key("esc", "cancel", ("escape",)))),
+    Section("New run", (Key("ctrl+o", "production / cold start"), Key("ctrl+s", "start it"),
+                        Key("esc", "cancel", ("escape",)))),
+    Section("Data for a cold start without data (esc decides nothing)", (
+        Key("space", "tick a dataset (several of one task type are combined)"),
+        Key("ctrl+s", "use the ticked"),
+        Key("ctrl+n", "none of them (a teacher writes seed data, or the run says what to give)"),
+    )),
     Section("Curriculum review (before every train step)", (
         Key("a", "approve"),
         Key("v", "veto with a reason"),

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 from fixtures.fixture_run import RUN_ID, build_fixture_run
+from test_catalog import NEWS, SPAM, Cards, WordsEmbedder
 from textual.widgets import Input
 
+from engine.catalog import Catalog
 from engine.search.pipeline import Pipeline
 from engine.search.reviewer import CurriculumReview
 from pioneer_tui.app import create_app
 from pioneer_tui.keys import SECTIONS, markdown_table
 from pioneer_tui.screens.bench import BenchScreen
 from pioneer_tui.screens.confirm import GateConfirmScreen, GateReview, PromoteAnywayScreen
+from pioneer_tui.screens.data_choice import DataChoiceScreen
 from pioneer_tui.screens.help import HELP
 from pioneer_tui.screens.new_run import NewRunScreen
 from pioneer_tui.screens.review import CurriculumReviewScreen, RowEditorScreen, VetoScreen
@@ -67,6 +70,8 @@ async def open_section(where: str, app, pilot, store: Store) -> None:
         "Close call: promote anyway (esc decides nothing)": lambda: PromoteAnywayScreen(
             GateReview("promotion", to_model="m2")),
         "Benchmark results": lambda: BenchScreen(store.workspace.root),
+        "Data for a cold start without data (esc decides nothing)": lambda: DataChoiceScreen(
+            Catalog([Cards(SPAM, NEWS)], WordsEmbedder(), 0.3).search("flag spam messages", task="classification")),
     }
     make = screens.get(where)
     if make is not None:

@@ -53,7 +53,7 @@ class DataChoiceScreen(ModalScreen[tuple[int, ...] | None]):
             yield Static(id="data-check")
             with Horizontal():
                 yield Button("Use the ticked (ctrl+s)", id="use", variant="success")
-                yield Button("None: teacher or --data (ctrl+n)", id="none", variant="error")
+                yield Button("None of them (ctrl+n)", id="none", variant="error")
         yield Footer()
 
     @staticmethod

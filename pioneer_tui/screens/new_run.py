@@ -75,6 +75,7 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+o", "other_mode", "Production / cold start"),
         Binding("escape", "cancel", "Cancel"),
     ]
     DEFAULT_CSS = """
@@ -102,7 +103,8 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
     def compose(self) -> ComposeResult:
         options, deployed = model_options(self.store)
         with Vertical():
-            yield Static("[b]New run[/b] — ctrl+s starts it, escape cancels.")
+            yield Static("[b]New run[/b] — ctrl+o switches production / cold start, ctrl+s starts it, escape "
+                         "cancels.")
             if self.traces_for:
                 yield Static(Text(f"{self.traces_for} has no traces yet: give a JSONL file of its judged traffic "
                                   "(the trace format in the README)."), id="new-run-hint")
@@ -144,6 +146,12 @@ class NewRunScreen(ModalScreen[RunRequest | None]):
     def on_mount(self) -> None:
         if self.traces_for:
             self.query_one("#prod-traces", Input).focus()
+
+    def action_other_mode(self) -> None:
+        """The other tab, its first field focused (the tabs alone take a mouse or several shift+tabs)."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "cold_start" if tabs.active == "production" else "production"
+        self.query_one("#cold-description" if tabs.active == "cold_start" else "#prod-model").focus()
 
     def _value(self, widget_id: str) -> str:
         return self.query_one(f"#{widget_id}", Input).value

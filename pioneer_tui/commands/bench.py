@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def register(subparsers: Any) -> None:
     ada.add_argument("--arms", help="comma-separated baselines to run (default: naive, naive_cumulative, "
                      "naive_random, oracle, clean_only, random_aug)")
     ada.add_argument("--out", type=Path, help="output folder (replaced if it exists)")
+    ada.add_argument("--json", action="store_true", help="print the result as JSON (progress goes to stderr)")
     ada.set_defaults(handler=run)
 
 
@@ -74,12 +76,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if (out / "workspace").exists():
         shutil.rmtree(out / "workspace")
     started = time.strftime("%H:%M:%S")
+    say = sys.stderr if args.json else sys.stdout
     print(f"[{started}] AdaptFT-Bench {bench.dataset} ({task}): clean {len(bench.clean)}, stages "
           f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; arms {', '.join(config.arms)}; "
-          f"output {out}", flush=True)
+          f"output {out}", flush=True, file=say)
     result = run_adaptft(out / "workspace", bench, config,
-                         log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True))
+                         log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True, file=say))
     paths = write_report(result, out)
+    if args.json:
+        ctx.emit_json({**result.to_dict(), "final_gap": final_gap(result), "paths": {k: str(v) for k, v in paths.items()}})
+        return 0
     print(markdown(result))
     gap = final_gap(result)
     print(f"final gap {'—' if gap is None else f'{100 * gap:+.1f}'} points; report {paths['report']}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ from engine.events import (
     Rollback,
     RunFinished,
     TaxonomyBuilt,
+    TrainProgress,
     TrainStarted,
     decode,
 )
@@ -118,6 +120,12 @@ def add_llm_arguments(parser: argparse.ArgumentParser, what: str) -> None:
                         "or Ollama: --llm openai/<name> --llm-api-base http://localhost:8000/v1)")
 
 
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def reviewer_for(approve: str, out: TextIO) -> Reviewer:
     if approve == "ask":
         return StdinReviewer(sys.stdin, out)
@@ -138,8 +146,11 @@ def open_tui(ctx: Context, start: Callable[..., Any]) -> int:
 class RunPrinter:
     """An EventBus subscriber that narrates a run in the terminal, from the typed events (engine.events)."""
 
+    PROGRESS_EVERY_S = 10.0  # the engine reports every half second; a terminal log wants a line now and then
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._progress_at = 0.0
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.type}", None)
@@ -179,6 +190,16 @@ class RunPrinter:
 
     def _on_train_started(self, e: TrainStarted) -> None:
         self._say(f"  training {_short(e.node_id)} from the base model: {e.total_steps} steps")
+
+    def _on_train_progress(self, e: TrainProgress) -> None:
+        """A progress line every PROGRESS_EVERY_S while a node trains, with the time left."""
+        now = time.monotonic()
+        if not e.total_steps or e.step >= e.total_steps or now - self._progress_at < self.PROGRESS_EVERY_S:
+            return
+        self._progress_at = now
+        rate = f", {e.examples_per_s:.0f} ex/s" if e.examples_per_s else ""
+        eta = f", about {_clock(e.eta_s)} left" if e.eta_s is not None else ""
+        self._say(f"    step {e.step}/{e.total_steps} ({e.step / e.total_steps:.0%}){rate}{eta}")
 
     def _on_node_evaluated(self, e: NodeEvaluated) -> None:
         m = e.metrics

@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
                         "model's negative label such as 'oos', else null)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--no-cache", action="store_true", help="always run the model (skip the prediction cache)")
+    parser.add_argument("--json", action="store_true", help="print where the predictions went as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -91,6 +92,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         row = {"input": text, "prediction": _jsonable(pred.output, text), "confidence": pred.confidence}
         out.append(row if row_id is None else {"id": row_id, **row})
     atomic_write_jsonl(args.output, out)
-    cached = f" ({predictor.hits} from cache)" if isinstance(predictor, CachedPredictor) else ""
-    print(f"wrote {len(out)} predictions to {args.output}{cached}")
+    hits = predictor.hits if isinstance(predictor, CachedPredictor) else None
+    if args.json:
+        ctx.emit_json({"output": str(args.output), "predictions": len(out), "from_cache": hits})
+        return 0
+    print(f"wrote {len(out)} predictions to {args.output}{'' if hits is None else f' ({hits} from cache)'}")
     return 0

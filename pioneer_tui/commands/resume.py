@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--headless", action="store_true", help="run in the terminal instead of the TUI")
     parser.add_argument("--approve", choices=APPROVALS, default="ask",
                         help="headless human gates: auto-approve, ask on stdin (default), or refuse everything")
+    parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -36,7 +37,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if found is None:
         raise UsageError(f"run {args.run} does not exist: see `pioneer-tui runs`")
     if found["status"] == "finished":
-        print(f"run {args.run} already finished: {found['stop_reason'] or 'no reason recorded'}")
+        if args.json:
+            ctx.emit_json({"run": args.run, "status": "finished", "reason": found["stop_reason"], "resumed": False})
+        else:
+            print(f"run {args.run} already finished: {found['stop_reason'] or 'no reason recorded'}")
         return 0
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
@@ -48,8 +52,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from pioneer_tui.commands.train import quiet_transformers
 
     quiet_transformers()
-    result = start(reviewer_for(args.approve, sys.stdout), (RunPrinter(sys.stdout),), store)
-    if found["mode"] == "production":
-        summary = summarize_run(store, args.run, result)
+    out = sys.stderr if args.json else sys.stdout
+    result = start(reviewer_for(args.approve, out), (RunPrinter(out),), store)
+    summary = summarize_run(store, args.run, result) if found["mode"] == "production" else None
+    if args.json:
+        ctx.emit_json(summary.to_dict() if summary is not None else
+                      {"run": args.run, "status": result.status, "reason": result.reason, "outcome": result.outcome,
+                       "promoted_model": result.promoted_model, "resumed": True})
+    elif summary is not None:
         print(f"{len(summary.iterations)} nodes; {summary.outcome or result.reason}")
     return 0 if result.status == "finished" else 130

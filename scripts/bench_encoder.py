@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "clinc150" / "data_full.json"
 
+from engine.models.runtime import usable_cores  # noqa: E402 - after the path is set; imports no torch
+
 
 def load_clinc(path: Path, rows: int, seed: int):
     """`rows` train rows, stratified over every in-scope intent, and all test rows of those intents."""
@@ -137,7 +139,7 @@ def main() -> int:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="ours (auto: bf16 where the CPU/GPU has it natively); the Trainer follows")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating; the best counts")
     args = parser.parse_args()
 

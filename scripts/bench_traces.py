@@ -11,7 +11,16 @@
    Target: the query under 0.5 s; the time to save the full result (a CSV of ~12 MB) is printed
    beside it, since it grows with the result's size rather than the table's.
 
-    python scripts/bench_traces.py [--ingest-rows 100000] [--query-rows 1000000] [--dir DIR]
+3. On that workspace, a production run's read of one model's traces with a window sample
+   (`--max-traces 20000`, engine.diagnosis.traces.load_window) against reading every trace of the
+   model (the baseline: what a run did before), each in its own process: time and peak memory.
+4. The failure taxonomy of 100k and 1M failing generation traces (TF-IDF, clusters fitted on a seeded
+   sample of FIT_SAMPLE inputs, the rest joining the nearest centroid), each in its own process: time
+   and peak memory. Baseline, same run: fitting on every input (average-linkage and the silhouette
+   over all pairs) at 2k, 4k and 8k failures, whose time and memory grow with the square.
+
+    python scripts/bench_traces.py [--ingest-rows 100000] [--query-rows 1000000] [--taxonomy-rows 100000,1000000]
+                                   [--dir DIR]
 """
 
 from __future__ import annotations
@@ -19,8 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -166,19 +178,98 @@ def bench_query(db: Path, root: Path) -> None:
           f"-> indexed raw slice is {t_scan / t_raw:.1f}x faster; query_traces' query overhead {t_query / t_raw:.2f}x raw")
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory. VmHWM, since ru_maxrss keeps the parent's peak across exec."""
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(kind: str, arg: str) -> None:
+    """One measurement in a fresh process (its peak memory is its own): prints {seconds, peak_mb, n}."""
+    if kind == "window":
+        from engine.diagnosis.traces import TraceWindow, load_traces, load_window
+
+        db, max_traces = arg.split("|")
+        store = Store(Path(db).parent)
+        before = peak_mb()
+        start = time.perf_counter()
+        if max_traces == "all":
+            traces = load_traces(store, model_id="intent-minilm-v3", task="classification")
+        else:
+            traces, _ = load_window(store, ["intent-minilm-v3"], "classification",
+                                    TraceWindow(max_traces=int(max_traces)))
+        print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb(), "before_mb": before,
+                          "n": len(traces)}))
+        return
+    import engine.diagnosis.taxonomy as taxonomy
+    from engine.diagnosis.traces import Trace
+
+    n, mode = arg.split("|")
+    if mode == "full":
+        taxonomy.FIT_SAMPLE = 10**9  # the baseline: fit on every input
+    rng = random.Random(n)
+    topics = [WORDS[i:i + 5] for i in range(0, 15, 5)]
+    fail = [Trace.from_row({"id": f"f{i}", "input": " ".join(rng.choice(topics[i % 3]) for _ in range(8)),
+                            "prediction": "wrong", "correction": "right", "verdict": "fail", "task": "generation"})
+            for i in range(int(n))]
+    before = peak_mb()
+    start = time.perf_counter()
+    tax = taxonomy.build_taxonomy(fail, task="generation")
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_mb(), "before_mb": before,
+                      "n": len(fail), "clusters": len(tax.clusters)}))
+
+
+def measured(kind: str, arg: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, arg], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_window(db: Path) -> None:
+    sampled = measured("window", f"{db}|20000")
+    every = measured("window", f"{db}|all")
+    print(f"one model's traces for a run, window sample of {sampled['n']:,} (--max-traces 20000): "
+          f"{sampled['seconds']:.2f} s, peak {sampled['peak_mb']:.0f} MB ({sampled['before_mb']:.0f} MB before)")
+    print(f"  baseline, every trace of the model ({every['n']:,}): {every['seconds']:.2f} s, peak "
+          f"{every['peak_mb']:.0f} MB ({every['before_mb']:.0f} MB before)")
+
+
+def bench_taxonomy(sizes: list[int]) -> None:
+    for n in sizes:
+        r = measured("taxonomy", f"{n}|sample")
+        print(f"failure taxonomy of {n:,} failing generation traces (fit on a sample, nearest centroid for the "
+              f"rest): {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB ({r['before_mb']:.0f} MB with the traces "
+              f"loaded), {r['clusters']} clusters")
+    for n in (2000, 4000, 8000):
+        r = measured("taxonomy", f"{n}|full")
+        print(f"  baseline, fit on every input, {n:,} failures: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB "
+              f"({r['before_mb']:.0f} MB with the traces loaded)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingest-rows", type=int, default=100_000)
     parser.add_argument("--query-rows", type=int, default=1_000_000)
+    parser.add_argument("--taxonomy-rows", default="100000,1000000", help="failing-trace counts, comma-separated")
     parser.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
     seed_everything(0)
     rng = random.Random(random.random())
     with tempfile.TemporaryDirectory(prefix="bench-traces-") as tmp:
         root = Path(args.dir) if args.dir else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         bench_ingest(args.ingest_rows, root, rng)
-        bench_query(build_bulk(args.query_rows, root, rng), root)
+        db = build_bulk(args.query_rows, root, rng)
+        bench_query(db, root)
+        bench_window(db)
+        bench_taxonomy([int(x) for x in args.taxonomy_rows.split(",") if x.strip()])
 
 
 if __name__ == "__main__":

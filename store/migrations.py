@@ -206,5 +206,11 @@ ALTER TABLE decisions_v4 RENAME TO decisions;
 CREATE INDEX idx_decisions_run ON decisions (run_id);
 """
 
-MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE, V3_HUMAN_LABEL_PROVENANCE, V4_DATA_DECISIONS]
+# A run reads one model's traces in a time window (engine.diagnosis.traces.TraceWindow).
+V5_TRACE_WINDOW_INDEX = """
+CREATE INDEX idx_trace_records_model_ts ON trace_records (model_id, ts);
+"""
+
+MIGRATIONS: list[str] = [V1_BASE, V2_INDEXES_AND_CACHE, V3_HUMAN_LABEL_PROVENANCE, V4_DATA_DECISIONS,
+                         V5_TRACE_WINDOW_INDEX]
 LATEST = len(MIGRATIONS)

@@ -251,6 +251,23 @@ def test_generation_clusters_by_tfidf_with_silhouette_and_perturbation_groups(me
     assert again.to_dict() == tax.to_dict()
 
 
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
+def test_beyond_the_fit_sample_every_input_joins_its_topics_cluster(monkeypatch, method):
+    """Above FIT_SAMPLE inputs the clusters are fitted on a seeded sample and the rest join the nearest
+    centroid (linear in the failures): the topics still never mix, and the result is reproducible."""
+    import engine.diagnosis.taxonomy as taxonomy
+
+    monkeypatch.setattr(taxonomy, "FIT_SAMPLE", 20)
+    fail = [gen_trace(f"c{i}", COOKING[i % 6]) for i in range(60)]
+    fail += [gen_trace(f"t{i}", TAXES[i % 6]) for i in range(60)]
+    tax = build_taxonomy(fail, task="generation", config=TaxonomyConfig(method=method, seed=1))
+    assert_exact_cover(tax, fail)
+    text = [c for c in tax.clusters if c.kind == "text_cluster"]
+    assert len(text) >= 2 and all(len({tid[0] for tid in c.trace_ids}) == 1 for c in text)
+    assert build_taxonomy(fail, task="generation", config=TaxonomyConfig(method=method, seed=1)).to_dict() == \
+        tax.to_dict()
+
+
 def test_generation_single_topic_stays_one_cluster():
     fail = [gen_trace(f"s{i}", f"summarise the quarterly sales report number {i}") for i in range(6)]
     tax = build_taxonomy(fail, task="generation")

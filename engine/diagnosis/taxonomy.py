@@ -384,6 +384,14 @@ def _generation_groups(fail: list[Trace], config: TaxonomyConfig,
     return groups, stats
 
 
+# Clustering is fitted on at most FIT_SAMPLE inputs (a seeded sample) and every other input joins the
+# nearest centroid, so time and memory grow linearly with the failures instead of with their square
+# (average-linkage and the silhouette need every pairwise distance: about 80 GB at 100k inputs). Above it,
+# TF-IDF keeps the MAX_FEATURES most frequent terms, so the sample's dense copy stays small.
+FIT_SAMPLE = 2000
+MAX_FEATURES = 4096
+
+
 def _cluster_texts(texts: list[str], config: TaxonomyConfig, embedder: Embedder | None):
     """Choose k in [2, k_max] by cosine silhouette; one cluster when no k separates the inputs."""
     from sklearn.cluster import AgglomerativeClustering, KMeans
@@ -396,51 +404,70 @@ def _cluster_texts(texts: list[str], config: TaxonomyConfig, embedder: Embedder 
     if embedder is not None:
         x = np.asarray(embedder.embed(texts), dtype=np.float64)
     else:
-        x = _tfidf_matrix(texts)
+        x = _tfidf_matrix(texts, max_features=MAX_FEATURES if n > FIT_SAMPLE else None)
+    fit = np.arange(n) if n <= FIT_SAMPLE else \
+        np.sort(np.random.default_rng(config.seed).choice(n, FIT_SAMPLE, replace=False))
+    xs = x[fit]
+    xs = np.asarray(xs.toarray() if hasattr(xs, "toarray") else xs, dtype=np.float64)
     best = None
-    distinct = len(np.unique(np.round(x, 6), axis=0))
-    for k in range(2, min(config.k_max, n - 1, distinct) + 1):
+    distinct = len(np.unique(np.round(xs, 6), axis=0))
+    for k in range(2, min(config.k_max, len(fit) - 1, distinct) + 1):
         if config.method == "kmeans":
             with threadpool_limits(1):  # failing sets are small: thread start-up costs more than it saves
-                labels = KMeans(n_clusters=k, random_state=config.seed, n_init=10).fit_predict(x)
+                labels = KMeans(n_clusters=k, random_state=config.seed, n_init=10).fit_predict(xs)
         else:
-            labels = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(x)
+            labels = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(xs)
         if len(set(labels)) < 2:
             continue
-        score = silhouette_score(x, labels, metric="cosine")
+        score = silhouette_score(xs, labels, metric="cosine")
         if best is None or score > best[0] + 1e-9:
             best = (score, k, labels)
     if best is None or best[0] < config.min_silhouette:
         return [0] * n, None if best is None else best[0], 1
-    return [int(v) for v in best[2]], best[0], best[1]
+    if n == len(fit):
+        return [int(v) for v in best[2]], best[0], best[1]
+    return _nearest_centroid(x, xs, np.asarray(best[2])), best[0], best[1]
 
 
-def _tfidf_matrix(texts: list[str]) -> np.ndarray:
+def _nearest_centroid(x, xs: np.ndarray, fitted: np.ndarray, chunk: int = 65536) -> list[int]:
+    """Every input's cluster: the most cosine-similar centroid of the clusters fitted on the sample."""
+    clusters = sorted(set(fitted.tolist()))
+    centroids = np.stack([xs[fitted == c].mean(axis=0) for c in clusters])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    out: list[int] = []
+    for start in range(0, x.shape[0], chunk):
+        sims = x[start:start + chunk] @ centroids.T
+        out += [clusters[i] for i in np.asarray(sims).argmax(axis=1).tolist()]
+    return out
+
+
+def _tfidf_matrix(texts: list[str], max_features: int | None = None):
+    """L2-normalised TF-IDF rows, sparse (a row with no term stays zero)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, stop_words="english")
+    vec = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, stop_words="english",
+                          max_features=max_features, dtype=np.float32)
     try:
-        x = vec.fit_transform(texts)
+        return vec.fit_transform(texts)
     except ValueError:  # only stop words: fall back to character n-grams
-        x = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(texts)
-    dense = x.toarray()
-    norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    return dense / np.where(norms == 0, 1.0, norms)
+        return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=max_features,
+                               dtype=np.float32).fit_transform(texts)
 
 
 def _top_terms(texts: list[str], labels: list[int], n: int = 3) -> dict[int, str]:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     try:
-        vec = TfidfVectorizer(analyzer="word", stop_words="english", sublinear_tf=True)
-        x = vec.fit_transform(texts).toarray()
+        vec = TfidfVectorizer(analyzer="word", stop_words="english", sublinear_tf=True, dtype=np.float32,
+                              max_features=MAX_FEATURES if len(texts) > FIT_SAMPLE else None)
+        x = vec.fit_transform(texts)
     except ValueError:
         return {c: "misc" for c in set(labels)}
     vocab = vec.get_feature_names_out()
     names = {}
     arr = np.asarray(labels)
     for c in sorted(set(labels)):
-        weights = x[arr == c].mean(axis=0)
+        weights = np.asarray(x[arr == c].mean(axis=0)).ravel()
         top = [vocab[i] for i in np.argsort(-weights, kind="stable")[:n] if weights[i] > 0]
         names[c] = ", ".join(top) or "misc"
     return names

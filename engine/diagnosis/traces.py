@@ -8,11 +8,12 @@ The `traces` view holds the effective verdict (a person's verdict wins over the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import DatasetError
+from engine.errors import ConfigError, DatasetError
 from engine.records import TASKS, Example
 from engine.tasks import task_type
 
@@ -118,6 +119,35 @@ def pool_from_rows(rows: Iterable[Mapping[str, Any] | Example], task: str, origi
     return pool
 
 
+@dataclass(frozen=True)
+class TraceWindow:
+    """Which of a model's traces a run reads: those with `since <= ts < until` (ISO timestamps, either
+    open), and at most `max_traces` of them, a seeded sample stratified by verdict (the pass/fail mix
+    kept), so a run over a million logged inferences reads a bounded, representative slice."""
+
+    since: str | None = None
+    until: str | None = None
+    max_traces: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_traces is not None and self.max_traces < 10:
+            raise ConfigError(f"max_traces={self.max_traces} is invalid: use at least 10, or unset for all")
+        if self.since and self.until and self.since >= self.until:
+            raise ConfigError(f"the trace window since {self.since} until {self.until} is empty: since must be earlier")
+
+    def where(self, model_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        clauses = [f"model_id IN ({', '.join('?' * len(model_ids))})"]
+        args: list[Any] = list(model_ids)
+        if self.since:
+            clauses.append("ts >= ?")
+            args.append(self.since)
+        if self.until:
+            clauses.append("ts < ?")
+            args.append(self.until)
+        return " AND ".join(clauses), args
+
+
 def load_traces(store: Store, model_id: str | None = None, task: str | None = None) -> list[Trace]:
     """Read the `traces` view (the one place the human-over-judge rule lives)."""
     sql, args = "SELECT * FROM traces", []
@@ -125,6 +155,31 @@ def load_traces(store: Store, model_id: str | None = None, task: str | None = No
         sql, args = sql + " WHERE model_id = ?", [model_id]
     rows = store.db.query(sql + " ORDER BY ts, id", args)
     return [Trace.from_row(r, task) for r in rows]
+
+
+def load_window(store: Store, model_ids: Sequence[str], task: str | None, window: TraceWindow
+                ) -> tuple[list[Trace], int]:
+    """(the window's traces, sampled when it holds more than max_traces; how many the window holds)."""
+    where, args = window.where(model_ids)
+    keys = store.conn.execute(f"SELECT id, verdict FROM traces WHERE {where} ORDER BY ts, id", args).fetchall()
+    chosen = [k[0] for k in keys]
+    if window.max_traces is not None and len(keys) > window.max_traces:
+        rng = random.Random(window.seed)
+        by_verdict: dict[str, list[str]] = {}
+        for tid, verdict in keys:
+            by_verdict.setdefault(verdict, []).append(tid)
+        picked: set[str] = set()
+        for verdict in sorted(by_verdict):
+            ids = by_verdict[verdict]
+            picked.update(rng.sample(ids, max(1, round(window.max_traces * len(ids) / len(keys)))))
+        chosen = [k[0] for k in keys if k[0] in picked]
+    traces: list[Trace] = []
+    for start in range(0, len(chosen), 500):  # SQLite's variable limit
+        part = chosen[start:start + 500]
+        rows = store.db.query(f"SELECT * FROM traces WHERE id IN ({', '.join('?' * len(part))}) ORDER BY ts, id",
+                              part)
+        traces += [Trace.from_row(r, task) for r in rows]
+    return traces, len(keys)
 
 
 @dataclass(frozen=True)

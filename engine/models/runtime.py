@@ -24,8 +24,13 @@ def set_threads(num_threads: int | None) -> None:
     import torch
 
     env = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(num_threads or (int(env) if env.isdigit() and int(env) > 0 else 0)
-                          or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(num_threads or (int(env) if env.isdigit() and int(env) > 0 else 0) or usable_cores())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity on Linux; every core where there is none, e.g. macOS)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def bf16_supported(device: Any) -> bool:

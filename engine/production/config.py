@@ -9,6 +9,7 @@ from typing import Any
 from engine.diagnosis.embedders import (
     EMBEDDERS,
 )
+from engine.diagnosis.traces import TraceWindow
 from engine.errors import ConfigError
 from engine.models.base import TrainConfig
 from engine.records import TASKS
@@ -66,6 +67,9 @@ class ProductionConfig:
     fix_holdout: float | None = None
     regression_pass_share: float = 0.5
     search_on: int = 2
+    since: str | None = None  # the traces read: since <= ts < until (ISO), at most max_traces (a seeded sample)
+    until: str | None = None
+    max_traces: int | None = None
     llm: str | None = None  # a litellm model for the planner (its moves and fixability calls); rules without
     llm_options: dict[str, Any] = field(default_factory=dict)  # to every litellm call (api_base, mock_response)
 
@@ -95,6 +99,7 @@ class ProductionConfig:
             if not ok:
                 raise ConfigError(f"ProductionConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
         self.gates()  # validates the gate settings
+        self.trace_window()  # and the trace window
         allowed = {f.name for f in fields(TrainConfig)} - {"task"}
         unknown = sorted(set(self.hyperparams) - allowed)
         if unknown:
@@ -114,6 +119,9 @@ class ProductionConfig:
         if self.fix_holdout is not None:
             return self.fix_holdout
         return 0.2 if self.gate == "traffic" else 0.0
+
+    def trace_window(self) -> TraceWindow:
+        return TraceWindow(self.since, self.until, self.max_traces, self.seed)
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(mcgs=MCGSConfig(horizon=self.max_iterations or 20, seed=self.seed,

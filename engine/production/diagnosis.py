@@ -32,7 +32,8 @@ from engine.diagnosis.taxonomy import FailureCluster, Taxonomy, TaxonomyConfig, 
 from engine.diagnosis.traces import (
     LabelledText,
     Trace,
-    load_traces,
+    TraceWindow,
+    load_window,
     partition,
     pool_from_rows,
     pool_from_traces,
@@ -108,14 +109,15 @@ def deployed_model(store: Store, model: str) -> dict[str, Any]:
     return row
 
 
-def model_traces(store: Store, model: dict[str, Any], task: str | None) -> list[Trace]:
-    """The deployed model's judged traces (stored under its id or its name)."""
-    found: dict[str, Trace] = {}
-    for key in dict.fromkeys([model["id"], model["name"]]):
-        if key:
-            for t in load_traces(store, model_id=key, task=task):
-                found.setdefault(t.id, t)
-    return list(found.values())
+def model_traces(store: Store, model: dict[str, Any], task: str | None, window: TraceWindow | None = None
+                 ) -> list[Trace]:
+    """The deployed model's judged traces (stored under its id or its name), within the run's window."""
+    return model_window(store, model, task, window or TraceWindow())[0]
+
+
+def model_window(store: Store, model: dict[str, Any], task: str | None, window: TraceWindow
+                 ) -> tuple[list[Trace], int]:
+    return load_window(store, [k for k in dict.fromkeys([model["id"], model["name"]]) if k], task, window)
 
 
 def parent_data(store: Store, model_id: str) -> tuple[str | None, list[dict[str, Any]]]:
@@ -157,10 +159,16 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
         bus.emit(CurationNote(section="Deployment",
                               markdown=f"Nothing was deployed: `{deployed['id']}` is recorded as the deployed model."))
     task = config.task or deployed.get("task")
-    traces = model_traces(store, deployed, task)
+    window = config.trace_window()
+    traces, in_window = model_window(store, deployed, task, window)
     if not traces:
-        raise ConfigError(f"no traces for model {deployed['id']} ({deployed['name']}): ingest them with "
+        where = " in the window" if window.since or window.until else ""
+        raise ConfigError(f"no traces{where} for model {deployed['id']} ({deployed['name']}): ingest them with "
                           "`pioneer-tui ingest FILE` or `improve --traces FILE`")
+    if window != TraceWindow(seed=window.seed):
+        span = f"from {window.since or 'the first'} until {window.until or 'the last'}"
+        sample = f"; a seeded sample of {len(traces):,}, stratified by verdict" if len(traces) < in_window else ""
+        bus.emit(CurationNote(section="Traces", markdown=f"- {in_window:,} traces {span}{sample}"))
     task = task or traces[0].task
     parts = partition(traces, task)
     parent_version, parent_rows = parent_data(store, deployed["id"])

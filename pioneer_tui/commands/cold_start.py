@@ -20,7 +20,14 @@ from engine.llm_options import completion_options
 from engine.records import TASKS
 from engine.search.reviewer import Reviewer
 from pioneer_tui.cli import Context
-from pioneer_tui.commands.improve import APPROVALS, RunPrinter, add_llm_arguments, open_tui, reviewer_for
+from pioneer_tui.commands.improve import (
+    APPROVALS,
+    RunPrinter,
+    add_llm_arguments,
+    open_tui,
+    reviewer_for,
+    tracking,
+)
 from store import Event, Store
 
 _SETUP_SECTIONS = ("Data search", "Task analysis", "Data", "Evaluation set", "Baseline")
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
               should_stop: Callable[[], bool] | None = None) -> ColdStartSummary:
-        return cold_start(run_store, config, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
+        return cold_start(run_store, config, reviewer=reviewer, subscribers=(*subscribers, *tracking(args)),
+                          should_stop=should_stop)
 
     if not args.headless:
         code = open_tui(ctx, start)

@@ -75,6 +75,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--epsilon", type=int, default=2, help="strict rule: regressions a candidate may cause")
     parser.add_argument("--embedder", choices=EMBEDDERS, default="auto",
                         help="similarity for triage, probes and hard negatives (minilm: the embedded encoder)")
+    parser.add_argument("--since", metavar="TS", help="read only traces at or after this ISO time")
+    parser.add_argument("--until", metavar="TS", help="read only traces before this ISO time")
+    parser.add_argument("--max-traces", type=int, metavar="N", help="read at most N traces of the window: a seeded "
+                        "sample, stratified by verdict (for a model with millions of logged inferences)")
     add_llm_arguments(parser, "the planner: the next move and the fixability of each failure cluster "
                               "(default: the rules)")
     parser.add_argument("--json", action="store_true", help="headless: print the final summary as JSON")
@@ -90,12 +94,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                               max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
                               max_regressions=args.max_regressions,
                               max_regression_rate=args.max_regression_rate, search_on=args.search_on,
+                              since=args.since, until=args.until, max_traces=args.max_traces,
                               llm=args.llm, llm_options=completion_options(args.llm_api_base))
     deployed_model(store, args.model)
 
     def start(reviewer: Reviewer, subscribers: tuple[Callable[[Event], None], ...], run_store: Store,
               should_stop: Callable[[], bool] | None = None) -> ProductionSummary:
-        return improve(run_store, config, reviewer=reviewer, subscribers=subscribers, should_stop=should_stop)
+        return improve(run_store, config, reviewer=reviewer, subscribers=(*subscribers, *tracking(args)),
+                       should_stop=should_stop)
 
     if not args.headless:
         return open_tui(ctx, start)
@@ -114,7 +120,19 @@ def run_headless(args: argparse.Namespace, ctx: Context, start: Callable[..., Pr
     return 0 if summary.status == "finished" else 130
 
 
+def tracking(args: argparse.Namespace) -> tuple[Callable[[Event], None], ...]:
+    """The run's extra subscribers: MLflow when --mlflow names a tracking URI."""
+    if not args.mlflow:
+        return ()
+    from engine.mlflow_tracking import MLflowSubscriber
+
+    return (MLflowSubscriber(args.mlflow),)
+
+
 def add_llm_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--llm and --llm-api-base, and --mlflow: what a run may reach outside the workspace."""
+    parser.add_argument("--mlflow", metavar="URI", help="log the run to MLflow: a tracking server "
+                        "(http://host:5000) or a local folder (pip install 'pioneer-tui[mlflow]')")
     parser.add_argument("--llm", metavar="MODEL", help=f"a litellm model for {what}")
     parser.add_argument("--llm-api-base", metavar="URL", help="an OpenAI-compatible server for --llm (a local vLLM "
                         "or Ollama: --llm openai/<name> --llm-api-base http://localhost:8000/v1)")

@@ -3,16 +3,18 @@ the right labels — a full model through `pipeline()`, a LoRA adapter merged or
 base, a linear probe as a standard model — with a card from the registry and readable permissions.
 
 Fast: models registered with `models add` (no training). Slow: every training method of the tiny BERT,
-exported and loaded back in a separate Python that imports only transformers / peft / sentence-transformers,
-whose predictions must be the workbench's own."""
+exported and loaded back in a fresh virtualenv that holds only torch / transformers / peft /
+sentence-transformers, whose predictions must be the workbench's own."""
 
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from test_models_add import TOPICS, adapter, classifier
@@ -90,8 +92,24 @@ def loader_of(folder):
     return card.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def predictions_elsewhere(folder) -> list:
-    """run_loader in a separate Python (isolated mode, outside the repository) that fails on any import of
+@pytest.fixture(scope="module")
+def fresh_python(tmp_path_factory) -> Path:
+    """A new virtualenv holding only torch, transformers, peft and sentence-transformers, at the versions
+    tested here (from the index pip uses): what a team's serving machine has, and nothing of this project."""
+    from importlib import metadata
+
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [f"{p}=={metadata.version(p).split('+')[0]}" for p in ("transformers", "peft", "sentence-transformers")]
+    for batch in ([f"torch=={metadata.version('torch').split('+')[0]}"], pins):  # torch first: the CPU build
+        done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *batch],
+                              capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return venv / "bin" / "python"
+
+
+def predictions_elsewhere(folder, python: Path) -> list:
+    """run_loader in another Python (isolated mode, run from the export folder), failing on any import of
     this project: the export must load with the libraries alone."""
     script = textwrap.dedent("""
         import builtins, json
@@ -102,8 +120,8 @@ def predictions_elsewhere(folder) -> list:
             return real(name, *a, **k)
         builtins.__import__ = guard
     """) + loader_of(folder) + ANSWERS + "\nprint(json.dumps(answers))\n"
-    out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=folder,
-                         timeout=300)
+    out = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, cwd=folder,
+                         timeout=300, env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -132,7 +150,8 @@ def test_a_non_empty_target_is_refused_and_kept(tmp_path, capsys):
 @pytest.mark.parametrize(("task", "method"), [("classification", "full"), ("classification", "lora"),
                                               ("classification", "linear_probe"), ("ner", "linear_probe"),
                                               ("ner", "lora")])
-def test_every_trained_method_exports_and_loads_elsewhere_with_the_same_answers(tmp_path, task, method):
+def test_every_trained_method_exports_and_loads_in_a_fresh_virtualenv_with_the_same_answers(tmp_path, task, method,
+                                                                                         fresh_python):
     base = build_tiny_bert(tmp_path / "base")
     rows = topic_examples(8) if task == "classification" else ner_examples(18)
     with Store(tmp_path / "ws") as store:
@@ -141,7 +160,7 @@ def test_every_trained_method_exports_and_loads_elsewhere_with_the_same_answers(
                                      eval_fraction=0.0, name="m")
     predictor = load_predictor(trained.artifact_dir)
     assert cli(tmp_path, "export", "m", "--to", str(tmp_path / "out")) == 0
-    elsewhere = predictions_elsewhere(tmp_path / "out")
+    elsewhere = predictions_elsewhere(tmp_path / "out", fresh_python)
     if task == "classification":
         assert elsewhere == [p.output for p in predictor.predict(TEXTS)]
     else:  # a token classifier's tags: B-/I- of the entity types the workbench finds
@@ -149,7 +168,7 @@ def test_every_trained_method_exports_and_loads_elsewhere_with_the_same_answers(
 
 
 @pytest.mark.slow
-def test_a_model_trained_elsewhere_is_added_improved_and_its_successor_exported(tmp_path, capsys):
+def test_a_model_trained_elsewhere_is_added_improved_and_its_successor_exported(tmp_path, capsys, fresh_python):
     """The issue's path end to end: a plain transformers Trainer trains the model a team serves; `models add`
     brings it in with its data; its judged traffic is ingested; `improve` promotes a better model; `export`
     writes that one, and a separate Python loads it and answers as the workbench does."""
@@ -197,5 +216,5 @@ def test_a_model_trained_elsewhere_is_added_improved_and_its_successor_exported(
     assert promoted["id"] != added_row["id"] and promoted["parent_id"] == added_row["id"]
     capsys.readouterr()
     assert cli(tmp_path, "export", promoted["id"], "--to", str(tmp_path / "v2")) == 0
-    assert predictions_elsewhere(tmp_path / "v2") == [p.output for p in load_predictor(
+    assert predictions_elsewhere(tmp_path / "v2", fresh_python) == [p.output for p in load_predictor(
         promoted["artifact_path"]).predict(TEXTS)]

@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 
 from engine.data.datasets_io import example_to_row
+from engine.errors import DatasetError
 from pioneer_tui.cli import main
 
 
@@ -133,3 +134,17 @@ def test_nan_loss_marks_the_model_failed(base, tmp_path, capsys):
     assert not any((ws / "artifacts" / "models").glob("*"))
     assert cli(ws, "predict", row["id"], "--input", data, "--output", tmp_path / "o.jsonl") == 2
     assert "has no artifact" in capsys.readouterr().err
+
+
+def test_train_reads_what_cold_start_reads_and_checks_it_against_the_task(tmp_path):
+    from pioneer_tui.commands.train import training_rows
+
+    csv = tmp_path / "sms.csv"
+    csv.write_text("label,text\nspam,win a prize now\nham,see you at noon\n")
+    rows = training_rows(str(csv), "classification")
+    assert [(r.input, r.output) for r in rows] == [("win a prize now", "spam"), ("see you at noon", "ham")]
+    conll = tmp_path / "tags.conll"
+    conll.write_text("Ann\tB-PER\nsings\tO\n\nBob\tB-PER\nruns\tO\n")
+    assert len(training_rows(str(conll), "ner")) == 2
+    with pytest.raises(DatasetError, match="has entity spans as its output, which --task classification cannot"):
+        training_rows(str(conll), "classification")

@@ -121,3 +121,15 @@ def test_adding_a_model_retires_the_one_deployed_before(tmp_path, capsys):
     assert add(tmp_path, str(classifier(tmp_path / "v2")), "--task", "classification", "--name", "v2") == 0
     with Store(tmp_path / "ws") as store:
         assert [(m["name"], m["status"]) for m in store.models.list()] == [("v1", "retired"), ("v2", "deployed")]
+
+
+def test_traces_already_ingested_under_the_name_must_be_answers_the_model_can_give(tmp_path, capsys):
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(json.dumps({"id": "t1", "ts": "2026-11-01T00:00:00Z", "model_id": "v9", "input": "hi",
+                                  "prediction": "greeting", "verdict": "pass", "task": "classification"}) + "\n")
+    assert main(["--workspace", str(tmp_path / "ws"), "ingest", str(traces)]) == 0
+    source = classifier(tmp_path / "v9")
+    capsys.readouterr()
+    assert add(tmp_path, str(source), "--task", "classification", "--name", "v9") == 2
+    err = capsys.readouterr().err
+    assert "the traces of v9 predict greeting, which this model cannot output" in err

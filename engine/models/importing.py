@@ -194,6 +194,8 @@ def add_model(store: Store, source: str, task: str, *, name: str | None = None, 
             raise ConfigError(f"the data's labels {', '.join(unknown[:5])} are not among the model's "
                               f"({', '.join(model.labels[:8])}{' ...' if len(model.labels) > 8 else ''}): is it the "
                               "data this model was trained on?")
+    if name and kind.single_label:
+        _check_traces(store, name, model)
     model_id = new_id("m")
     target = store.artifacts / "models" / model_id
     metrics: dict[str, Any] = {}
@@ -225,3 +227,13 @@ def add_model(store: Store, source: str, task: str, *, name: str | None = None, 
                               dataset_version_id=version, metrics={**metrics, "imported_from": str(model.source)},
                               status="deployed", name=name, model_id=model_id)
     return model_id, metrics
+
+
+def _check_traces(store: Store, name: str, model: ImportedModel) -> None:
+    """Traces already ingested under `name` must be answers this model can give."""
+    rows = store.conn.execute("SELECT DISTINCT prediction FROM traces WHERE model_id = ? LIMIT 1000", (name,))
+    seen = {json.loads(p) if p and p.startswith('"') else p for (p,) in rows}
+    unknown = sorted(str(p) for p in seen if p is not None and p not in model.labels)
+    if unknown:
+        raise ConfigError(f"the traces of {name} predict {', '.join(unknown[:5])}, which this model cannot output "
+                          f"(its labels: {', '.join(model.labels[:8])}): is --name the model that served them?")

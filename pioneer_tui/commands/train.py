@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.data.datasets_io import example_to_row, read_examples
-from engine.errors import ConfigError, TrainingError, UsageError
+from engine.errors import ConfigError, DatasetError, TrainingError, UsageError
 from engine.models.base import METHODS, Progress, TrainConfig
 from engine.models.qlora import CPU_OPT_IN_ENV
-from engine.records import TASKS
+from engine.records import TASKS, Example
 from engine.tasks import task_type
 from pioneer_tui.cli import Context
 from store.jsoncols import new_id
@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
         description='Rows are {"input", "output"}: a label (classification), character spans '
         '[{"start", "end", "label"}] or BIO tags (ner), or text (generation; chat "messages" rows too). '
         "Every run starts from the base model; the held-out split is taken before training.")
-    parser.add_argument("--data", required=True, type=Path, metavar="FILE", help="JSONL dataset")
+    parser.add_argument("--data", required=True, metavar="SOURCE", help="a JSONL dataset, or anything cold-start "
+                        "reads: CSV/TSV, CoNLL, JSON, hf:owner/name, a packaged source")
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--base", help="model: minilm, smollm2, a folder or a Hugging Face id "
                         "(default: minilm for classification/ner, smollm2 for generation)")
@@ -91,10 +92,28 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def training_rows(spec: str, task: str) -> list[Example]:
+    """A JSONL file read for `task` (its rows' outputs parsed as that task's), or anything cold-start
+    loads (CSV/TSV, CoNLL, JSON, hf:owner/name, a packaged source): its train split, checked against `task`."""
+    if Path(spec).suffix.lower() == ".jsonl":
+        return read_examples(spec, task)
+    from engine.coldstart.registry import load_source
+
+    examples = load_source(spec).train
+    kind = task_type(task)
+    wrong = next((ex for ex in examples if isinstance(ex.output, tuple) != kind.spans
+                  or (kind.single_label and not isinstance(ex.output, str))), None)
+    if wrong is not None:
+        found = "entity spans" if isinstance(wrong.output, tuple) else "a label or text"
+        raise DatasetError(f"--data {spec}: row {wrong.id} has {found} as its output, which --task {task} cannot "
+                           "train on; pass the --task the data is for")
+    return examples
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from engine.models.factory import train_and_register, trainer_for  # torch: only when training
 
-    examples = read_examples(args.data, args.task)
+    examples = training_rows(args.data, args.task)
     config = _config(args)
     if not 0.0 <= args.eval_fraction < 1.0:
         raise ConfigError(f"--eval-fraction={args.eval_fraction} is invalid: use a number in [0, 1)")
@@ -108,7 +127,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.parent and store.models.get(args.parent) is None:
         raise UsageError(f"--parent {args.parent}: no such model in the registry (see `pioneer-tui models`)")
     quiet_transformers()
-    dataset_id = store.datasets.create([example_to_row(ex) for ex in examples], name=args.data.name,
+    dataset_id = store.datasets.create([example_to_row(ex) for ex in examples], name=Path(args.data).name,
                                        task=args.task, note=f"from {args.data}")
     bar = _Bar(quiet=args.json)
     model_id = new_id("m")

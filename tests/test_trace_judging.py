@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from engine.eval.judge import TRACE_TEMPLATE, AnthropicJudge, LLMJudge, make_judge
-from engine.eval.trace_judging import Budget, judge_rows, rubric_id
+from engine.eval.trace_judging import judge_rows, rubric_id
+from engine.search.budget import BudgetLimits
 from pioneer_tui.cli import main
 from store import Store
 
@@ -56,9 +57,9 @@ def test_a_low_score_fails_with_the_judges_correction_and_the_verdict_keeps_who_
 def test_a_malformed_judge_leaves_the_row_unjudged_and_the_budget_stops_spending():
     judge = scripted("no idea", "still no idea", '{"score": 5}')
     judged, report = judge_rows(ROWS[:2], judge, model="openai/judge", criteria=CRITERIA,
-                                budget=Budget(max_tokens=1))
+                                limits=BudgetLimits(tokens=1))
     assert judged == [] and report.errors == 1 and report.not_reached == 1
-    assert "malformed" in report.first_error and report.stopped == "token budget 1 spent"
+    assert "malformed" in report.first_error and report.stopped.startswith("tokens budget spent")
     assert [r["id"] for r in report.unjudged] == ["a", "b"]
 
 

@@ -20,34 +20,25 @@ from engine.llm_options import completion_options
 
 SYSTEM_PROMPT = "You are a strict, impartial evaluator. Reply with one JSON object and nothing else."
 
-DEFAULT_TEMPLATE = """Evaluate the OUTPUT a model gave for the INPUT.
+_BODY = """Evaluate the OUTPUT {who} gave for the INPUT.
 
-Criteria: {criteria}
+Criteria: {{criteria}}
 
 INPUT:
-{input}
+{{input}}
 
 OUTPUT:
-{output}
-{reference_block}
-Score the output from {scale_min} (fails the criteria) to {scale_max} (fully meets them).
-Reply with JSON only: {{"score": <number from {scale_min} to {scale_max}>, "reasoning": "<one or two sentences>"}}"""
+{{output}}
+{{reference_block}}
+Score the output from {{scale_min}} (fails the criteria) to {{scale_max}} (fully meets them).{ask}
+Reply with JSON only: {{{{"score": <number from {{scale_min}} to {{scale_max}}>, "reasoning": "<one or two sentences>"\
+{field}}}}}"""
 
+DEFAULT_TEMPLATE = _BODY.format(who="a model", ask="", field="")
 # For judging production traces: the verdict also carries the right output when the given one falls short.
-TRACE_TEMPLATE = """Evaluate the OUTPUT a deployed model gave for the INPUT.
-
-Criteria: {criteria}
-
-INPUT:
-{input}
-
-OUTPUT:
-{output}
-{reference_block}
-Score the output from {scale_min} (fails the criteria) to {scale_max} (fully meets them). When it falls
-short, give the output the model should have given as "correction" (same form as OUTPUT); else null.
-Reply with JSON only: {{"score": <number from {scale_min} to {scale_max}>, "reasoning": "<one or two sentences>", \
-"correction": <the right output or null>}}"""
+TRACE_TEMPLATE = _BODY.format(
+    who="a deployed model", field=', "correction": <the right output or null>',
+    ask=' When it falls\nshort, give the output the model should have given as "correction" (same form as OUTPUT); else null.')
 
 REFERENCE_BLOCK = "\nREFERENCE (a correct output, for comparison):\n{reference}\n"
 

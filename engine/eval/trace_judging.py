@@ -18,21 +18,10 @@ from typing import Any
 from engine.data.datasets_io import jsonl_rows
 from engine.errors import ConfigError, DatasetError
 from engine.eval.judge import Judge, JudgeResult
+from engine.search.budget import Budget, BudgetLimits
 
 OUTPUT_FIELDS = ("prediction", "output")
 REFERENCE_FIELDS = ("reference", "expected")
-
-
-@dataclass(frozen=True)
-class Budget:
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_cost_usd is not None and self.max_cost_usd <= 0:
-            raise ConfigError(f"--max-cost {self.max_cost_usd} is invalid: use dollars > 0")
-        if self.max_tokens is not None and self.max_tokens <= 0:
-            raise ConfigError(f"--max-tokens {self.max_tokens} is invalid: use an integer > 0")
 
 
 @dataclass
@@ -59,13 +48,6 @@ class JudgingReport:
         self.completion_tokens += result.completion_tokens
         self.cost_usd = None if result.cost_usd is None or self.cost_usd is None else self.cost_usd + result.cost_usd
 
-    def over(self, budget: Budget) -> str | None:
-        if budget.max_tokens is not None and self.prompt_tokens + self.completion_tokens >= budget.max_tokens:
-            return f"token budget {budget.max_tokens:,} spent"
-        if budget.max_cost_usd is not None and (self.cost_usd or 0.0) >= budget.max_cost_usd:
-            return f"cost budget ${budget.max_cost_usd:g} spent"
-        return None
-
 
 def rubric_id(criteria: str) -> str:
     return "sha256:" + hashlib.sha256(criteria.encode("utf-8")).hexdigest()[:16]
@@ -91,12 +73,13 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def judge_rows(rows: Sequence[dict[str, Any]], judge: Judge, *, model: str, criteria: str, pass_mark: float = 0.5,
-               budget: Budget | None = None, progress: Callable[[int, int], None] | None = None
+               limits: BudgetLimits | None = None, progress: Callable[[int, int], None] | None = None
                ) -> tuple[list[dict[str, Any]], JudgingReport]:
-    """(judged rows, report); rows that already carry a verdict pass through unchanged and uncharged."""
+    """(judged rows, report); rows that already carry a verdict pass through unchanged and uncharged.
+    `limits` (tokens, dollars) stop the spending as a run's budget does (engine.search.budget)."""
     if not 0.0 < pass_mark <= 1.0:
         raise ConfigError(f"--pass-mark {pass_mark} is invalid: use a fraction of the scale in (0, 1]")
-    budget = budget or Budget()
+    budget = Budget(limits or BudgetLimits())
     report = JudgingReport()
     judged: list[dict[str, Any]] = []
     rubric = rubric_id(criteria)
@@ -105,7 +88,7 @@ def judge_rows(rows: Sequence[dict[str, Any]], judge: Judge, *, model: str, crit
             report.already_judged += 1
             judged.append(row)
             continue
-        if report.stopped is None and (reason := report.over(budget)):
+        if report.stopped is None and (reason := budget.exhausted()):
             report.stopped = reason
         if report.stopped is not None:
             report.not_reached += 1
@@ -115,6 +98,7 @@ def judge_rows(rows: Sequence[dict[str, Any]], judge: Judge, *, model: str, crit
         reference = next((str(row[k]) for k in REFERENCE_FIELDS if row.get(k) is not None), None)
         result = judge.judge(row["input"], output, reference)
         report.add_usage(result)
+        budget.charge_llm(result.prompt_tokens + result.completion_tokens, result.cost_usd or 0.0)
         if progress is not None:
             progress(i + 1, len(rows))
         if not result.ok or result.score is None:

@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from engine.escape import one_line
     from engine.eval.judge import make_judge, missing_key
-    from engine.eval.trace_judging import Budget, judge_rows, read_rows
+    from engine.eval.trace_judging import judge_rows, read_rows
+    from engine.search.budget import BudgetLimits
     from store import atomic_write_text
 
     criteria = args.criteria if args.criteria else _read_rubric(args.rubric)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if missing:
         raise ConfigError(f"--judge {args.judge} needs {missing} in the environment (export {missing.split(',')[0]}"
                           "=...), or --api-base URL for a local OpenAI-compatible server")
-    budget = Budget(args.max_cost, args.max_tokens)
+    limits = BudgetLimits(tokens=args.max_tokens, dollars=args.max_cost)
     rows = read_rows(args.file)
     if args.ingest:  # checked before any money is spent
         for number, row in enumerate(rows, 1):
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             print(f"  judged {done}/{total}", file=sys.stderr)
 
     judged, report = judge_rows(rows, judge, model=args.judge, criteria=criteria, pass_mark=args.pass_mark,
-                                budget=budget, progress=progress)
+                                limits=limits, progress=progress)
     out = args.out or args.file.with_name(args.file.stem + ".judged.jsonl")
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in judged))
     rest = out.with_name(out.stem + ".unjudged.jsonl")

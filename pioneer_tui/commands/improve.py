@@ -189,7 +189,7 @@ class RunPrinter:
             self._say("  triage: " + ", ".join(f"{k} {v}" for k, v in e.triage.items()))
 
     def _on_curation_note(self, e: CurationNote) -> None:
-        if e.node_id is None and e.section in ("Evaluation sets", "Deployment"):
+        if e.node_id is None and e.section in ("Traces", "Evaluation sets", "Deployment"):
             self._say(f"{e.section}:")
             for line in e.markdown.splitlines():
                 self._say(f"  {line}")

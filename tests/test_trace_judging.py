@@ -166,3 +166,14 @@ def test_make_judge_picks_the_native_sdk_for_claude_and_litellm_for_the_rest():
     assert isinstance(make_judge("anthropic/claude-haiku-4-5", CRITERIA), AnthropicJudge)
     local = make_judge("openai/qwen", CRITERIA, api_base="http://localhost:8000/v1")
     assert isinstance(local, LLMJudge) and local.completion_kwargs["api_base"] == "http://localhost:8000/v1"
+
+
+def test_a_judge_that_cannot_be_reached_leaves_every_row_unjudged_and_exits_1(tmp_path, capsys):
+    from test_catalog import closed_port
+
+    argv = ["--workspace", str(tmp_path / "ws"), "judge", str(unjudged(tmp_path)), "--judge", "openai/j",
+            "--api-base", f"http://127.0.0.1:{closed_port()}/v1", "--criteria", CRITERIA]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "judged 0" in out and "2 left unjudged (2 judge errors" in out
+    assert len((tmp_path / "logs.judged.unjudged.jsonl").read_text().splitlines()) == 2

@@ -1,5 +1,6 @@
 """`pioneer-tui judge FILE --judge MODEL (--criteria TEXT | --rubric FILE)`: judge unjudged inference logs
-with an LLM (engine.eval.trace_judging), write them as judged traces and, with --ingest, load them."""
+with an LLM (engine.eval.trace_judging), write them as judged traces and, with --ingest, load them.
+Exit 1 when the judge failed on some rows (they are written apart, unjudged), 0 otherwise."""
 
 from __future__ import annotations
 
@@ -74,10 +75,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         from engine.ingest import ingest_traces
 
         ingested = ingest_traces(ctx.store, out).to_dict()
+    code = 1 if report.errors else 0  # a judge that failed on some rows is not a clean pass for a script
     if args.json:
         ctx.emit_json({**report.to_dict(), "out": str(out), "unjudged_out": str(rest) if report.unjudged else None,
                        "ingest": ingested})
-        return 0
+        return code
     cost = "cost unknown" if report.cost_usd is None else f"${report.cost_usd:.4f}"
     print(one_line(f"judged {report.judged}: {report.passed} pass, {report.failed} fail ({report.corrected} with a "
                    f"correction); {report.prompt_tokens + report.completion_tokens:,} tokens, {cost} -> {out}"))
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ingested is not None:
         print(f"ingested {ingested['inserted']} traces ({ingested['duplicates']} duplicates, "
               f"{ingested['rejected']} rejected)")
-    return 0
+    return code
 
 
 def _read_rubric(path: Path) -> str:

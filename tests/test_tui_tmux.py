@@ -166,18 +166,20 @@ def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmu
             approved.add(rollback[0])
             tmux.send("y")
         time.sleep(1.0)
-    tmux.send("n")  # refuse: the search goes on
-    refused_once = True
+    refused = re.search(r"Promote (run-\S+) ", screen)[1]
+    tmux.send("n")  # refuse: the search goes on, and any other candidate that passes is offered in turn
     deadline = time.monotonic() + 900
     while "· finished ·" not in (screen := tmux.screen()):
         assert time.monotonic() < deadline, f"the run never finished; the screen was:\n{screen}"
-        if "Promote run-" in screen and not refused_once:
-            tmux.send("y")
-        elif "Roll back from" in screen:
-            tmux.send("y")
-        elif "Curriculum for node" in screen:
-            tmux.send("a")
-        refused_once = False if "Curriculum for node" in screen else refused_once
+        offer = re.search(r"Promote (run-\S+) ", screen)
+        rollback = re.search(r"Roll back from \S+ to \S+", screen)
+        shown = re.search(r"Curriculum for node (n\d+)", screen)
+        for found, key in ((offer, "y"), (rollback, "y"), (shown, "a")):
+            name = found and (found[1] if found.re.groups else found[0])
+            if name and name != refused and name not in approved:
+                approved.add(name)
+                tmux.send(key)
+                break
         time.sleep(1.0)
     with Store(workspace) as store:
         run = store.runs.list()[-1]["id"]

@@ -190,34 +190,29 @@ def accuracy(expected: Sequence, predicted: Sequence, normalize: bool = False) -
 def classification_report(
     expected: Sequence[Hashable], predicted: Sequence[Hashable], labels: Iterable[Hashable] | None = None
 ) -> ClassificationReport:
-    """Per-label precision/recall/F1/support plus macro and micro F1 (scikit-learn's definitions:
-    labels default to every label in either list; a 0/0 ratio counts as 0)."""
+    """Per-label precision/recall/F1/support plus macro and micro F1, by scikit-learn (labels default to
+    every label in either list; a 0/0 ratio counts as 0). Labels are passed as indices, so a prediction
+    of None (no label) and labels of mixed types are scored like any other value."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     expected = [_unwrap(e) for e in expected]
     predicted = [_unwrap(p) for p in predicted]
     _check_lengths(expected, predicted)
     label_list = list(labels) if labels is not None else sorted(set(expected) | set(predicted), key=str)
-    tp: Counter = Counter()
-    fp: Counter = Counter()
-    fn: Counter = Counter()
-    for e, p in zip(expected, predicted, strict=True):
-        if e == p:
-            tp[e] += 1
-        else:
-            fp[p] += 1
-            fn[e] += 1
-    per_label = {}
-    for label in label_list:
-        precision = _ratio(tp[label], tp[label] + fp[label])
-        recall = _ratio(tp[label], tp[label] + fn[label])
-        f1 = _ratio(2 * tp[label], 2 * tp[label] + fp[label] + fn[label])
-        per_label[label] = LabelScores(precision, recall, f1, tp[label] + fn[label])
-    sum_tp = sum(tp[lab] for lab in label_list)
-    sum_fp = sum(fp[lab] for lab in label_list)
-    sum_fn = sum(fn[lab] for lab in label_list)
+    index = {label: i for i, label in enumerate(dict.fromkeys([*label_list, *expected, *predicted]))}
+    y_true, y_pred = [index[e] for e in expected], [index[p] for p in predicted]
+    ids = [index[label] for label in label_list]
+    accuracy = _ratio(sum(e == q for e, q in zip(expected, predicted, strict=True)), len(expected))
+    if not expected or not ids:
+        return ClassificationReport(accuracy, 0.0, 0.0, {}, len(expected))
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    micro = precision_recall_fscore_support(y_true, y_pred, labels=ids, average="micro", zero_division=0)[2]
+    per_label = {label: LabelScores(float(p[i]), float(r[i]), float(f[i]), int(support[i]))
+                 for i, label in enumerate(label_list)}
     return ClassificationReport(
-        accuracy=_ratio(sum(tp.values()), len(expected)),
-        macro_f1=sum(s.f1 for s in per_label.values()) / len(per_label) if per_label else 0.0,
-        micro_f1=_ratio(2 * sum_tp, 2 * sum_tp + sum_fp + sum_fn),
+        accuracy=accuracy,
+        macro_f1=float(f.mean()),
+        micro_f1=float(micro),
         per_label=per_label,
         n=len(expected),
     )

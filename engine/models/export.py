@@ -220,6 +220,8 @@ def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt:
         lines.append(f"- parent model: {_code(row['parent_id'])}")
     if manifest.get("classes"):
         lines.append(f"- outputs: {', '.join(_code(c) for c in manifest['classes'])}")
+    if manifest.get("system_prompt"):
+        lines.append(f"- trained with this system prompt (put it first in the chat): {_code(manifest['system_prompt'])}")
     if version:
         lines.append(f"- training data: version {_code(version['id'])}, {version['n_rows']} rows, sha256 "
                      f"{_code(version['content_hash'])}")

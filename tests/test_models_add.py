@@ -121,6 +121,9 @@ def test_adding_a_model_retires_the_one_deployed_before(tmp_path, capsys):
     assert add(tmp_path, str(classifier(tmp_path / "v2")), "--task", "classification", "--name", "v2") == 0
     with Store(tmp_path / "ws") as store:
         assert [(m["name"], m["status"]) for m in store.models.list()] == [("v1", "retired"), ("v2", "deployed")]
+    capsys.readouterr()
+    assert add(tmp_path, str(classifier(tmp_path / "v3")), "--task", "classification", "--name", "v1") == 2
+    assert "--name v1 is taken by model" in capsys.readouterr().err
 
 
 def test_traces_already_ingested_under_the_name_must_be_answers_the_model_can_give(tmp_path, capsys):

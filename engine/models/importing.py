@@ -194,6 +194,8 @@ def add_model(store: Store, source: str, task: str, *, name: str | None = None, 
             raise ConfigError(f"the data's labels {', '.join(unknown[:5])} are not among the model's "
                               f"({', '.join(model.labels[:8])}{' ...' if len(model.labels) > 8 else ''}): is it the "
                               "data this model was trained on?")
+    if name and (taken := store.models.get(name)) is not None:
+        raise ConfigError(f"--name {name} is taken by model {taken['id']} ({taken['status']}): choose another name")
     if name and kind.single_label:
         _check_traces(store, name, model)
     model_id = new_id("m")

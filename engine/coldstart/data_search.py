@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.catalog import Catalog, CatalogSearch, Match, default_catalog
 from engine.coldstart.analysis import classify_description
-from engine.coldstart.registry import WHAT_TO_PROVIDE, DataUnavailable, load_file
+from engine.coldstart.registry import TEACHER_HINT, DataUnavailable, load_file
 from engine.coldstart.setup import ColdStartConfig
 from engine.errors import ConfigError
 from engine.events import CurationNote, EventBus
@@ -80,7 +80,7 @@ def refusal(search: CatalogSearch) -> str:
                         for m in search.matches[:3])
     found = f"the closest: {closest}" if closest else "the catalog lists nothing"
     return (f"no dataset chosen for {search.description!r} (floor {search.floor:.2f}; {found}); "
-            f"name one with --data SOURCE, or {WHAT_TO_PROVIDE.split('; or ', 1)[-1]}")
+            f"name one with --data SOURCE, or {TEACHER_HINT}")
 
 
 def record_choice(bus: EventBus, choice: DataChoice) -> None:

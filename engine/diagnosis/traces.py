@@ -161,9 +161,13 @@ def load_window(store: Store, model_ids: Sequence[str], task: str | None, window
                 ) -> tuple[list[Trace], int]:
     """(the window's traces, sampled when it holds more than max_traces; how many the window holds)."""
     where, args = window.where(model_ids)
+    if window.max_traces is None:  # the whole window in one indexed read
+        traces = [Trace.from_row(r, task) for r in store.db.query(f"SELECT * FROM traces WHERE {where} "
+                                                                  "ORDER BY ts, id", args)]
+        return traces, len(traces)
     keys = store.conn.execute(f"SELECT id, verdict FROM traces WHERE {where} ORDER BY ts, id", args).fetchall()
     chosen = [k[0] for k in keys]
-    if window.max_traces is not None and len(keys) > window.max_traces:
+    if len(keys) > window.max_traces:
         rng = random.Random(window.seed)
         by_verdict: dict[str, list[str]] = {}
         for tid, verdict in keys:

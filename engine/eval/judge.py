@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from engine.errors import ConfigError
@@ -258,14 +259,20 @@ class AnthropicJudge:
                     "correction": {"type": ["string", "null"], "description": "the right output, if it falls short"},
                 }}}
 
+    @cached_property
+    def client(self) -> Any:
+        """One client (and its connection pool) for every row this judge scores."""
+        import anthropic
+
+        return anthropic.Anthropic(base_url=self.base_url, max_retries=2)
+
     def judge(self, input: str, output: str, reference: str | None = None) -> JudgeResult:
         import anthropic
 
-        client = anthropic.Anthropic(base_url=self.base_url, max_retries=2)
         user = f"INPUT:\n{input}\n\nOUTPUT:\n{output}\n" + (REFERENCE_BLOCK.format(reference=reference)
                                                             if reference is not None else "")
         try:
-            response = client.messages.create(
+            response = self.client.messages.create(
                 model=self.api_model, max_tokens=self.max_tokens,
                 system=[{"type": "text", "text": self.system(), "cache_control": {"type": "ephemeral"}}],
                 tools=[self.tool()], tool_choice={"type": "tool", "name": VERDICT_TOOL},
@@ -309,14 +316,12 @@ def is_claude(model: str) -> bool:
     return model.startswith(("anthropic/", "claude"))
 
 
-def make_judge(model: str, criteria: str, *, api_base: str | None = None, scale_min: int = 1, scale_max: int = 5,
-               completion_kwargs: dict[str, Any] | None = None) -> Judge:
+def make_judge(model: str, criteria: str, *, api_base: str | None = None) -> Judge:
     """Claude models through the native SDK, everything else through litellm (with `api_base` for any
     OpenAI-compatible server, e.g. `openai/<name>` on a local vLLM or Ollama)."""
-    if is_claude(model) and not completion_kwargs:
-        return AnthropicJudge(model, criteria, scale_min, scale_max, base_url=api_base)
-    return LLMJudge(model, criteria, TRACE_TEMPLATE, scale_min, scale_max, completion_options(api_base,
-                                                                                         completion_kwargs))
+    if is_claude(model):
+        return AnthropicJudge(model, criteria, base_url=api_base)
+    return LLMJudge(model, criteria, TRACE_TEMPLATE, completion_kwargs=completion_options(api_base))
 
 
 def missing_key(model: str, api_base: str | None = None) -> str | None:

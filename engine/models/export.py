@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.escape import code
 from engine.models.base import MANIFEST
 from engine.models.resolve import hub_id
 from engine.tasks import task_type
@@ -211,36 +212,36 @@ def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt:
     it passed, how to load it, and the library versions and commit that made it. Registry text (names,
     notes, labels) is data: it goes in code spans or fenced blocks, never as Markdown."""
     version = store.datasets.get(row["dataset_version_id"]) if row.get("dataset_version_id") else None
-    lines = [f"# {_code(row['name'])}", "",
+    lines = [f"# {code(row['name'])}", "",
              f"A {manifest['task']} model ({manifest['method']}, {manifest['backend']}) exported by Pioneer TUI "
              f"as `{fmt}`.", "",
-             f"- base model: {_code(hub_id(manifest['base_model']))}",
-             f"- status in its workspace: {_code(row['status'])}; registry id {_code(row['id'])}"]
+             f"- base model: {code(hub_id(manifest['base_model']))}",
+             f"- status in its workspace: {code(row['status'])}; registry id {code(row['id'])}"]
     if row.get("parent_id"):
-        lines.append(f"- parent model: {_code(row['parent_id'])}")
+        lines.append(f"- parent model: {code(row['parent_id'])}")
     if manifest.get("classes"):
-        lines.append(f"- outputs: {', '.join(_code(c) for c in manifest['classes'])}")
+        lines.append(f"- outputs: {', '.join(code(c) for c in manifest['classes'])}")
     if manifest.get("system_prompt"):
-        lines.append(f"- trained with this system prompt (put it first in the chat): {_code(manifest['system_prompt'])}")
+        lines.append(f"- trained with this system prompt (put it first in the chat): {code(manifest['system_prompt'])}")
     if version:
-        lines.append(f"- training data: version {_code(version['id'])}, {version['n_rows']} rows, sha256 "
-                     f"{_code(version['content_hash'])}")
+        lines.append(f"- training data: version {code(version['id'])}, {version['n_rows']} rows, sha256 "
+                     f"{code(version['content_hash'])}")
     elif manifest.get("imported_from"):
-        lines.append(f"- imported from {_code(manifest['imported_from'])} (trained elsewhere)")
+        lines.append(f"- imported from {code(manifest['imported_from'])} (trained elsewhere)")
     metrics = {k: v for k, v in (row.get("metrics") or {}).items() if isinstance(v, int | float)}
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {_code(k)} | {v:.4g} |" for k, v in sorted(metrics.items())]
+        lines += [f"| {code(k)} | {v:.4g} |" for k, v in sorted(metrics.items())]
     gates = _gates(store, row)
     if gates:
         lines += ["", "## Gates passed before promotion", ""]
-        lines += [f"- {_code(g['gate'])}: {g['value']:.4g} {g.get('rule') or ''} {g['threshold']:.4g}" for g in gates]
+        lines += [f"- {code(g['gate'])}: {g['value']:.4g} {g.get('rule') or ''} {g['threshold']:.4g}" for g in gates]
     lines += ["", "## Load it", "", "```python", f"FOLDER = {'.'!r}  # this folder", loader, "```", "",
               "## Made with", ""]
     lines += [f"- {name} {ver}" for name, ver in _versions().items()]
     lines.append(f"- python {platform.python_version()}")
     if commit := _git_commit():
-        lines.append(f"- pioneer-tui commit {_code(commit)}")
+        lines.append(f"- pioneer-tui commit {code(commit)}")
     return "\n".join(lines) + "\n"
 
 
@@ -253,10 +254,3 @@ def _gates(store: Store, row: dict[str, Any]) -> list[dict[str, Any]]:
     return [e.payload for e in store.runs.events(run_id) if e.type == "gate_checked"
             and e.payload.get("node_id") == node and e.payload.get("passed")
             and isinstance(e.payload.get("value"), int | float) and isinstance(e.payload.get("threshold"), int | float)]
-
-
-def _code(text: Any) -> str:
-    """Inline code that no backtick in the text can close early."""
-    text = str(text).replace("\n", " ")
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"

@@ -234,8 +234,7 @@ def add_model(store: Store, source: str, task: str, *, name: str | None = None, 
 def _check_traces(store: Store, name: str, model: ImportedModel) -> None:
     """Traces already ingested under `name` must be answers this model can give."""
     rows = store.conn.execute("SELECT DISTINCT prediction FROM traces WHERE model_id = ? LIMIT 1000", (name,))
-    seen = {json.loads(p) if p and p.startswith('"') else p for (p,) in rows}
-    unknown = sorted(str(p) for p in seen if p is not None and p not in model.labels)
+    unknown = sorted(p for (p,) in rows if p is not None and p not in model.labels)
     if unknown:
         raise ConfigError(f"the traces of {name} predict {', '.join(unknown[:5])}, which this model cannot output "
                           f"(its labels: {', '.join(model.labels[:8])}): is --name the model that served them?")

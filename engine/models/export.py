@@ -9,7 +9,9 @@ Formats:
   (Transformer -> mean Pooling -> Dense to the labels' logits).
 - `peft`: a LoRA adapter as trained, its base named by its Hugging Face id and the head's labels in the
   card's loading code. Full fine-tunes and probes have no adapter.
-- `gguf`: not built here; the error says what to use instead.
+- `gguf`: a Llama-architecture decoder (the embedded SmolLM2, full or LoRA) as one `.gguf` file for
+  llama.cpp, converted from the `hf` folder by engine.models.gguf_export (f16 by default, or f32 / q8_0).
+  Any other model is refused with a one-line ConfigError naming `--format hf`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import platform
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.escape import code
 from engine.models.base import MANIFEST
+from engine.models.gguf_export import ARCHITECTURE, GGUF_TYPES, check_convertible, convert, file_name
 from engine.models.resolve import hub_id
 from engine.tasks import task_type
 from store import Store
@@ -40,23 +44,28 @@ class Exported:
     folder: Path
     format: str
     loader: str  # the Python that loads it, as written in the card
+    file: Path | None = None  # the .gguf file, for --format gguf
 
     def to_dict(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "format": self.format, "loader": self.loader}
+        found = {"folder": str(self.folder), "format": self.format, "loader": self.loader}
+        return {**found, "file": str(self.file)} if self.file else found
 
 
-def export_model(store: Store, model: str, target: Path, fmt: str = "hf") -> Exported:
-    """Write `model` (an id or name) into `target`, which must not exist or be empty."""
+def export_model(store: Store, model: str, target: Path, fmt: str = "hf", gguf_type: str | None = None) -> Exported:
+    """Write `model` (an id or name) into `target`, which must not exist or be empty. `gguf_type` (f16 when
+    not given) is for `fmt` gguf only."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if gguf_type is not None and fmt != "gguf":
+        raise ConfigError("--gguf-type is for --format gguf")
+    gguf_type = gguf_type or GGUF_TYPES[0]
+    if gguf_type not in GGUF_TYPES:
+        raise ConfigError(f"--gguf-type {gguf_type!r} is not one of {', '.join(GGUF_TYPES)}")
     row = store.models.get(model)
     if row is None:
         raise ConfigError(f"model {model!r} is not in the registry (see `pioneer-tui models`)")
     if not row["artifact_path"] or not Path(row["artifact_path"]).is_dir():
         raise ConfigError(f"model {row['id']} has no artifact (status {row['status']}): nothing to export")
-    if fmt == "gguf":
-        raise ConfigError("--format gguf needs llama.cpp's convert_hf_to_gguf.py, which is not installed here: "
-                          "export with --format hf and convert that folder with llama.cpp")
     target = Path(target).expanduser()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"--to {target}: exists and is not empty; choose a new folder")
@@ -67,23 +76,54 @@ def export_model(store: Store, model: str, target: Path, fmt: str = "hf") -> Exp
     method = manifest["method"]
     if fmt == "peft" and method not in ("lora", "qlora"):
         raise ConfigError(f"model {row['id']} is a {method} model, not an adapter: export it with --format hf")
-    backend = manifest["backend"]
+    gguf_file = None
+    if fmt == "gguf":
+        _check_gguf(row, source, manifest)
+        gguf_file = file_name(row["name"], gguf_type)
     box: dict[str, str] = {}
 
     def build(tmp: Path) -> None:
         if fmt == "peft":
             box["loader"] = _adapter(source, tmp, manifest)
-        elif method == "full":
-            _copy(source, tmp)
-            box["loader"] = _full_loader(manifest)
-        elif backend == "decoder" or method in ("lora", "qlora"):
-            box["loader"] = _merged(source, tmp, manifest)
+        elif fmt == "gguf":
+            box["loader"] = _gguf(source, tmp / gguf_file, manifest, row["name"], gguf_type)
         else:
-            box["loader"] = _probe(source, tmp, manifest)
-        (tmp / CARD).write_text(model_card(store, row, manifest, fmt, box["loader"]), encoding="utf-8")
+            box["loader"] = _hf(source, tmp, manifest)
+        card = model_card(store, row, manifest, fmt, box["loader"], gguf_file=gguf_file)
+        (tmp / CARD).write_text(card, encoding="utf-8")
 
     atomic_write_dir(target, build)
-    return Exported(target, fmt, box["loader"])
+    return Exported(target, fmt, box["loader"], target / gguf_file if gguf_file else None)
+
+
+def _hf(source: Path, target: Path, manifest: dict[str, Any]) -> str:
+    """The `hf` folder: full weights copied, an adapter merged, a probe as a standard model."""
+    if manifest["method"] == "full":
+        _copy(source, target)
+        return _full_loader(manifest)
+    if manifest["backend"] == "decoder" or manifest["method"] in ("lora", "qlora"):
+        return _merged(source, target, manifest)
+    return _probe(source, target, manifest)
+
+
+def _check_gguf(row: dict[str, Any], source: Path, manifest: dict[str, Any]) -> None:
+    """Refuse before writing anything what the GGUF converter does not handle."""
+    if manifest["backend"] != "decoder":
+        raise ConfigError(f"--format gguf is for llama-architecture decoders ({ARCHITECTURE}); model {row['id']} "
+                          f"is a {manifest['task']} model ({manifest['backend']} backend): use --format hf")
+    folder = source if manifest["method"] == "full" else _base_path(manifest)
+    check_convertible(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+
+
+def _gguf(source: Path, out: Path, manifest: dict[str, Any], name: str, gguf_type: str) -> str:
+    """The `hf` folder (in a scratch dir), converted to the one GGUF file `out`."""
+    with tempfile.TemporaryDirectory(prefix="pioneer-gguf-") as scratch:
+        _hf(source, Path(scratch), manifest)
+        convert(Path(scratch), out, name, gguf_type)
+    return ("from transformers import AutoModelForCausalLM, AutoTokenizer  # and `pip install gguf`\n"
+            f"model = AutoModelForCausalLM.from_pretrained(FOLDER, gguf_file={out.name!r})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained(FOLDER, gguf_file={out.name!r})"
+            "  # prompt with tokenizer.apply_chat_template")
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -188,9 +228,9 @@ def _probe(source: Path, target: Path, manifest: dict[str, Any]) -> str:
             "predicted = [labels[row.argmax()] for row in logits]")
 
 
-def _versions() -> dict[str, str]:
+def _versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     found = {}
-    for package in ("torch", "transformers", "peft", "sentence-transformers", "pioneer-tui"):
+    for package in ("torch", "transformers", "peft", "sentence-transformers", *extra, "pioneer-tui"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -207,14 +247,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt: str, loader: str) -> str:
+def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt: str, loader: str,
+               gguf_file: str | None = None) -> str:
     """The card: what the model is, what it was trained on (version and hash), its metrics and the gates
-    it passed, how to load it, and the library versions and commit that made it. Registry text (names,
-    notes, labels) is data: it goes in code spans or fenced blocks, never as Markdown."""
+    it passed, how to load it (and run it with llama.cpp, for a GGUF), and the library versions and commit
+    that made it. Registry text (names, notes, labels) is data: it goes in code spans or fenced blocks,
+    never as Markdown."""
     version = store.datasets.get(row["dataset_version_id"]) if row.get("dataset_version_id") else None
     lines = [f"# {code(row['name'])}", "",
              f"A {manifest['task']} model ({manifest['method']}, {manifest['backend']}) exported by Pioneer TUI "
-             f"as `{fmt}`.", "",
+             f"as `{fmt}`{f' ({code(gguf_file)})' if gguf_file else ''}.", "",
              f"- base model: {code(hub_id(manifest['base_model']))}",
              f"- status in its workspace: {code(row['status'])}; registry id {code(row['id'])}"]
     if row.get("parent_id"):
@@ -236,9 +278,16 @@ def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt:
     if gates:
         lines += ["", "## Gates passed before promotion", ""]
         lines += [f"- {code(g['gate'])}: {g['value']:.4g} {g.get('rule') or ''} {g['threshold']:.4g}" for g in gates]
+    if gguf_file:
+        lines += ["", "## Run it with llama.cpp", "", "```sh",
+                  f"llama-cli -m {gguf_file}  # a chat, with the chat template stored in the file",
+                  f"llama-server -m {gguf_file}  # an OpenAI-compatible server on port 8080"]
+        if manifest.get("system_prompt"):
+            lines.append("# it was trained with the system prompt above: give it first (llama-cli -sys '...')")
+        lines.append("```")
     lines += ["", "## Load it", "", "```python", f"FOLDER = {'.'!r}  # this folder", loader, "```", "",
               "## Made with", ""]
-    lines += [f"- {name} {ver}" for name, ver in _versions().items()]
+    lines += [f"- {name} {ver}" for name, ver in _versions(("gguf",) if gguf_file else ()).items()]
     lines.append(f"- python {platform.python_version()}")
     if commit := _git_commit():
         lines.append(f"- pioneer-tui commit {code(commit)}")

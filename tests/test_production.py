@@ -329,3 +329,45 @@ def test_broken_passes_count_as_errors_of_their_kind_for_the_planner():
     fixable = {"f1": EvalItem("f1", "x", "a", "a", "exact")}
     summary = ProductionRunner._failures(clf, ["f1"], {"f1": "b"}, fixable, None, 0.0, [("r1", "b", "a"), ("r2", "b", "a")])
     assert summary.confusion_pairs == (("b", "a", 2), ("a", "b", 1))
+
+
+@pytest.mark.slow
+def test_averaging_with_the_deployed_model_reuses_the_candidates_weights(template, tmp_path, monkeypatch):
+    """strategy.merge_deployed averages the trained candidate (its twin without the average, reused) with
+    the deployed model's weights; a method whose weights are not averaged fails before any training."""
+    from dataclasses import replace as dc_replace
+
+    import torch
+    from safetensors.torch import load_file
+
+    import engine.models.factory as factory
+    from engine.models.predictor import read_manifest
+    from engine.production import ProductionRunner
+    from engine.search.graph import Node
+    from engine.search.loop import NodeFailed
+
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        summary = improve(store, config(max_iterations=1, embedder="tfidf"), reviewer=HeadlessReviewer("auto"))
+        trained = next(n for n in store.runs.nodes(summary.run_id) if n["parent_id"] is not None and n["model_id"])
+        first = store.models.get(trained["model_id"])
+        cfg = ProductionConfig.from_dict(store.runs.get(summary.run_id)["config"]["production"])
+        runner = ProductionRunner(store, summary.run_id, load_diagnosis(store, summary.run_id), cfg)
+        source = next(n for n in runner_nodes(store, summary.run_id) if n.id == trained["id"])
+        merged = Node("avg", source.pipeline.modify({"strategy.merge_deployed": 0.25}), source.id, "expand", 2)
+        merged = dc_replace(merged, dataset_version_id=runner.build_curriculum(merged))
+        monkeypatch.setattr(factory, "train_and_register", lambda *a, **k: pytest.fail("trained again"))
+        runner.train(merged, merged.dataset_version_id, "avg.m1", lambda p: None, lambda: False)
+        folder = store.models.get("avg.m1")["artifact_path"]
+        manifest = read_manifest(folder)
+        assert manifest["weights_of"] == first["id"]
+        assert manifest["merged_with"] == {"model": template.model_id, "share": 0.25}
+        mine, old = (load_file(f"{p}/model.safetensors") for p in (first["artifact_path"],
+                                                                  store.models.get(template.model_id)["artifact_path"]))
+        got = load_file(f"{folder}/model.safetensors")
+        for key in ("classifier.weight", "bert.embeddings.word_embeddings.weight"):
+            assert torch.allclose(got[key], 0.75 * mine[key] + 0.25 * old[key], atol=1e-6)
+        assert runner.evaluate(merged, "avg.m1").metrics
+        lora = Node("lora", merged.pipeline.modify({"hyperparams.method": "lora"}), source.id, "expand", 3)
+        lora = dc_replace(lora, dataset_version_id=merged.dataset_version_id)
+        with pytest.raises(NodeFailed, match="method is 'full', the candidate's 'lora'"):
+            runner.train(lora, lora.dataset_version_id, "lora.m1", lambda p: None, lambda: False)

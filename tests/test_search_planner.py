@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.models.base import TrainConfig
 from engine.search.graph import Node
 from engine.search.pipeline import DatasetSpec, Pipeline, Strategy
@@ -252,8 +253,9 @@ def test_regressions_that_are_spurious_outputs_try_a_higher_threshold_first():
     s = SearchState(node=_gated(p, {"regression_rate"}), action=action, n_candidates=3,
                     failures=FailureSummary(false_positives=30, false_negatives=4))
     proposals = RulePlanner().expand(s)
-    assert proposals[0].modification == {"hyperparams.threshold": [None, 0.6]}
-    assert "mostly spurious outputs (FP 30 vs FN 4)" in proposals[0].rationale
+    assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}  # also one evaluation
+    assert proposals[1].modification == {"hyperparams.threshold": [None, 0.6]}
+    assert "mostly spurious outputs (FP 30 vs FN 4)" in proposals[1].rationale
     balanced = RulePlanner().expand(replace(s, failures=FailureSummary(false_positives=4, false_negatives=30)))
     assert not any("hyperparams.threshold" in x.modification for x in balanced)
 
@@ -264,14 +266,15 @@ def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores(
     p = production_pipe(method="linear_probe", epochs=30.0, learning_rate=1e-3, head_learning_rate=3e-3,
                         batch_size=16)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
-    proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=4))
-    assert proposals[0].modification == {"data.replay_scope": ["share", "all"]}
-    first = proposals[1].pipeline.hyperparams
+    proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=5))
+    assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}
+    assert proposals[1].modification == {"data.replay_scope": ["share", "all"]}
+    first = proposals[2].pipeline.hyperparams
     assert (first.method, first.epochs, first.learning_rate, first.head_learning_rate, first.batch_size) == \
         ("lora", 3.0, 5e-4, None, 32)
-    assert "fine-tune the encoder" in proposals[1].rationale
-    assert proposals[2].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
-    assert proposals[3].modification == {"strategy.distillation": ["none", "focal"]}
+    assert "fine-tune the encoder" in proposals[2].rationale
+    assert proposals[3].modification == {"hyperparams.weight_decay": [0.0, 0.01]}
+    assert proposals[4].modification == {"strategy.distillation": ["none", "focal"]}
     for x in proposals:
         assert not changes_nothing(p, x.pipeline)
     tune = RulePlanner().expand(SearchState(node=_gated(p, set()), action=Action(
@@ -326,3 +329,31 @@ def test_each_veto_reason_revises_the_vetoed_pipeline(reasons, pipeline_changes,
     assert proposal.modification == expected
     assert proposal.rationale.startswith('revised after n3 was vetoed ("86% replay, 5% gold"): ')
     assert RulePlanner().expand(replace(s, veto=replace(feedback, reasons=("other",)))) == []
+
+
+def test_broken_passes_average_the_candidate_with_the_deployed_model_first():
+    """A production probe or full fine-tune that broke passes first tries the average of its weights with
+    the deployed model's (an evaluation, not a training run), even when its gates passed; not for LoRA
+    (A and B are not averaged), not twice, not without broken passes, never in a cold start."""
+    action = Action("tune_hyperparams", "score 0.9", "tune_hyperparams")
+    for method in ("linear_probe", "full"):
+        p = production_pipe(method=method)
+        for failed in (set(), {"regression_rate"}):
+            proposals = RulePlanner().expand(SearchState(node=_gated(p, failed, regressions=12), action=action,
+                                                         n_candidates=2))
+            assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}
+            assert proposals[0].rationale.startswith("12 held-out pass(es) broken: average the weights")
+        evolved = RulePlanner().evolve(SearchState(node=_gated(p, set(), regressions=3), action=action,
+                                                   operator="evolve"))
+        assert evolved.modification == {"strategy.merge_deployed": [0.0, 0.5]}
+    merged = production_pipe(method="full").modify({"strategy.merge_deployed": 0.5})
+    for p, regressions in ((production_pipe(method="lora"), 12), (merged, 12), (production_pipe(method="full"), 0)):
+        proposals = RulePlanner().expand(SearchState(node=_gated(p, set(), regressions=regressions), action=action,
+                                                     n_candidates=6))
+        assert not any("strategy.merge_deployed" in x.modification for x in proposals)
+    cold = RulePlanner().expand(state(pipe(method="full"), band="tune_hyperparams", n=6))
+    assert not any("strategy.merge_deployed" in x.modification for x in cold)
+    with pytest.raises(ConfigError, match="Strategy.merge_deployed"):
+        pipe(method="full").modify({"strategy.merge_deployed": 0.5})
+    with pytest.raises(ConfigError, match=r"a share in \[0, 1\)"):
+        production_pipe(method="full").modify({"strategy.merge_deployed": 1.0})

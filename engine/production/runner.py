@@ -29,6 +29,7 @@ from engine.errors import ConfigError
 from engine.eval.metrics import example_correct
 from engine.eval.regressions import compare
 from engine.models.base import NEGATIVE_LABELS, ProgressCallback, TrainConfig, head_init, write_manifest
+from engine.models.merging import merge_blocker, merge_with_deployed
 from engine.production.config import ProductionConfig
 from engine.production.diagnosis import (
     Diagnosis,
@@ -41,7 +42,7 @@ from engine.search.loop import (
     NodeEvaluation,
     NodeFailed,
 )
-from engine.search.pipeline import DatasetSpec
+from engine.search.pipeline import DatasetSpec, Pipeline
 from engine.search.planner import INERT, FailureSummary
 from engine.tasks import task_type
 from store import Store
@@ -142,13 +143,32 @@ class ProductionRunner:
 
     def train(self, node: Node, dataset_version_id: str, model_id: str, progress: ProgressCallback,
               should_stop: Callable[[], bool]) -> None:
-        from engine.models.factory import train_and_register, trainer_for
-
-        config = node.pipeline.hyperparams
-        twin = self._trained_twin(node, dataset_version_id)
+        config, share = node.pipeline.hyperparams, node.pipeline.strategy.merge_deployed
+        twin = self._trained_twin(node.pipeline, dataset_version_id)
         if twin is not None:
             self._reuse(twin, config, model_id, dataset_version_id)
             return
+        if share:  # the average starts from the candidate trained without it (reused when there is one)
+            deployed = self._mergeable_deployed(config)
+            plain = node.pipeline.modify({"strategy.merge_deployed": 0.0})
+            twin = self._trained_twin(plain, dataset_version_id)
+            if twin is not None:
+                self._reuse(twin, config, model_id, dataset_version_id)
+            else:
+                self._train(node, dataset_version_id, model_id, progress, should_stop)
+            try:
+                merge_with_deployed(Path(self.store.models.get(model_id)["artifact_path"]),
+                                    Path(deployed["artifact_path"]), share, deployed["id"])
+            except ConfigError as exc:
+                raise NodeFailed(str(exc)) from None
+            return
+        self._train(node, dataset_version_id, model_id, progress, should_stop)
+
+    def _train(self, node: Node, dataset_version_id: str, model_id: str, progress: ProgressCallback,
+               should_stop: Callable[[], bool]) -> None:
+        from engine.models.factory import train_and_register, trainer_for
+
+        config = node.pipeline.hyperparams
         rows = self.store.datasets.rows(dataset_version_id)
         examples = cur.to_examples(rows, self.task)
         spec = node.pipeline.data
@@ -262,13 +282,27 @@ class ProductionRunner:
                 if keep and sure(row[ex.input], ex.output) else ex
                 for ex, keep in zip(examples, replayed, strict=True)]
 
-    def _trained_twin(self, node: Node, dataset_version_id: str) -> dict[str, Any] | None:
+    def _mergeable_deployed(self, config: TrainConfig) -> dict[str, Any]:
+        """The deployed model's registry row, when a candidate trained with `config` can be averaged with it."""
+        from engine.models.predictor import read_manifest
+
+        deployed = self.store.models.get(self.d.deployed_id)
+        if deployed is None or not deployed.get("artifact_path") or not Path(deployed["artifact_path"]).is_dir():
+            raise NodeFailed(f"averaging with the deployed model needs its weights; {self.d.deployed_id} has none")
+        found = read_manifest(deployed["artifact_path"])
+        planned = {"backend": task_type(self.task).backend, "task": self.task, "method": config.method,
+                   "base_model": config.base_model, "labels": found.get("labels")}  # labels: checked once trained
+        if (why := merge_blocker(planned, found)) is not None:
+            raise NodeFailed(f"cannot average with the deployed model {self.d.deployed_id}: {why}")
+        return deployed
+
+    def _trained_twin(self, pipeline: Pipeline, dataset_version_id: str) -> dict[str, Any] | None:
         """A model of this run trained on the same rows with the same recipe up to the threshold (applied
         at inference) and the fields its method ignores, and the same distillation: training again would
         give the same weights, so a threshold sweep or an inert move costs an evaluation, not a training run."""
         digest = (self.store.datasets.get(dataset_version_id) or {}).get("content_hash")
-        want = _training_key(node.pipeline.hyperparams.to_dict())
-        extras = _beyond_rows(node.pipeline.to_dict())
+        want = _training_key(pipeline.hyperparams.to_dict())
+        extras = _beyond_rows(pipeline.to_dict())
         for other in self.store.runs.nodes(self.run_id):
             if _beyond_rows(other["pipeline"]) != extras:
                 continue
@@ -431,11 +465,13 @@ def _row(eval_set: str, example_id: str, text: str, expected: Any, prediction: A
 
 def _beyond_rows(pipeline: dict[str, Any]) -> tuple[Any, ...]:
     """What a training run reads from its pipeline besides the rows and hyperparameters: the
-    distillation, and the slice shares that weight the loss when the slices are balanced."""
+    distillation, the slice shares that weight the loss when the slices are balanced, and the average
+    with the deployed model."""
     strategy, data = pipeline.get("strategy") or {}, pipeline.get("data") or {}
     shares = tuple(data.get(k) for k in ("gold_fraction", "hard_negative_fraction", "replay_fraction")) \
         if data.get("balance") else ()
-    return strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0), shares
+    return (strategy.get("distillation", "none"), strategy.get("distill_weight", 1.0), shares,
+            strategy.get("merge_deployed", 0.0))
 
 
 def _training_key(hyperparameters: dict[str, Any]) -> dict[str, Any]:

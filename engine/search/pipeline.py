@@ -147,7 +147,9 @@ class DatasetSpec:
 class Strategy:
     """S: direct or chain-of-thought supervision, the teacher writing rationales, the eval method, and
     distillation from the deployed model ("focal": its probabilities on the rows it got right, at
-    `distill_weight`), which keeps its right answers right (fewer regressions at equal fixes)."""
+    `distill_weight`), which keeps its right answers right (fewer regressions at equal fixes), and
+    `merge_deployed`: the deployed model's share in a weight-space average with the trained candidate
+    (WiSE-FT; 0 = none), which keeps its right answers at the cost of an evaluation, not a training run."""
 
     supervision: Supervision = "direct"
     teacher: str | None = None
@@ -155,6 +157,7 @@ class Strategy:
     judge_model: str | None = None
     distillation: str = "none"
     distill_weight: float = 1.0
+    merge_deployed: float = 0.0
 
     def __post_init__(self) -> None:
         _check([
@@ -170,6 +173,8 @@ class Strategy:
              f"one of {', '.join(DISTILLATIONS)}"),
             (isinstance(self.distill_weight, int | float) and 0.0 < self.distill_weight <= 100.0,
              "Strategy.distill_weight", self.distill_weight, "a weight in (0, 100] (1)"),
+            (isinstance(self.merge_deployed, int | float) and 0.0 <= self.merge_deployed < 1.0,
+             "Strategy.merge_deployed", self.merge_deployed, "a share in [0, 1) (0: no averaging)"),
         ])
 
 
@@ -184,6 +189,9 @@ class Pipeline:
         if self.strategy.supervision == "chain_of_thought" and not kind.generative:
             _fail("Strategy.supervision", self.strategy.supervision,
                   f"'direct' for a {self.hyperparams.task} task (chain-of-thought needs a generative model)")
+        if self.strategy.merge_deployed and self.data.mode != "production":
+            _fail("Strategy.merge_deployed", self.strategy.merge_deployed,
+                  "0 in a cold start (there is no deployed model to average with)")
         if self.strategy.distillation != "none" and not kind.distillable:
             _fail("Strategy.distillation", self.strategy.distillation,
                   f"'none' for a {self.hyperparams.task} task (distillation is implemented for classifiers)")

@@ -1,7 +1,8 @@
 """Production-mode benchmark (the paper's Table 8): a CLINC150 deployment, Pioneer against naive retraining.
 
     python scripts/bench_production.py [DATA_DIR] [--scenario mature|weak] [--judge exact|imperfect]
-                                       [--quick] [--max-iterations N] [--max-minutes M] [--threads N]
+                                       [--max-regression-rate R] [--quick] [--max-iterations N]
+                                       [--max-minutes M] [--threads N]
 
 DATA_DIR defaults to ../shared/data relative to the repository root (clinc150/data_full.json).
 Scenarios (the deployed model is the embedded MiniLM trained on a small seeded CLINC150 train slice):
@@ -154,6 +155,8 @@ def main() -> None:
                         help="imperfect judge: share of failures given a wrong correction (default 0.15)")
     parser.add_argument("--junk", type=float, default=0.05,
                         help="imperfect judge: junk / attack traffic as a share of requests (default 0.05)")
+    parser.add_argument("--max-regression-rate", type=float,
+                        help="the run's regression budget, as `improve --max-regression-rate` (default: improve's)")
     parser.add_argument("--quick", action="store_true", help="10 utterances per intent (smoke run)")
     add_run_options(parser)
     args = parser.parse_args()
@@ -208,7 +211,9 @@ def main() -> None:
         t1 = time.perf_counter()
         config = ProductionConfig(model=scenario.model_id, task="classification", seed=args.seed,
                                   max_iterations=args.max_iterations, max_minutes=args.max_minutes,
-                                  trainer_threads=args.threads)
+                                  trainer_threads=args.threads,
+                                  **({"max_regression_rate": args.max_regression_rate}
+                                     if args.max_regression_rate is not None else {}))
         summary = improve(store, config, reviewer=HeadlessReviewer("auto"))
         pioneer_s = time.perf_counter() - t1
         d = load_diagnosis(store, summary.run_id)

@@ -62,3 +62,16 @@ def test_lora_adapters_are_not_averaged():
                 "labels": LABELS}
     assert merge_blocker(manifest, manifest) == "lora weights are not averaged (only linear_probe and full)"
     assert merge_blocker({**manifest, "method": "full"}, {**manifest, "method": "full"}) is None
+
+
+def test_the_model_card_says_the_weights_were_averaged(tmp_path):
+    from engine.models.export import model_card
+    from store import Store
+
+    with Store(tmp_path / "ws") as store:
+        row = {"id": "run-1.n0002.m1", "name": "intent`v2", "status": "deployed", "parent_id": "intent-v1",
+               "dataset_version_id": None, "metrics": {}}
+        manifest = {"task": "classification", "method": "linear_probe", "backend": "encoder", "base_model": "minilm",
+                    "merged_with": {"model": "intent`v1", "share": 0.5}}
+        card = model_card(store, row, manifest, "hf", "model = ...")
+    assert "- weights averaged with the model it replaced, ``intent`v1`` (50% of it)" in card

@@ -253,9 +253,10 @@ def test_regressions_that_are_spurious_outputs_try_a_higher_threshold_first():
     s = SearchState(node=_gated(p, {"regression_rate"}), action=action, n_candidates=3,
                     failures=FailureSummary(false_positives=30, false_negatives=4))
     proposals = RulePlanner().expand(s)
-    assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}  # also one evaluation
-    assert proposals[1].modification == {"hyperparams.threshold": [None, 0.6]}
-    assert "mostly spurious outputs (FP 30 vs FN 4)" in proposals[1].rationale
+    assert [x.modification for x in proposals[:2]] == [{"strategy.merge_deployed": [0.0, 0.5]},
+                                                       {"strategy.merge_deployed": [0.0, 0.7]}]  # one evaluation each
+    assert proposals[2].modification == {"hyperparams.threshold": [None, 0.6]}
+    assert "mostly spurious outputs (FP 30 vs FN 4)" in proposals[2].rationale
     balanced = RulePlanner().expand(replace(s, failures=FailureSummary(false_positives=4, false_negatives=30)))
     assert not any("hyperparams.threshold" in x.modification for x in balanced)
 
@@ -266,8 +267,10 @@ def test_a_regressing_linear_probe_moves_to_fine_tuning_not_to_moves_it_ignores(
     p = production_pipe(method="linear_probe", epochs=30.0, learning_rate=1e-3, head_learning_rate=3e-3,
                         batch_size=16)
     action = Action("surgical_augmentation", "score 1.0000 > 0.95", "surgical_augmentation")
-    proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=5))
-    assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}
+    proposals = RulePlanner().expand(SearchState(node=_gated(p, {"regression_set"}), action=action, n_candidates=6))
+    assert [x.modification for x in proposals[:2]] == [{"strategy.merge_deployed": [0.0, 0.5]},
+                                                       {"strategy.merge_deployed": [0.0, 0.7]}]
+    proposals = proposals[1:]
     assert proposals[1].modification == {"data.replay_scope": ["share", "all"]}
     first = proposals[2].pipeline.hyperparams
     assert (first.method, first.epochs, first.learning_rate, first.head_learning_rate, first.batch_size) == \
@@ -343,14 +346,24 @@ def test_broken_passes_average_the_candidate_with_the_deployed_model_first():
                                                          n_candidates=2))
             assert proposals[0].modification == {"strategy.merge_deployed": [0.0, 0.5]}
             assert proposals[0].rationale.startswith("12 held-out pass(es) broken: average the weights")
+            # a failed regression gate also tries a larger share for the deployed model
+            assert (proposals[1].modification == {"strategy.merge_deployed": [0.0, 0.7]}) == bool(failed)
         evolved = RulePlanner().evolve(SearchState(node=_gated(p, set(), regressions=3), action=action,
                                                    operator="evolve"))
         assert evolved.modification == {"strategy.merge_deployed": [0.0, 0.5]}
     merged = production_pipe(method="full").modify({"strategy.merge_deployed": 0.5})
-    for p, regressions in ((production_pipe(method="lora"), 12), (merged, 12), (production_pipe(method="full"), 0)):
-        proposals = RulePlanner().expand(SearchState(node=_gated(p, set(), regressions=regressions), action=action,
-                                                     n_candidates=6))
-        assert not any("strategy.merge_deployed" in x.modification for x in proposals)
+    # an average that still fails the regression budget gives the deployed model more of the weights, once
+    stronger = RulePlanner().expand(SearchState(node=_gated(merged, {"regression_budget"}, regressions=6),
+                                                action=action, n_candidates=2))
+    assert stronger[0].modification == {"strategy.merge_deployed": [0.5, 0.7]}
+    assert "6 pass(es) broken (regression_budget gate failed): average the weights" in stronger[0].rationale
+    most = merged.modify({"strategy.merge_deployed": 0.7})
+    for p, regressions in ((production_pipe(method="lora"), 12), (merged, 12), (production_pipe(method="full"), 0),
+                           (most, 12)):
+        for failed in (set(), {"regression_rate"}) if p is most else (set(),):
+            proposals = RulePlanner().expand(SearchState(node=_gated(p, failed, regressions=regressions),
+                                                         action=action, n_candidates=6))
+            assert not any("strategy.merge_deployed" in x.modification for x in proposals)
     cold = RulePlanner().expand(state(pipe(method="full"), band="tune_hyperparams", n=6))
     assert not any("strategy.merge_deployed" in x.modification for x in cold)
     with pytest.raises(ConfigError, match="Strategy.merge_deployed"):

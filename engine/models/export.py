@@ -270,6 +270,9 @@ def model_card(store: Store, row: dict[str, Any], manifest: dict[str, Any], fmt:
                      f"{code(version['content_hash'])}")
     elif manifest.get("imported_from"):
         lines.append(f"- imported from {code(manifest['imported_from'])} (trained elsewhere)")
+    if merged := manifest.get("merged_with"):
+        lines.append(f"- weights averaged with the model it replaced, {code(merged['model'])} "
+                     f"({merged['share']:.0%} of it), to keep what that model got right")
     metrics = {k: v for k, v in (row.get("metrics") or {}).items() if isinstance(v, int | float)}
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]

@@ -13,7 +13,9 @@ evaluation code a run uses):
 - + focal distillation: the deployed model's probabilities on the rows it got right;
 - + both;
 - + replay all with half the learning rate (a fine-tune), or fine-tuning the encoder with LoRA from
-  the probe's head (a linear probe).
+  the probe's head (a linear probe);
+- + the trained candidate averaged in weight space with the deployed model, half and half or 70% the
+  deployed model's (strategy.merge_deployed, WiSE-FT).
 
 Printed per variant (mean over seeds): fixes on the held-out fixable failures, negative flips on the
 regression set (passes the candidate never trained on, now wrong; the negative flip rate is their
@@ -58,6 +60,8 @@ VARIANTS = {
     "+ replay all, LoRA from the probe's head": {"data.replay_scope": "all", "hyperparams.method": "lora",
                                                  "hyperparams.learning_rate": 5e-4, "hyperparams.epochs": 3.0,
                                                  "hyperparams.batch_size": 32, "hyperparams.head_learning_rate": None},
+    "+ average with the deployed (50%)": {"strategy.merge_deployed": 0.5},
+    "+ average with the deployed (70%)": {"strategy.merge_deployed": 0.7},
 }
 
 
@@ -132,18 +136,18 @@ def main() -> None:
                     "unseen": sum(o == y for o, (_, y) in zip(outs, unseen_rows, strict=True)) / len(unseen_rows),
                     "seconds": time.perf_counter() - t0})
                 r = results[name][-1]
-                print(f"  {name:<22} seed {seed}: held-out fixes {r['fixed']}/{r['holdout']}, flips "
+                print(f"  {name:<34} seed {seed}: held-out fixes {r['fixed']}/{r['holdout']}, flips "
                       f"{r['flips']}/{r['regression']}, unseen {r['unseen']:.1%}, replay rows {r['replay']}, "
                       f"{r['seconds']:.0f} s", flush=True)
 
         print(f"\nRegression control ({args.scenario}, {args.judge} judge), mean over seeds {args.seeds}:")
-        head = f"{'variant':<24}{'held-out fixes':>16}{'negative flips':>16}{'flip rate':>11}{'unseen acc.':>13}"
+        head = f"{'variant':<36}{'held-out fixes':>16}{'negative flips':>16}{'flip rate':>11}{'unseen acc.':>13}"
         print(head + "\n" + "-" * len(head))
         for name, rows in results.items():
             fixes = statistics.mean(r["fixed"] for r in rows)
             flips = statistics.mean(r["flips"] for r in rows)
             spread = f"±{statistics.pstdev([r['flips'] for r in rows]):.1f}" if len(rows) > 1 else ""
-            print(f"{name:<24}{fixes:>12.1f}/{rows[0]['holdout']:<3}{flips:>10.1f}{spread:>6}"
+            print(f"{name:<36}{fixes:>12.1f}/{rows[0]['holdout']:<3}{flips:>10.1f}{spread:>6}"
                   f"{flips / rows[0]['regression']:>11.1%}{statistics.mean(r['unseen'] for r in rows):>13.1%}")
         print(f"\nload average: {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end ({args.threads} torch threads)")
 

@@ -271,23 +271,13 @@ def test_headless_never_refuses_every_curriculum_and_keeps_the_deployed_model(te
 def test_a_node_that_changes_only_the_threshold_reuses_its_twins_weights(template, tmp_path, monkeypatch):
     """The threshold is applied at inference: sweeping it costs an evaluation, not a training run;
     a fine-tune starts from the probe's head (recorded in its manifest)."""
-    from dataclasses import replace as dc_replace
-
     import engine.models.factory as factory
     from engine.models.predictor import read_manifest
-    from engine.production import ProductionRunner
-    from engine.search.graph import Node
 
     with Store(copy_workspace(template, tmp_path / "ws")) as store:
-        summary = improve(store, config(max_iterations=1, embedder="tfidf"), reviewer=HeadlessReviewer("auto"))
-        trained = next(n for n in store.runs.nodes(summary.run_id) if n["parent_id"] is not None and n["model_id"])
-        first = store.models.get(trained["model_id"])
+        first, runner, source = first_candidate(store)
         assert read_manifest(first["artifact_path"])["head_init"] == "probe"  # the fixture's recipe is `full`
-        cfg = ProductionConfig.from_dict(store.runs.get(summary.run_id)["config"]["production"])
-        runner = ProductionRunner(store, summary.run_id, load_diagnosis(store, summary.run_id), cfg)
-        source = next(n for n in runner_nodes(store, summary.run_id) if n.id == trained["id"])
-        swept = Node("sweep", source.pipeline.modify({"hyperparams.threshold": 0.7}), source.id, "expand", 2)
-        swept = dc_replace(swept, dataset_version_id=runner.build_curriculum(swept))
+        swept = variant(runner, source, "sweep", {"hyperparams.threshold": 0.7})
         monkeypatch.setattr(factory, "train_and_register", lambda *a, **k: pytest.fail("trained again"))
         runner.train(swept, swept.dataset_version_id, "sweep.m1", lambda p: None, lambda: False)
         reused = store.models.get("sweep.m1")
@@ -297,8 +287,7 @@ def test_a_node_that_changes_only_the_threshold_reuses_its_twins_weights(templat
         evaluation = runner.evaluate(swept, "sweep.m1")
         assert evaluation.metrics["threshold"] == 0.7
         # a change of the training itself (another seed) is trained, not reused
-        other = Node("seed", source.pipeline.modify({"hyperparams.seed": 5}), source.id, "expand", 3)
-        other = dc_replace(other, dataset_version_id=runner.build_curriculum(other))
+        other = variant(runner, source, "seed", {"hyperparams.seed": 5})
         with pytest.raises(pytest.fail.Exception, match="trained again"):
             runner.train(other, other.dataset_version_id, "seed.m1", lambda p: None, lambda: False)
 
@@ -307,6 +296,29 @@ def runner_nodes(store: Store, run_id: str):
     from engine.search.graph import SearchGraph
 
     return list(SearchGraph.load(store, run_id).nodes.values())
+
+
+def first_candidate(store: Store):
+    """A one-iteration run on the template: its trained candidate's registry row, a runner over the
+    run's diagnosis, and the candidate's node."""
+    from engine.production import ProductionRunner
+
+    summary = improve(store, config(max_iterations=1, embedder="tfidf"), reviewer=HeadlessReviewer("auto"))
+    trained = next(n for n in store.runs.nodes(summary.run_id) if n["parent_id"] is not None and n["model_id"])
+    cfg = ProductionConfig.from_dict(store.runs.get(summary.run_id)["config"]["production"])
+    runner = ProductionRunner(store, summary.run_id, load_diagnosis(store, summary.run_id), cfg)
+    source = next(n for n in runner_nodes(store, summary.run_id) if n.id == trained["id"])
+    return store.models.get(trained["model_id"]), runner, source
+
+
+def variant(runner, source, node_id: str, changes: dict):
+    """A child of `source` with `changes`, its curriculum built."""
+    from dataclasses import replace as dc_replace
+
+    from engine.search.graph import Node
+
+    node = Node(node_id, source.pipeline.modify(changes), source.id, "expand", 2)
+    return dc_replace(node, dataset_version_id=runner.build_curriculum(node))
 
 
 def test_broken_passes_count_as_errors_of_their_kind_for_the_planner():
@@ -342,19 +354,12 @@ def test_averaging_with_the_deployed_model_reuses_the_candidates_weights(templat
 
     import engine.models.factory as factory
     from engine.models.predictor import read_manifest
-    from engine.production import ProductionRunner
     from engine.search.graph import Node
     from engine.search.loop import NodeFailed
 
     with Store(copy_workspace(template, tmp_path / "ws")) as store:
-        summary = improve(store, config(max_iterations=1, embedder="tfidf"), reviewer=HeadlessReviewer("auto"))
-        trained = next(n for n in store.runs.nodes(summary.run_id) if n["parent_id"] is not None and n["model_id"])
-        first = store.models.get(trained["model_id"])
-        cfg = ProductionConfig.from_dict(store.runs.get(summary.run_id)["config"]["production"])
-        runner = ProductionRunner(store, summary.run_id, load_diagnosis(store, summary.run_id), cfg)
-        source = next(n for n in runner_nodes(store, summary.run_id) if n.id == trained["id"])
-        merged = Node("avg", source.pipeline.modify({"strategy.merge_deployed": 0.25}), source.id, "expand", 2)
-        merged = dc_replace(merged, dataset_version_id=runner.build_curriculum(merged))
+        first, runner, source = first_candidate(store)
+        merged = variant(runner, source, "avg", {"strategy.merge_deployed": 0.25})
         monkeypatch.setattr(factory, "train_and_register", lambda *a, **k: pytest.fail("trained again"))
         runner.train(merged, merged.dataset_version_id, "avg.m1", lambda p: None, lambda: False)
         folder = store.models.get("avg.m1")["artifact_path"]

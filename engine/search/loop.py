@@ -339,8 +339,10 @@ class AgentLoop:
         version = node.dataset_version_id
         info = self.store.datasets.get(version) or {}
         rows = tuple(self.store.datasets.rows(version))
+        parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
-                                  node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()))
+                                  node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()),
+                                  parent.pipeline.diff(node.pipeline) if parent else {})
         with self._waiting_for_person():  # outside any transaction: a person may take minutes
             decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():

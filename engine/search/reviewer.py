@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from engine.errors import ConfigError
+from engine.escape import terminal
 from engine.events import DecisionRecorded, EventBus
 from engine.search.pipeline import Pipeline
 
@@ -48,6 +49,12 @@ class CurriculumReview:
     rationale: str | None = None
     vetoed: dict[str, Any] | None = None  # the last vetoed curriculum of the run and how this one differs
     labels: tuple[str, ...] = ()  # the answers a model may give: an edited output must be one of them
+    change: dict[str, list[Any]] = field(default_factory=dict)  # the pipeline against its parent's: {key: [was, is]}
+
+    def change_line(self) -> str:
+        """What this node changed against its parent, e.g. `strategy.merge_deployed 0.0 → 0.5` (a change
+        of recipe or strategy can leave the rows as they were)."""
+        return "; ".join(f"{k} {was} → {now}" for k, (was, now) in self.change.items())
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,8 @@ class StdinReviewer:
 
     def review_curriculum(self, review: CurriculumReview) -> Decision:
         self._say(f"Curriculum for node {review.node_id}: {len(review.rows)} rows, composition "
-                  f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}")
+                  f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}"
+                  + (f"\n  change: {review.change_line()}" if review.change else ""))
         for row in review.rows[:5]:
             self._say(f"  {json.dumps(row, ensure_ascii=False)[:160]}")
         while True:
@@ -221,7 +229,7 @@ class StdinReviewer:
         return None if line == "" else line.strip()
 
     def _say(self, text: str) -> None:
-        self.output.write(text + "\n")
+        self.output.write(terminal(text) + "\n")  # rows, labels and broken items are trace data
 
 
 class ScriptedReviewer:

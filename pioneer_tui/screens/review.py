@@ -490,6 +490,8 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
                           "bold $text-warning"))
         if r.rationale:
             parts.append(f"\nwhy: {r.rationale}")
+        if r.change:
+            parts.append(f"\nchange: {r.change_line()}")
         return Content.assemble(*parts)
 
     def summary_text(self) -> str:

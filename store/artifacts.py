@@ -60,6 +60,7 @@ def atomic_write_dir(target: Path, build: Any) -> Path:
     os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); an artifact is read by other tools and users
     try:
         build(tmp)
+        _readable(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -72,6 +73,18 @@ def atomic_write_dir(target: Path, build: Any) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _readable(root: Path) -> None:
+    """Everything in an artifact readable like the folder (0755): libraries that write through a private
+    temp file (safetensors' save_file leaves 0600 weights) would make a model its serving user cannot read."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(Path(folder) / name, 0o755)
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, path.stat().st_mode | 0o644)
 
 
 _TMP_NAME = re.compile(r"^\..+\.(\d+)-[a-z0-9_]+\.tmp$")

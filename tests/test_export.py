@@ -55,6 +55,7 @@ def test_a_full_model_exports_for_pipeline_with_its_labels_and_a_card(tmp_path, 
     card = (out / "README.md").read_text()
     assert card.startswith("# ``served`v1``") and "accuracy" not in card and "transformers" in card and "imported from" in card
     assert stat.S_IMODE(out.stat().st_mode) == 0o755 and not (out / "pioneer.json").exists()
+    assert all(stat.S_IMODE(f.stat().st_mode) & 0o044 == 0o044 for f in out.iterdir())  # weights too (0600 before)
 
 
 def test_an_adapter_exports_merged_or_as_an_adapter_over_its_named_base(tmp_path, capsys):

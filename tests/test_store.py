@@ -144,6 +144,22 @@ def test_atomic_write_dir_replaces_whole_directory(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_an_artifact_is_readable_by_other_users_whatever_its_writer_did(tmp_path):
+    """safetensors writes 0600 files; a model folder is read by serving users and tools, so its files and
+    folders end readable (0644 / 0755), executables keep their bit."""
+    def build(d: Path) -> None:
+        (d / "sub").mkdir(mode=0o700)
+        (d / "sub" / "weights.safetensors").write_bytes(b"w")
+        os.chmod(d / "sub" / "weights.safetensors", 0o600)
+        (d / "run.sh").write_text("#!/bin/sh\n")
+        os.chmod(d / "run.sh", 0o700)
+
+    target = atomic_write_dir(tmp_path / "model", build)
+    mode = lambda path: path.stat().st_mode & 0o777  # noqa: E731
+    assert (mode(target), mode(target / "sub"), mode(target / "sub" / "weights.safetensors"),
+            mode(target / "run.sh")) == (0o755, 0o755, 0o644, 0o744)
+
+
 def test_events_publish_only_after_commit(tmp_path):
     from engine.events import BudgetSpent, EventBus, NodeAdded, RunFinished, RunStarted
 

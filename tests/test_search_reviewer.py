@@ -199,9 +199,9 @@ def test_stdin_reviewer_says_what_changed_and_shows_trace_text_as_data():
     """A row carrying terminal escapes (ESC, a right-to-left override) is printed as visible escapes; the
     pipeline change against the parent is said under why."""
     rows = (*ROWS, {"id": "g9", "input": "\x1b]0;owned\x07 pay\u202e", "output": "a"})
-    changed = CurriculumReview("n2", PIPELINE, rows, None, {}, "averaged", change={"strategy.merge_deployed": [0.0, 0.5]})
+    changed = CurriculumReview("n2", PIPELINE, rows, None, {}, "averaged", change="strategy.merge_deployed 0 → 0.5")
     reviewer, out = ask("a\n")
     assert reviewer.review_curriculum(changed).action == "approve"
     text = out.getvalue()
-    assert "change: strategy.merge_deployed 0.0 → 0.5" in text
+    assert "change: strategy.merge_deployed 0 → 0.5" in text
     assert "\x1b" not in text and "\u202e" not in text and "\\u001b" in text

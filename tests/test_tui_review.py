@@ -83,7 +83,7 @@ async def test_a_veto_with_reasons_revises_the_curriculum_and_the_next_review_sa
         assert app.review_log[0].result == Decision("veto", "86% replay, only 5% gold", reasons=("too_much_replay",))
         assert revised.review.vetoed["node_id"] == first.node_id
         # what the revision changed in the pipeline is said, not only why
-        assert revised.review.change == {"data.replay_scope": ["all", "share"]}
+        assert revised.review.change == "data.replay_scope all → share"
         assert "change: data.replay_scope all → share" in revised.summary_text()
         vetoed_at = first.node_id.rsplit(".", 1)[-1]
         assert f"Since {vetoed_at} was vetoed (too much replay; 86% replay, only 5% gold): replay −5" \

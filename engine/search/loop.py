@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-from engine.curation_log import write_curation_log
+from engine.curation_log import pipeline_change, write_curation_log
 from engine.curriculum import slice_changes
 from engine.errors import ConfigError, GateError, RunNotResumable, TrainingError
 from engine.events import (
@@ -342,7 +342,7 @@ class AgentLoop:
         parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
                                   node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()),
-                                  parent.pipeline.diff(node.pipeline) if parent else {})
+                                  pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), 4))
         with self._waiting_for_person():  # outside any transaction: a person may take minutes
             decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():

@@ -49,12 +49,9 @@ class CurriculumReview:
     rationale: str | None = None
     vetoed: dict[str, Any] | None = None  # the last vetoed curriculum of the run and how this one differs
     labels: tuple[str, ...] = ()  # the answers a model may give: an edited output must be one of them
-    change: dict[str, list[Any]] = field(default_factory=dict)  # the pipeline against its parent's: {key: [was, is]}
-
-    def change_line(self) -> str:
-        """What this node changed against its parent, e.g. `strategy.merge_deployed 0.0 → 0.5` (a change
-        of recipe or strategy can leave the rows as they were)."""
-        return "; ".join(f"{k} {was} → {now}" for k, (was, now) in self.change.items())
+    # what the pipeline changed against its parent's (engine.curation_log.pipeline_change), e.g.
+    # `strategy.merge_deployed 0 → 0.5`: a change of recipe or strategy can leave the rows as they were
+    change: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,7 @@ class StdinReviewer:
     def review_curriculum(self, review: CurriculumReview) -> Decision:
         self._say(f"Curriculum for node {review.node_id}: {len(review.rows)} rows, composition "
                   f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}"
-                  + (f"\n  change: {review.change_line()}" if review.change else ""))
+                  + (f"\n  change: {review.change}" if review.change else ""))
         for row in review.rows[:5]:
             self._say(f"  {json.dumps(row, ensure_ascii=False)[:160]}")
         while True:

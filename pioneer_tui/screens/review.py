@@ -491,7 +491,7 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
         if r.rationale:
             parts.append(f"\nwhy: {r.rationale}")
         if r.change:
-            parts.append(f"\nchange: {r.change_line()}")
+            parts.append(f"\nchange: {r.change}")
         return Content.assemble(*parts)
 
     def summary_text(self) -> str:

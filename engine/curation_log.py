@@ -106,10 +106,10 @@ def qc_lines(qc: Any) -> list[str]:
     return lines
 
 
-def pipeline_change(parent: Mapping[str, Any] | None, child: Mapping[str, Any] | None, limit: int = 3,
+def pipeline_change(parent: Mapping[str, Any] | None, child: Mapping[str, Any] | None, limit: int | None = 3,
                     short: bool = False) -> str:
-    """What a node changed relative to its parent, e.g. `hyperparams.epochs 3 → 5; +1 more`.
-    `short` drops the D/H/S prefix and cuts long values (for one-line graph labels)."""
+    """What a node changed relative to its parent, e.g. `hyperparams.epochs 3 → 5; +1 more` (every change
+    when `limit` is None). `short` drops the D/H/S prefix and cuts long values (for one-line graph labels)."""
     if not parent or not child:
         return ""
     before, after = flatten(parent), flatten(child)
@@ -121,7 +121,7 @@ def pipeline_change(parent: Mapping[str, Any] | None, child: Mapping[str, Any] |
 
     parts = [f"{k.rsplit('.', 1)[-1] if short else k} {value(before.get(k))} → {value(after.get(k))}"
              for k in keys[:limit]]
-    if len(keys) > limit:
+    if limit is not None and len(keys) > limit:
         parts.append(f"+{len(keys) - limit} more")
     return "; ".join(parts)
 

@@ -98,6 +98,7 @@ def test_helpers():
     assert pipeline_change({"h": {"lr": 1, "bs": 8}}, {"h": {"lr": 2, "bs": 8}}) == "h.lr 1 → 2"
     assert pipeline_change({"a": 1, "b": 1, "c": 1}, {"a": 2, "b": 2, "c": 2}, limit=2) == "a 1 → 2; b 1 → 2; +1 more"
     assert pipeline_change(None, {"a": 1}) == ""
+    assert pipeline_change({"a": 1, "b": 1, "c": 1}, {"a": 2, "b": 2, "c": 2}, limit=None) == "a 1 → 2; b 1 → 2; c 1 → 2"
 
 
 def test_a_root_without_a_regression_count_says_so_not_none():

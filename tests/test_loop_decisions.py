@@ -118,6 +118,19 @@ def test_refusing_a_promotion_continues_the_search_and_the_next_passing_candidat
     assert store.models.get(result.promoted_model)["status"] == "deployed"
 
 
+def test_refusing_the_offer_at_the_end_of_the_budget_offers_the_next_passing_candidate(store):
+    """Both candidates wait (they fix less than tau), so both are offered only when the budget ends: the
+    refusal of the first leaves no search to go on with, and the second is offered in turn."""
+    reviewer = Reviews([], [False, True])
+    bus, parts, _ = fake_run(store, lambda p: Result(broken=1, score=0.9), budget_config())
+    result = run_loop(bus, parts, reviewer, BudgetLimits(iterations=2))
+    refused, promoted = [d for d in store.runs.decisions(bus.run_id) if d["kind"] == "promotion"]
+    assert (refused["action"], promoted["action"]) == ("refuse", "approve")
+    assert refused["node_id"] != promoted["node_id"]
+    nodes = {n["id"]: n for n in store.runs.nodes(bus.run_id)}
+    assert result.promoted_model == nodes[promoted["node_id"]]["model_id"]
+
+
 def test_a_run_whose_candidates_were_all_refused_says_so(store):
     bus, parts, _ = fake_run(store, lambda p: Result(broken=1), budget_config())
     result = run_loop(bus, parts, Reviews([], [False] * 5), BudgetLimits(iterations=2))

@@ -370,3 +370,16 @@ def test_broken_passes_average_the_candidate_with_the_deployed_model_first():
         pipe(method="full").modify({"strategy.merge_deployed": 0.5})
     with pytest.raises(ConfigError, match=r"a share in \[0, 1\)"):
         production_pipe(method="full").modify({"strategy.merge_deployed": 1.0})
+    with pytest.raises(ConfigError, match="0 for lora"):
+        production_pipe(method="lora").modify({"strategy.merge_deployed": 0.5})
+
+
+def test_leaving_an_averaged_probe_for_lora_drops_the_average():
+    """A plateaued probe that was averaged with the deployed model moves to LoRA without the average (an
+    adapter is not averaged; on the demo the move had failed its node before any training)."""
+    merged = production_pipe(method="linear_probe").modify({"strategy.merge_deployed": 0.5})
+    s = SearchState(node=node(merged, 0.9, "n3", "n2"), action=Action("tune_hyperparams", "plateau",
+                                                                      "tune_hyperparams"), n_candidates=6, plateau=True)
+    lora = [x for x in RulePlanner().expand(s) if x.pipeline.hyperparams.method == "lora"]
+    assert lora and all(x.pipeline.strategy.merge_deployed == 0.0 for x in lora)
+    assert all(x.modification["strategy.merge_deployed"] == [0.5, 0.0] for x in lora)

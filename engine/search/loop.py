@@ -280,25 +280,27 @@ class AgentLoop:
     def _offer_promotion(self, *, final: bool) -> str | None:
         """The best candidate that passed its gates and no one refused goes to the Reviewer once the
         search has settled (`_settled`) or is ending (`final`): an approval promotes it and ends the
-        run; a refusal is recorded on the node and the search goes on."""
-        offered = [n for n in self._passing_nodes() if not self._refused(n)]
-        if not offered:
-            return None
-        node = offered[0]
-        if not final and not self._settled(node):
-            return None
-        candidate = Candidate.from_dict(node.metrics["candidate"])
-        if not self._confirm("promotion", self._promotion_info(node, candidate)):
-            with self.store.transaction():
-                self.graph.annotate(node.id, promotion={"action": "refuse", "who": self.reviewer.who})
-            return None
-        try:
-            self.deployment.promote(candidate, GateReport.from_dict(node.metrics["gates"]))
-        except GateError as exc:
-            with self.store.transaction():
-                self.graph.annotate(node.id, promotion={"action": "refused_by_registry", "reason": str(exc)})
-            return None
-        return f"gates passed at {node.id} (score {node.score:.4f}, {_gate_summary(node)}) and a person approved"
+        run; a refusal is recorded on the node and the search goes on. When the run is ending there is no
+        search left to go on with, so a refusal offers the next passing candidate, best first."""
+        for node in [n for n in self._passing_nodes() if not self._refused(n)]:
+            if not final and not self._settled(node):
+                return None
+            candidate = Candidate.from_dict(node.metrics["candidate"])
+            if not self._confirm("promotion", self._promotion_info(node, candidate)):
+                with self.store.transaction():
+                    self.graph.annotate(node.id, promotion={"action": "refuse", "who": self.reviewer.who})
+            else:
+                try:
+                    self.deployment.promote(candidate, GateReport.from_dict(node.metrics["gates"]))
+                    return (f"gates passed at {node.id} (score {node.score:.4f}, {_gate_summary(node)}) and a "
+                            "person approved")
+                except GateError as exc:
+                    with self.store.transaction():
+                        self.graph.annotate(node.id, promotion={"action": "refused_by_registry",
+                                                                "reason": str(exc)})
+            if not final:
+                return None
+        return None
 
     # -- evaluating a node --------------------------------------------------------------------
     def _visit(self, node: Node) -> None:
@@ -342,7 +344,7 @@ class AgentLoop:
         parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
                                   node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()),
-                                  pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), 4))
+                                  pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), None))
         with self._waiting_for_person():  # outside any transaction: a person may take minutes
             decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():

@@ -560,6 +560,9 @@ class RulePlanner:
         base, seen, failed = state.node.pipeline, set(state.seen), state.failed_moves
         out: list[Proposal] = []
         for delta, why in changes:
+            method = delta.get("hyperparams.method")
+            if base.strategy.merge_deployed and method is not None and method not in MERGEABLE:
+                delta = {**delta, "strategy.merge_deployed": 0.0}  # a LoRA adapter is not averaged
             try:
                 pipeline = base.modify(delta)
             except ConfigError:

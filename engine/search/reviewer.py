@@ -49,7 +49,7 @@ class CurriculumReview:
     rationale: str | None = None
     vetoed: dict[str, Any] | None = None  # the last vetoed curriculum of the run and how this one differs
     labels: tuple[str, ...] = ()  # the answers a model may give: an edited output must be one of them
-    # what the pipeline changed against its parent's (engine.curation_log.pipeline_change), e.g.
+    # everything the pipeline changed against its parent's (engine.curation_log.pipeline_change), e.g.
     # `strategy.merge_deployed 0 → 0.5`: a change of recipe or strategy can leave the rows as they were
     change: str = ""
 

@@ -27,7 +27,9 @@ def base(tmp_path_factory) -> Path:
 
 
 def trainer(**options) -> EncoderTrainer:
-    return EncoderTrainer(num_threads=1, **options)
+    """fp32 on every machine: `precision="auto"` picks bf16 on CPUs that compute it natively, and these
+    tests compare against plain transformers/peft in fp32 and fit a 64-wide model bf16 rounds visibly."""
+    return EncoderTrainer(**{"num_threads": 1, "precision": "fp32", **options})
 
 
 def cfg(base, **kw) -> TrainConfig:

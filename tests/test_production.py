@@ -346,7 +346,8 @@ def test_broken_passes_count_as_errors_of_their_kind_for_the_planner():
 @pytest.mark.slow
 def test_averaging_with_the_deployed_model_reuses_the_candidates_weights(template, tmp_path, monkeypatch):
     """strategy.merge_deployed averages the trained candidate (its twin without the average, reused) with
-    the deployed model's weights; a method whose weights are not averaged fails before any training."""
+    the deployed model's weights; a LoRA pipeline with an average is refused when built, and a method
+    unlike the deployed model's fails the node before any training."""
     from dataclasses import replace as dc_replace
 
     import torch
@@ -372,7 +373,9 @@ def test_averaging_with_the_deployed_model_reuses_the_candidates_weights(templat
         for key in ("classifier.weight", "bert.embeddings.word_embeddings.weight"):
             assert torch.allclose(got[key], 0.75 * mine[key] + 0.25 * old[key], atol=1e-6)
         assert runner.evaluate(merged, "avg.m1").metrics
-        lora = Node("lora", merged.pipeline.modify({"hyperparams.method": "lora"}), source.id, "expand", 3)
-        lora = dc_replace(lora, dataset_version_id=merged.dataset_version_id)
-        with pytest.raises(NodeFailed, match="method is 'full', the candidate's 'lora'"):
-            runner.train(lora, lora.dataset_version_id, "lora.m1", lambda p: None, lambda: False)
+        with pytest.raises(ConfigError, match="use 0 for lora"):
+            merged.pipeline.modify({"hyperparams.method": "lora"})
+        probe = Node("probe", merged.pipeline.modify({"hyperparams.method": "linear_probe"}), source.id, "expand", 3)
+        probe = dc_replace(probe, dataset_version_id=merged.dataset_version_id)
+        with pytest.raises(NodeFailed, match="method is 'full', the candidate's 'linear_probe'"):
+            runner.train(probe, probe.dataset_version_id, "probe.m1", lambda p: None, lambda: False)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from engine.errors import DatasetError
 from engine.records import TASKS
+from engine.tasks import task_type
 
 ORIGINS = ("packaged", "shared", "local", "hub")
 CARD_SUFFIX = ".card.json"
@@ -52,7 +53,7 @@ class DatasetCard:
         """The text embedded for matching: title and paragraph, then the labels (the first few)."""
         labels = ", ".join(label.replace("_", " ") for label in self.labels[:max_labels])
         more = f" and {len(self.labels) - max_labels} more" if len(self.labels) > max_labels else ""
-        kind = "entity types" if self.task == "ner" else "labels"
+        kind = task_type(self.task).label_noun if self.task is not None else "labels"
         return f"{self.title}. {self.description}" + (f" {kind.capitalize()}: {labels}{more}." if labels else "")
 
     def to_dict(self) -> dict[str, Any]:

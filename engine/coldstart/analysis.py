@@ -134,7 +134,7 @@ class TaskAnalysis:
         lines = [f"- task: **{self.task}**, metric **{self.metric}** (decided by {self.decided_by})",
                  f"- why: {self.reason}"]
         if self.labels:
-            lines.append(f"- {'entity types' if task_type(self.task).spans else 'labels'}: {labels}")
+            lines.append(f"- {task_type(self.task).label_noun}: {labels}")
         if self.output_format:
             lines.append(f"- output format: {self.output_format}")
         if self.negative_label:

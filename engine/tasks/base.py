@@ -25,6 +25,7 @@ class TaskType:
     default_metric: ClassVar[str]     # what production and cold-start score a node with
     metrics: ClassVar[tuple[str, ...]]
     labelled: ClassVar[bool] = False  # outputs carry labels (classes or entity types) a model must know
+    label_noun: ClassVar[str] = "labels"  # what a person calls this task's labels
     single_label: ClassVar[bool] = False  # an output is one label (neighbours can vote on it)
     spans: ClassVar[bool] = False  # an output marks spans of its input (surface forms can repeat)
     thresholded: ClassVar[bool] = False  # a confidence threshold applies at inference

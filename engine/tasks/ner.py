@@ -18,6 +18,7 @@ class Ner(TaskType):
     default_metric: ClassVar[str] = "accuracy"  # exact span-set match per sentence: what regressions compare
     metrics: ClassVar[tuple[str, ...]] = ("entity_f1", "accuracy")
     labelled: ClassVar[bool] = True
+    label_noun: ClassVar[str] = "entity types"
     thresholded: ClassVar[bool] = True
     spans: ClassVar[bool] = True
 

@@ -6,6 +6,7 @@ import random
 
 import pytest
 from tiny_bert import build_tiny_bert
+from tiny_decoder import tiny_decoder
 
 from engine.bench.adaptft import HIDDEN, RunConfig, run_adaptft
 from engine.bench.report import checkpoint_rows, markdown, perturbation_rows
@@ -64,3 +65,25 @@ def test_the_naive_arm_needs_a_method_it_can_keep_training():
     assert RunConfig(recipe={"method": "lora"}, arms=("naive_cumulative", "oracle")).arms
     with pytest.raises(ConfigError, match="unknown arm"):
         RunConfig(arms=("naive", "bogus"))
+
+
+@pytest.mark.slow
+def test_tiny_generation_end_to_end(tmp_path):
+    """The same protocol on a decoder: sums answered as text, scored by exact match; naive keeps
+    fine-tuning its own checkpoint in full."""
+    rng = random.Random(0)
+    sums = [Example(f"Calculate {a} + {b}.", str(a + b), id=f"s{i}")
+            for i, (a, b) in enumerate(rng.sample([(a, b) for a in range(40) for b in range(40)], 480))]
+    base = tiny_decoder(tmp_path / "llama")
+    bench = build_stages(sums, "generation", StageConfig(seed=0, clean_size=60, stage_size=40), "tiny-sums")
+    recipe = {"base_model": base, "method": "full", "epochs": 2.0, "batch_size": 8, "learning_rate": 3e-3}
+    config = RunConfig(seed=0, recipe=recipe, agent_iterations=1, agent_minutes=3.0,
+                       arms=("naive", "clean_only"), threads=1)
+    result = run_adaptft(tmp_path / "ws", bench, config)
+    assert result.metric == "exact_match" and [c.name for c in result.checkpoints] == ["C1", "C2", "C3", "C4"]
+    assert all(0.0 <= s <= 1.0 for c in result.checkpoints for s in c.scores.values())
+    assert {log["stage"] for log in result.logs} == {"stage1", "stage2", "stage3"}
+    with Store(tmp_path / "ws") as store:
+        naive = [store.models.get(f"adaptft-naive-C{k}") for k in (2, 3, 4)]
+        assert [m["base_model"] for m in naive[1:]] == [m["artifact_path"] for m in naive[:2]]
+        assert store.models.deployed()["id"] == result.checkpoints[-1].agent_model

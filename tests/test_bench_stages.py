@@ -80,3 +80,13 @@ def test_seeded():
 def test_too_small_dataset_is_a_clear_error():
     with pytest.raises(ConfigError, match="lower clean_size"):
         build_stages(synthetic(200), "classification", StageConfig(clean_size=100, stage_size=100))
+
+
+def test_the_arithmetic_scenario_is_generation_with_one_row_per_question():
+    from engine.bench.stages import load_dataset
+
+    task, examples = load_dataset("arithmetic", "unused")
+    assert task == "generation" and len(examples) > 4000
+    assert len({ex.input for ex in examples}) == len(examples)
+    a, op, b = examples[0].input.removeprefix("Calculate ").rstrip(".").split()
+    assert op in "+-" and int(examples[0].output) == (int(a) + int(b) if op == "+" else int(a) - int(b))

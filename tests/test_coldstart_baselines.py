@@ -5,8 +5,8 @@ answering zero- and few-shot through its prompt."""
 from __future__ import annotations
 
 import pytest
-from test_coldstart_mode import tiny_decoder
 from tiny_bert import build_tiny_bert, ner_examples, topic_examples
+from tiny_decoder import tiny_decoder
 
 from engine.coldstart.analysis import DataSchema, analyse_by_rules
 from engine.coldstart.baselines import (

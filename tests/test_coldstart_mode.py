@@ -10,10 +10,8 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from tiny_bert import build_tiny_bert, topic_examples
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from tiny_decoder import tiny_decoder
 
 from engine.catalog import Catalog
 from engine.coldstart.mode import cold_start, plateau_reason
@@ -28,32 +26,6 @@ from engine.search.planner import RulePlanner, SearchState
 from engine.search.policy import Action
 from engine.search.reviewer import HeadlessReviewer
 from store import Store
-
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
-          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-
-
-def tiny_decoder(folder: Path) -> str:
-    """A 2-layer Llama and a byte-level BPE tokenizer with a ChatML template, built here."""
-    corpus = ["Task: calculate sums. Reply with a bare number. No other words. Calculate 12 + 7. 19 system user "
-              "assistant"] * 20 + [" ".join(str(i) for i in range(100))] * 5
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                  bos_token="<|im_start|>")
-    tok.chat_template = CHATML
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                         tie_word_embeddings=False)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

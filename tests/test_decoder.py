@@ -6,13 +6,10 @@ import json
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny_decoder import CHATML, build_tiny_decoder
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 from engine.errors import ConfigError, TrainingError
@@ -36,10 +33,6 @@ from engine.models.decoder import (
 from engine.records import Example
 from engine.seed import seed_everything
 
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 CORPUS = [
     "What is the capital of France? Paris is the capital of France.",
     "What is two plus two? Two plus two is four.",
@@ -55,33 +48,9 @@ SYSTEM = "You answer briefly."
 INIT = 0.4  # large enough that a rank-8 adapter on a 32-wide model can move the logits
 
 
-def _tokenizer(chat_template: str | None) -> PreTrainedTokenizerFast:
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                  bos_token="<|im_start|>")
-    tok.chat_template = chat_template
-    return tok
-
-
 def _base(folder, chat_template: str | None = CHATML, poison: bool = False) -> str:
-    tok = _tokenizer(chat_template)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, tie_word_embeddings=False, initializer_range=INIT)
-    model = LlamaForCausalLM(config)
-    if poison:
-        with torch.no_grad():
-            model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return build_tiny_decoder(folder, CORPUS, chat_template=chat_template, vocab_size=400, max_positions=256,
+                              init=INIT, poison=poison)
 
 
 @pytest.fixture(scope="module")

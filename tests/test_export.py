@@ -177,7 +177,7 @@ LOGITS_TOLERANCE = {"f32": 0.0, "f16": 0.01, "q8_0": 0.2}  # relative error; a w
 def tiny_llama(folder: Path, tied: bool) -> Path:
     """test_coldstart_mode's 2-layer Llama and byte-level BPE tokenizer (ChatML template), re-initialised with
     large weights so that a wrong rotary permutation moves the logits far beyond f16 / q8_0 rounding."""
-    from test_coldstart_mode import tiny_decoder
+    from tiny_decoder import tiny_decoder
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tiny_decoder(folder)
@@ -275,7 +275,7 @@ def test_a_llama_decoder_exports_as_one_gguf_that_transformers_loads_with_the_sa
 
 
 def test_a_decoder_of_another_architecture_is_refused_in_one_line(tmp_path, capsys):
-    from test_coldstart_mode import tiny_decoder
+    from tiny_decoder import tiny_decoder
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     folder = Path(tiny_decoder(tmp_path / "llama"))
@@ -299,7 +299,7 @@ def test_a_decoder_of_another_architecture_is_refused_in_one_line(tmp_path, caps
     ({"architectures": ["MistralForCausalLM"]}, "this one is MistralForCausalLM"),
 ])
 def test_what_the_gguf_converter_does_not_write_is_refused(tmp_path, change, message):
-    from test_coldstart_mode import tiny_decoder
+    from tiny_decoder import tiny_decoder
 
     from engine.errors import ConfigError
     from engine.models.gguf_export import convert
@@ -313,7 +313,7 @@ def test_what_the_gguf_converter_does_not_write_is_refused(tmp_path, change, mes
 
 def test_a_tokenizer_that_is_not_byte_level_bpe_is_refused(tmp_path):
     """llama.cpp's `gpt2` vocabulary is byte-level BPE; a WordPiece (or sentencepiece) vocabulary is not one."""
-    from test_coldstart_mode import tiny_decoder
+    from tiny_decoder import tiny_decoder
     from transformers import AutoTokenizer
 
     from engine.errors import ConfigError
@@ -334,7 +334,7 @@ def test_a_tokenizer_that_is_not_byte_level_bpe_is_refused(tmp_path):
 def test_every_trained_method_exports_and_loads_in_a_fresh_virtualenv_with_the_same_answers(tmp_path, task, method,
                                                                                          fresh_python):
     if task == "generation":
-        from test_coldstart_mode import tiny_decoder
+        from tiny_decoder import tiny_decoder
 
         base = tiny_decoder(tmp_path / "llama")
         rows = [Example(f"Calculate {a} + {b}.", str(a + b), f"s{a}{b}") for a in range(6) for b in range(4)]

@@ -31,8 +31,7 @@ from engine.data.perturb import to_trace_rows
 from engine.errors import ConfigError
 from engine.ingest import ingest_traces
 from engine.models.base import TrainConfig
-from engine.models.encoder import EncoderTrainer
-from engine.models.factory import evaluate, train_and_register
+from engine.models.factory import evaluate, train_and_register, trainer_for
 from engine.models.predictor import CachedPredictor
 from engine.production import ProductionConfig, improve, load_diagnosis
 from engine.search.reviewer import HeadlessReviewer
@@ -41,7 +40,11 @@ from store import Store
 from store.artifacts import atomic_write_jsonl
 
 HIDDEN = ("perturbations", "label_valid", "original_output")
-METRIC = {"classification": "accuracy", "ner": "entity_f1"}
+METRIC = {"classification": "accuracy", "ner": "entity_f1", "generation": "exact_match"}
+# C1's and every retrain's recipe by backend: a probe is fast on CPU for encoders; the decoder is fine-tuned
+# in full because the naive arm keeps training its own checkpoint (CONTINUABLE).
+RECIPES = {"encoder": {"base_model": "minilm", "method": "linear_probe"},
+           "decoder": {"base_model": "smollm2", "method": "full", "learning_rate": 5e-5, "epochs": 2.0}}
 CONTINUABLE = ("linear_probe", "full")  # methods whose checkpoint the naive arm can keep training
 
 
@@ -54,7 +57,7 @@ class RunConfig:
     threads against 12 ms with one, while MiniLM embedding ran 22-69 ex/s with two and 32 with one."""
 
     seed: int = 0
-    recipe: dict[str, Any] = field(default_factory=lambda: {"base_model": "minilm", "method": "linear_probe"})
+    recipe: dict[str, Any] = field(default_factory=lambda: dict(RECIPES["encoder"]))
     agent_iterations: int = 4
     agent_minutes: float = 10.0
     arms: tuple[str, ...] = bl.ARMS
@@ -110,8 +113,9 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
     seed_everything(config.seed)
     task = bench.task
     # one label set for every model, so a checkpoint trained on a stage that lacks a label still has it
-    trainer = EncoderTrainer(**({"num_threads": config.threads} if config.threads else {}),
-                             **({"labels": tuple(bench.labels)} if bench.labels else {}))
+    trainer = trainer_for(task, config.recipe.get("base_model", "minilm"),
+                          **({"num_threads": config.threads} if config.threads else {}),
+                          **({"labels": tuple(bench.labels)} if bench.labels else {}))
     scored = [r for r in bench.held_out if r["output"] is not None]
     held_out = [to_example(r) for r in scored]
     with Store(workspace) as store:

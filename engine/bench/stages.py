@@ -29,6 +29,12 @@ from engine.tasks import task_type
 DATASETS = {"clinc150": ("clinc150/data_full.json", "classification"),
             "sms_spam": ("sms_spam/SMSSpamCollection.tsv", "classification"),
             "wnut17": ("wnut17/wnut17train.conll", "ner")}
+# Generative scenarios whose data installs from PyPI (no --data-root): two-term arithmetic with
+# numbers below 100 (reasoning-gym basic_arithmetic, Apache-2.0), which SmolLM2-135M learns.
+# (Its division items are not exact quotients, so the scenario uses + and -.)
+PACKAGED = {"arithmetic": ("reasoning-gym:basic_arithmetic", "generation", {
+    "size": 10000, "seed": 0, "min_terms": 2, "max_terms": 2, "max_digits": 2, "operators": ("+", "-"),
+    "allow_parentheses": False, "allow_negation": False})}
 POISON_BOOST = 6.0
 
 
@@ -97,18 +103,23 @@ def poison_share(rows: Sequence[dict[str, Any]]) -> float:
 def load_dataset(name: str, data_root: str | Path) -> tuple[str, list[Example]]:
     """(task, examples) for a known benchmark name under `data_root`, or any source the cold-start
     registry loads (a file path or a packaged source); all splits are pooled, ids kept."""
-    known = DATASETS.get(name.lower())
+    from engine.coldstart.analysis import DataSchema, analyse_by_rules
+
+    known, packaged = DATASETS.get(name.lower()), PACKAGED.get(name.lower())
     if known is not None:
         path = Path(data_root) / known[0]
         if not path.exists():
             raise ConfigError(f"{path}: dataset {name} not found; pass --data-root pointing at the shared data folder")
         loaded = load_source(str(path), **({"oos": False} if name.lower() == "clinc150" else {}))
         task = known[1]
-    else:
+    elif packaged is not None:
+        loaded, task = load_source(packaged[0], **packaged[2]), packaged[1]
+    else:  # the cold start's rules read the task from the answers (spans, labels or text)
         loaded = load_source(name)
-        first = loaded.train[0].output
-        task = "ner" if isinstance(first, tuple | list) else "classification"
+        task = analyse_by_rules("", DataSchema.of(loaded.train)).task
     examples = [ex for split in loaded.splits.values() for ex in split]
+    if packaged is not None:  # a generator repeats items: one row per input, so no test input is trained on
+        examples = list({ex.input: ex for ex in reversed(examples)}.values())[::-1]
     return task, examples
 
 

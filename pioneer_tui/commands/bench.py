@@ -1,4 +1,4 @@
-"""`pioneer-tui bench adaptft --dataset clinc150|sms_spam|wnut17|<path> --seed N [--quick]`.
+"""`pioneer-tui bench adaptft --dataset clinc150|sms_spam|wnut17|arithmetic|<path> --seed N [--quick]`.
 
 Runs AdaptFT-Bench in its own workspace folder (`<out>/workspace`, default out
 `<workspace>/bench/adaptft-<dataset>-s<seed>[-quick]`), so the bench's deployments never touch the
@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,18 @@ def register(subparsers: Any) -> None:
         "rollback) is compared with realistic naive retraining and controlled baselines on the union of the "
         "stage test splits.")
     ada.add_argument("--dataset", required=True,
-                     help="clinc150, sms_spam, wnut17 (under --data-root) or a dataset file / registry source")
+                     help="clinc150, sms_spam, wnut17 (under --data-root), arithmetic (generation, from "
+                     "reasoning-gym) or a dataset file / registry source")
     ada.add_argument("--seed", type=int, default=0)
     ada.add_argument("--quick", action="store_true", help="small sizes (clean 300, stages of 150 logs)")
     ada.add_argument("--data-root", type=Path, default=Path("../shared/data"),
                      help="folder holding clinc150/, sms_spam/, wnut17/ (default ../shared/data)")
     ada.add_argument("--clean-size", type=int, help="clean pool size (default 1000, quick 300)")
     ada.add_argument("--stage-size", type=int, help="logs per stage (default 500, quick 150)")
-    ada.add_argument("--method", default="linear_probe", choices=("linear_probe", "lora", "full"),
-                     help="training method of C1 and every retrain (default linear_probe: fast on CPU)")
-    ada.add_argument("--base-model", default="minilm", help="encoder base model (default minilm)")
+    ada.add_argument("--method", choices=("linear_probe", "lora", "full"),
+                     help="training method of C1 and every retrain (default: linear_probe for encoder tasks, "
+                     "fast on CPU; full for generation)")
+    ada.add_argument("--base-model", help="base model (default: minilm for encoder tasks, smollm2 for generation)")
     ada.add_argument("--agent-iterations", type=int, default=4,
                      help="training iterations budget of each agent stage (default 4)")
     ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
@@ -54,10 +57,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from engine.bench.adaptft import RunConfig, run_adaptft  # torch: loaded only when the bench runs
+    from engine.bench.adaptft import RECIPES, RunConfig, run_adaptft  # torch: loaded only when the bench runs
+    from engine.tasks import task_type
 
-    try:
-        config = RunConfig(seed=args.seed, recipe={"base_model": args.base_model, "method": args.method},
+    chosen = {**({"method": args.method} if args.method else {}),
+              **({"base_model": args.base_model} if args.base_model else {})}
+    try:  # checked before any work; the recipe's defaults follow the dataset's backend once it is read
+        config = RunConfig(seed=args.seed, recipe={**RECIPES["encoder"], **chosen},
                            agent_iterations=args.agent_iterations, agent_minutes=args.agent_minutes,
                            threads=args.threads,
                            **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         bench = build_stages(examples, task, stages, Path(args.dataset).stem)
     except (ConfigError, DatasetError) as exc:
         raise UsageError(f"--dataset {args.dataset}: {exc}") from None
+    config = replace(config, recipe={**RECIPES[task_type(task).backend], **chosen})
     out = args.out or ctx.workspace.root / "bench" / \
         f"adaptft-{Path(args.dataset).stem}-s{args.seed}{'-quick' if args.quick else ''}"
     if (out / "workspace").exists():

@@ -5,6 +5,7 @@ that deployed scores never decrease under the gates."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 
@@ -204,6 +205,25 @@ def test_a_candidate_failing_any_gate_is_never_promoted(store):
     assert store.models.get(first)["status"] == "deployed"
     assert store.models.get(second)["status"] == "candidate"
     assert [e.type for e in dep.bus.history()].count("promoted") == 1  # only the first model
+
+
+def test_the_rate_budget_allows_the_papers_two_breaks_on_a_small_set():
+    """At 5%, one break in 11 held-out passes would be over budget where the paper's rule allows 2: a
+    weak deployment's candidate fixing 9 of 14 (AdaptFT arithmetic, C2) was kept back for it."""
+    small = TrafficEvidence(n_traffic=104, n_fixable=63, n_pass=22, holdout=14, holdout_fixed=9, regression=11,
+                            broken=1)
+    report = check(Candidate("n", "m", 0.3, failure_score=0.3, regressions=1, evidence=small), GateConfig())
+    rate = {r.gate: r for r in report.results}["regression_rate"]
+    assert rate.passed and rate.threshold == pytest.approx(2 / 11, abs=1e-6) and report.passed
+    three = dataclasses.replace(small, broken=3)
+    assert check(Candidate("n", "m", 0.3, failure_score=0.3, regressions=3, evidence=three), GateConfig()).failed \
+        == ["regression_rate"]
+    # the previous checkpoint's set likewise; and a large set keeps the plain rate (5% of 104)
+    cross = check(Candidate("n", "m", 0.3, failure_score=0.3, regressions=1, evidence=small, cross_regressions=2,
+                            cross_size=20), GateConfig())
+    assert {r.gate: r.threshold for r in cross.results}["cross_budget"] == pytest.approx(0.1)
+    assert {r.gate: r.threshold for r in check(Candidate("n", "m", 0.97, failure_score=0.97, regressions=10,
+                                                         evidence=WEAK), GateConfig()).results}["regression_rate"] == 0.05
 
 
 def test_a_person_may_promote_a_close_call_only_with_a_reason(store):

@@ -18,7 +18,6 @@ from engine.search.planner import ClusterInfo, FailureSummary, SearchState
 from engine.search.policy import Action
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm")
 
 MODEL = "gpt-4o-mini"  # priced in litellm's bundled cost map, so completion_cost is exercised
 
@@ -44,6 +43,8 @@ def scripted(*turns: dict):
     requests: list[dict] = []
 
     def complete(**kwargs):
+        import litellm  # at first use: its import takes seconds, and collection should not pay it
+
         requests.append(kwargs)
         return litellm.completion(**kwargs, **turns[len(requests) - 1])
 

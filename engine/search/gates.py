@@ -9,7 +9,8 @@
     (MOVER: Wilson score limits of each rate recovered into the difference, Zou & Donner 2008)
     must be above zero. The budget caps the
     regression set's broken passes (`max_regressions`) and their rate (`max_regression_rate`, also
-    on the previous checkpoint's set). A candidate that fails only the budget is a close call that a
+    on the previous checkpoint's set; never below epsilon broken items, so a small set is not held to
+    a stricter rule than the paper's). A candidate that fails only the budget is a close call that a
     person may promote anyway, with a recorded reason.
   - "strict": the paper's rule unchanged: a(pi) >= tau on the failure set AND r(pi) <= epsilon (2) on
     the regression set, and again r <= 2 on the previous checkpoint's evaluation set. It assumes a
@@ -52,7 +53,7 @@ class GateConfig:
     """`rule`: "traffic" (default) or "strict" (the paper's). strict uses tau, epsilon and
     cross_epsilon; traffic uses `confidence` for the gain bound and the budget: `max_regressions`
     (broken regression-set items, None = no cap) and `max_regression_rate` (their share, also on the
-    previous checkpoint's set; None = no cap)."""
+    previous checkpoint's set, at least `epsilon` / `cross_epsilon` items; None = no cap)."""
 
     tau: float = 0.96
     epsilon: int = 2
@@ -286,11 +287,19 @@ def _traffic(c: Candidate, config: GateConfig) -> list[GateResult]:
     if config.max_regressions is not None:
         results.append(at_most("regression_budget", e.broken, config.max_regressions))
     if config.max_regression_rate is not None:
-        results.append(at_most("regression_rate", round(e.break_rate, 6), config.max_regression_rate))
+        results.append(at_most("regression_rate", round(e.break_rate, 6),
+                               rate_budget(config.max_regression_rate, config.epsilon, e.regression)))
         if c.cross_regressions is not None and c.cross_size:
             results.append(at_most("cross_budget", round(c.cross_regressions / c.cross_size, 6),
-                                   config.max_regression_rate))
+                                   rate_budget(config.max_regression_rate, config.cross_epsilon, c.cross_size)))
     return results
+
+
+def rate_budget(rate: float, allowance: int, size: int) -> float:
+    """The break-rate cap on a set of `size` items: `rate`, but never below the paper's `allowance`
+    of broken items (2) — on a small set (under 40 items at 5%) one break would otherwise be over
+    budget, making the default rule stricter than the one it replaces."""
+    return round(max(rate, allowance / size), 6) if size else rate
 
 
 @dataclass(frozen=True)

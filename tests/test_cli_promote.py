@@ -9,9 +9,10 @@ import pytest
 from fake_runner import DEPLOYED, Result, fake_run
 
 from engine.curation_log import curation_log_path
+from engine.production.mode import summarize_run
 from engine.search.budget import BudgetLimits
 from engine.search.gates import GateConfig
-from engine.search.loop import LoopConfig, run_loop
+from engine.search.loop import LoopConfig, promote_command, run_loop
 from engine.search.reviewer import HeadlessReviewer
 from pioneer_tui.cli import main
 from pioneer_tui.commands.improve import RunPrinter
@@ -29,6 +30,8 @@ def headless_run(workspace, result: Result) -> tuple[str, str]:
 def test_a_close_call_is_promoted_later_with_a_reason_and_recorded_in_its_run(tmp_path, capsys):
     ws = tmp_path / "ws"
     run_id, node = headless_run(ws, Result(broken=5))
+    with Store(ws) as store:  # the run's summary carries the command (JSON users read it there)
+        assert summarize_run(store, run_id).promote_command == promote_command(node)
     code = main(["--workspace", str(ws), "promote", node, "--reason", "five broken greetings are acceptable"])
     out = capsys.readouterr().out
     assert code == 0 and f"from {node} anyway (over the regression budget), replacing {DEPLOYED}" in out

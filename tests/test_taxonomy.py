@@ -268,6 +268,34 @@ def test_beyond_the_fit_sample_every_input_joins_its_topics_cluster(monkeypatch,
         tax.to_dict()
 
 
+@pytest.mark.parametrize(("prediction", "correction", "mode"), [
+    ("", "42", "empty_output"), ("   ", "Paris", "empty_output"),
+    ("I'm sorry, I cannot help with that.", "42", "refusal"), ("I can't answer that", "Paris", "refusal"),
+    ("The answer is 42.", "42", "format"), ("paris, of course", "Paris", "format"), ("-28 (I think)", "-28", "format"),
+    ("Let me think step by step: first we", "42", "no_final_answer"),
+    ("41", "42", None), ("142", "42", None), ("4.2", "42", None), ("42.5", "42", None), ("London", "Paris", None),
+])
+def test_a_generation_failure_is_named_by_how_its_output_failed(prediction, correction, mode):
+    from engine.diagnosis.taxonomy import output_mode
+
+    assert output_mode(prediction, correction) == mode
+
+
+def test_generation_failures_group_by_output_mode_before_their_inputs_cluster():
+    rows = [("e", "", "12"), ("r", "I cannot do that.", "7"), ("f", "The sum is 9.", "9"), ("n", "Hmm, let me see", "5")]
+    fail = [Trace.from_row({"id": f"{k}{i}", "input": f"Calculate {i} + 4.", "prediction": pred, "correction": gold,
+                            "verdict": "fail", "task": "generation"}) for k, pred, gold in rows for i in range(2)]
+    fail += [gen_trace(f"c{i}", t) for i, t in enumerate(COOKING)]
+    tax = build_taxonomy(fail, task="generation")
+    assert_exact_cover(tax, fail)
+    kinds = {c.kind: sorted(c.trace_ids) for c in tax.clusters}
+    assert kinds["empty_output"] == ["e0", "e1"] and kinds["refusal"] == ["r0", "r1"]
+    assert kinds["format"] == ["f0", "f1"] and kinds["no_final_answer"] == ["n0", "n1"]
+    assert all(c.fixability == "fixable" for c in tax.clusters)
+    assert tax.stats["output_modes"] == {"empty_output": 2, "format": 2, "no_final_answer": 2, "refusal": 2}
+    assert {tid[0] for c in tax.clusters if c.kind == "text_cluster" for tid in c.trace_ids} == {"c"}
+
+
 def test_generation_single_topic_stays_one_cluster():
     fail = [gen_trace(f"s{i}", f"summarise the quarterly sales report number {i}") for i in range(6)]
     tax = build_taxonomy(fail, task="generation")

@@ -354,14 +354,41 @@ def _perturbation_key(trace: Trace) -> str | None:
     return "+".join(types) or None
 
 
+# How a generative answer failed, read from the output against the correction (before the inputs are
+# clustered): these call for different remedies than a wrong answer (stop rules, answer format, refusals).
+OUTPUT_MODES = {"empty_output": "empty answers", "refusal": "refusals",
+                "format": "right answer in the wrong form (extra or missing text)",
+                "no_final_answer": "no final answer (cut off, or the number missing)"}
+_REFUSAL = re.compile(r"\b(i can(?:no|')t|i'm (?:sorry|unable)|i am (?:sorry|unable)|as an ai|i won't)\b", re.I)
+
+
+def output_mode(prediction: Any, correction: Any) -> str | None:
+    """The OUTPUT_MODES kind of a failed generation, or None for a plainly wrong answer."""
+    pred = " ".join(str(prediction or "").split())
+    gold = " ".join(str(correction or "").split())
+    if not pred:
+        return "empty_output"
+    if _REFUSAL.search(pred):
+        return "refusal"
+    if gold and re.search(rf"(?<![\w.-]){re.escape(gold)}(?![\w]|\.\d)", pred, re.I):
+        return "format"
+    if re.search(r"\d", gold) and not re.search(r"\d", pred):
+        return "no_final_answer"
+    return None
+
+
 def _generation_groups(fail: list[Trace], config: TaxonomyConfig,
                        embedder: Embedder | None) -> tuple[list[_Group], dict]:
     groups = []
     by_perturbation: dict[str, list[Trace]] = defaultdict(list)
+    by_mode: dict[str, list[Trace]] = defaultdict(list)
     plain = []
     for t in fail:
         key = _perturbation_key(t)
-        (by_perturbation[key] if key else plain).append(t)
+        mode = output_mode(t.prediction, t.correction) if t.correction is not None else None
+        (by_perturbation[key] if key else by_mode[mode] if mode else plain).append(t)
+    for mode, traces in sorted(by_mode.items()):
+        groups.append(_Group(f"output:{mode}", mode, OUTPUT_MODES[mode], traces, (), "recall", 0.0))
     for key, traces in sorted(by_perturbation.items()):
         classes = Counter(str(p.get("class")) for t in traces for p in t.metadata.get("perturbations", [])
                           if isinstance(p, Mapping) and p.get("class"))
@@ -380,7 +407,8 @@ def _generation_groups(fail: list[Trace], config: TaxonomyConfig,
             groups.append(_Group(f"text:{c}", "text_cluster", f"inputs about {names[c]}", members, (), "recall",
                                  0.0, {"top_terms": names[c].split(", ")}))
     stats = {"k": k, "silhouette": None if silhouette is None else round(float(silhouette), 4),
-             "method": config.method, "perturbation_groups": {k: len(v) for k, v in sorted(by_perturbation.items())}}
+             "method": config.method, "perturbation_groups": {k: len(v) for k, v in sorted(by_perturbation.items())},
+             "output_modes": {m: len(v) for m, v in sorted(by_mode.items())}}
     return groups, stats
 
 

@@ -131,6 +131,7 @@ class ProductionSummary:
     clusters: list[dict[str, Any]]
     triage: dict[str, int]
     iterations: list[Iteration]
+    promote_command: str | None = None  # how to promote the run's close call later, when it ended on one
 
     @property
     def promoted(self) -> bool:
@@ -155,8 +156,9 @@ def summarize_run(store: Store, run_id: str, result: LoopResult | None = None) -
         note = m.get("veto_reason") or m.get("error") or m.get("exhausted_reason") or ""
         iterations.append(Iteration(n["id"], n["iteration"], edges.get(n["id"], "root"), n["status"], n["score"],
                                     n["regressions"], m.get("cross_checkpoint.regressions"), gates, str(note)))
+    finished = next((e.payload for e in reversed(events) if e.type == "run_finished"), {})
     return ProductionSummary(run_id, result.status, result.reason, result.outcome, result.promoted_model, clusters,
-                             dict(taxonomy.get("triage") or {}), iterations)
+                             dict(taxonomy.get("triage") or {}), iterations, finished.get("promote_command"))
 
 
 def improve(store: Store, config: ProductionConfig, *, reviewer: Reviewer, planner: Planner | None = None,

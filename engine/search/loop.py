@@ -599,9 +599,9 @@ class AgentLoop:
             except GateError as exc:
                 return None, f"{keep}: promotion refused by the registry ({exc})", {}
         broken = [{k: r[k] for k in ("id", "input", "expected", "prediction")} for r in info.details["regressions"]]
-        return None, (f"{keep}: {node.id} failed only the regression budget ({info.summary}); "
-                      f"to promote it anyway: {command}"), {"close_call": node.id, "promote_command": command,
-                                                            "broken": broken}
+        # the command is its own field: the curation log and the headless summary print it on its own line
+        return None, f"{keep}: {node.id} failed only the regression budget ({info.summary})", \
+            {"close_call": node.id, "promote_command": command, "broken": broken}
 
     def _promotion_info(self, node: Node, candidate: Candidate) -> Confirmation:
         report = GateReport.from_dict(node.metrics["gates"])

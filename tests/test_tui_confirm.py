@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 from tui_helpers import settle
 
+from engine.search.loop import promote_command
 from engine.search.reviewer import Confirmation
 from pioneer_tui.screens.confirm import GateConfirmScreen, PromoteAnywayScreen, gate_row, render_review
 from pioneer_tui.screens.review import CurriculumReviewScreen
@@ -128,9 +129,11 @@ async def test_keep_the_deployed_model_returns_none(tmp_path):
         app.screen.query_one(Input).value = "typed, then thought better of it"
         await pilot.press("ctrl+n")
         await settle(pilot, lambda: "result" in box)
-        assert box["result"].promoted_model is None and "pioneer-tui promote" in box["result"].outcome
+        assert box["result"].promoted_model is None and "failed only the regression budget" in box["result"].outcome
         assert app.review_log[-1] == ReviewDecided("override", node_id, False)
     assert store.models.deployed()["id"] == DEPLOYED
+    finished = next(e.payload for e in store.runs.events(box["run_id"]) if e.type == "run_finished")
+    assert finished["promote_command"] == promote_command(node_id)  # the run's log prints it, for later
     store.close()
 
 

@@ -17,3 +17,21 @@ def test_bad_arms_or_method_fail_with_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ws" / "bench").exists()
+
+
+def test_a_generation_dataset_gets_the_decoder_recipe_and_flags_still_override(tmp_path, monkeypatch):
+    """The recipe's defaults follow the dataset's backend (the run itself is replaced: it trains for real)."""
+    import engine.bench.adaptft as adaptft
+
+    seen = []
+
+    def stop(workspace, bench, config, log):
+        seen.append((bench.task, config.recipe))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(adaptft, "run_adaptft", stop)
+    for extra in ([], ["--base-model", "/models/mine"]):
+        with pytest.raises(SystemExit):
+            main(["--workspace", str(tmp_path / "ws"), "bench", "adaptft", "--dataset", "arithmetic", "--quick", *extra])
+    assert seen[0] == ("generation", adaptft.RECIPES["decoder"])
+    assert seen[1][1] == {**adaptft.RECIPES["decoder"], "base_model": "/models/mine"}

@@ -119,7 +119,10 @@ def load_dataset(name: str, data_root: str | Path) -> tuple[str, list[Example]]:
         task = analyse_by_rules("", DataSchema.of(loaded.train)).task
     examples = [ex for split in loaded.splits.values() for ex in split]
     if packaged is not None:  # a generator repeats items: one row per input, so no test input is trained on
-        examples = list({ex.input: ex for ex in reversed(examples)}.values())[::-1]
+        first: dict[str, Example] = {}
+        for ex in examples:
+            first.setdefault(ex.input, ex)
+        examples = list(first.values())
     return task, examples
 
 

@@ -386,7 +386,12 @@ def _generation_groups(fail: list[Trace], config: TaxonomyConfig,
     for t in fail:
         key = _perturbation_key(t)
         mode = output_mode(t.prediction, t.correction) if t.correction is not None else None
-        (by_perturbation[key] if key else by_mode[mode] if mode else plain).append(t)
+        if key:
+            by_perturbation[key].append(t)
+        elif mode:
+            by_mode[mode].append(t)
+        else:
+            plain.append(t)
     for mode, traces in sorted(by_mode.items()):
         groups.append(_Group(f"output:{mode}", mode, OUTPUT_MODES[mode], traces, (), "recall", 0.0))
     for key, traces in sorted(by_perturbation.items()):

@@ -221,7 +221,7 @@ def test_hub_search_when_reachable_makes_cards_from_the_datasets_found(hub_onlin
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         hub = HubSource(f"http://127.0.0.1:{server.server_port}", timeout=3.0)
         result = Catalog([hub], WordsEmbedder(), 0.3).search("detect spam in SMS messages", task="classification")

@@ -388,8 +388,8 @@ def _view_source(path: Path, view: str) -> Path:
 
 
 @pytest.mark.parametrize(("view", "limits", "words"), [
-    (ENDLESS, {"timeout_s": 1.0}, "stopped after 1 s, the time limit; nothing was written"),
-    (ENDLESS + " WHERE n < 0", {"timeout_s": 1.0}, "stopped after 1 s"),  # never returns a row
+    (ENDLESS, {"timeout_s": 0.4}, "stopped after 0.4 s, the time limit; nothing was written"),
+    (ENDLESS + " WHERE n < 0", {"timeout_s": 0.4}, "stopped after 0.4 s"),  # never returns a row
     (ENDLESS, {"max_rows": 3000}, "more than 3,000 records; nothing was written"),
 ])
 def test_a_source_that_never_ends_is_stopped_and_writes_nothing(tmp_path, view, limits, words):

@@ -249,8 +249,8 @@ def test_cli_csv_keeps_data_exact_for_a_pipe_and_escapes_it_for_a_terminal(evil_
 
 @pytest.mark.parametrize(("post", "timeout", "code"), [
     ("sleep {m} & cat > /dev/null; true", "10", 0),  # a background job outlives its shell
-    ("sleep {m}; true", "1", 2),  # the time limit stops the whole pipeline
-    ("(setsid sleep {m} &); sleep {m}", "1", 2),
+    ("sleep {m}; true", "0.4", 2),  # the time limit stops the whole pipeline
+    ("(setsid sleep {m} &); sleep {m}", "0.4", 2),
 ])
 def test_cli_post_leaves_nothing_running(ws, capsys, post, timeout, code):
     import random
@@ -264,7 +264,7 @@ def test_cli_post_leaves_nothing_running(ws, capsys, post, timeout, code):
     if "setsid" not in post:
         assert survivors == []
     if code:
-        assert "ran past 1 s and was stopped" in capsys.readouterr().err
+        assert "ran past 0.4 s and was stopped" in capsys.readouterr().err
 
 
 def test_cli_post_output_is_capped(ws, capsys, monkeypatch):

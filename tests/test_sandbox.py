@@ -87,15 +87,15 @@ def test_pass_at_1_through_the_metric_dispatcher(problems):
 
 def test_infinite_loop_times_out(problems):
     result = check_completion(problems["HumanEval/53"], "    while True:\n        pass\n",
-                              SandboxLimits(timeout_s=1.5))
+                              SandboxLimits(timeout_s=0.5))
     assert result.status == "timeout" and not result.passed
     assert result.returncode is None
-    assert 1.4 < result.duration_s < 5
+    assert 0.45 < result.duration_s < 5
 
 
 def test_sleeping_child_is_killed_by_the_wall_clock(problems):
     result = check_completion(problems["HumanEval/53"], "    import time\n    time.sleep(60)\n",
-                              SandboxLimits(timeout_s=1.0))
+                              SandboxLimits(timeout_s=0.5))
     assert result.status == "timeout" and result.duration_s < 5
 
 

@@ -263,8 +263,8 @@ def test_a_busy_database_waits_with_progress_then_names_the_holder(tmp_path, loc
     from store import StoreBusy
     from store import db as store_db
 
-    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "1.5")
-    monkeypatch.setattr(store_db, "_REPORT_EVERY_S", 0.3)
+    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "0.6")
+    monkeypatch.setattr(store_db, "_REPORT_EVERY_S", 0.15)
     holder = lock_holder(30)
     reports: list[tuple[float, float, str]] = []
     with Store(tmp_path / "ws", on_busy=lambda *r: reports.append(r)) as store:
@@ -272,13 +272,13 @@ def test_a_busy_database_waits_with_progress_then_names_the_holder(tmp_path, loc
             store.runs.create("production")
         assert store.runs.list() == []
     message = str(info.value)
-    assert "\n" not in message and f"process {holder.pid} (python" in message and "within 1.5 s" in message
-    assert reports and all(limit == 1.5 and f"process {holder.pid}" in who for _, limit, who in reports)
+    assert "\n" not in message and f"process {holder.pid} (python" in message and "within 0.6 s" in message
+    assert reports and all(limit == 0.6 and f"process {holder.pid}" in who for _, limit, who in reports)
 
 
 def test_a_busy_database_is_written_once_the_holder_lets_go(tmp_path, lock_holder, monkeypatch):
     monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "20")
-    lock_holder(1.0)
+    lock_holder(0.4)
     with Store(tmp_path / "ws") as store:
         run_id = store.runs.create("production")
         assert store.runs.get(run_id)["status"] == "running"
@@ -287,7 +287,7 @@ def test_a_busy_database_is_written_once_the_holder_lets_go(tmp_path, lock_holde
 def test_cli_busy_database_is_one_line_naming_the_holder(tmp_path, lock_holder, monkeypatch, capsys):
     from pioneer_tui.cli import main
 
-    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "1")
+    monkeypatch.setenv("PIONEER_BUSY_TIMEOUT", "0.5")
     holder = lock_holder(30)
     trace = '{"ts": "2026-01-01T00:00:00Z", "model_id": "m", "input": "x", "prediction": "y", "verdict": "pass"}\n'
     (tmp_path / "t.jsonl").write_text(trace)

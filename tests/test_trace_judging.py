@@ -101,7 +101,7 @@ class Stand_in(http.server.BaseHTTPRequestHandler):  # noqa: N801
 def endpoint():
     Stand_in.requests = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stand_in)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 

@@ -57,6 +57,10 @@ def test_tiny_end_to_end(tmp_path):
         assert store.models.get("adaptft-naive_cumulative-C4")["base_model"] == str(base)
     assert len(checkpoint_rows(result)) == 4 and perturbation_rows(result)
     assert "| C4 |" in markdown(result)
+    phases = result.seconds_by_phase  # where the time went: every phase that ran, and the training rates
+    assert {"training: C1", "agent: production mode", "answering stage logs", "held-out scoring",
+            "training: naive", "training: naive_cumulative"} <= set(phases) and all(v > 0 for v in phases.values())
+    assert result.training_rates["models trained"] >= 7 and result.training_rates["training examples/s"] > 0
 
 
 def test_the_naive_arm_needs_a_method_it_can_keep_training():

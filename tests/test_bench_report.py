@@ -69,3 +69,16 @@ def test_write_report_files(tmp_path):
     assert "plotly" in html.lower() and "<script" in html and "<script src=" not in html
     assert "AdaptFT-Bench" in paths["report"].read_text()
     assert not list((tmp_path / "out").glob("*.tmp*"))
+
+
+def test_the_report_says_where_the_time_went_and_older_results_still_load():
+    from dataclasses import replace
+
+    timed = replace(result(), seconds_by_phase={"agent: production mode": 1500.0, "training: clean_only": 660.0},
+                    training_rates={"models trained": 20.0, "training examples/s": 7.9, "training tokens/s": 241.3})
+    assert ("Where the time went: agent: production mode 25.0 min; training: clean_only 11.0 min; 20 models "
+            "trained, 7.9 training examples/s, 241.3 training tokens/s.") in markdown(timed)
+    assert "Where the time went" not in markdown(result())  # a result written before the breakdown existed
+    raw = result().to_dict()
+    del raw["seconds_by_phase"], raw["training_rates"]
+    assert BenchResult.from_dict(raw).seconds_by_phase == {}

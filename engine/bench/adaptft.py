@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ class BenchResult:
     naive_labels: dict[str, int]
     seconds: float
     config: dict[str, Any]
+    # where the wall time went: seconds by phase, and the training rates over every model trained
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)
+    training_rates: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,9 +115,19 @@ class BenchResult:
         return cls(**{**raw, "checkpoints": [Checkpoint(**c) for c in raw["checkpoints"]]})
 
 
+@contextmanager
+def _timed(spent: Counter, phase: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent[phase] += time.perf_counter() - started
+
+
 def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
                 log: Callable[[str], None] = lambda _: None) -> BenchResult:
     started = time.perf_counter()
+    spent: Counter = Counter()
     seed_everything(config.seed)
     task = bench.task
     # one label set for every model, so a checkpoint trained on a stage that lacks a label still has it
@@ -132,8 +146,9 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
                 recipe["base_model"] = store.models.get(start)["artifact_path"]
             cfg = TrainConfig(task=task, seed=config.seed, **recipe)
             t0 = time.perf_counter()
-            model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
-                                       dataset_version_id=dataset_version)
+            with _timed(spent, "training: " + name.removeprefix("adaptft-").rsplit("-", 1)[0]):
+                model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
+                                           dataset_version_id=dataset_version)
             log(f"  trained {name} on {len(examples)} examples in {time.perf_counter() - t0:.0f}s")
             return model.model_id
 
@@ -144,11 +159,13 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
 
         def score(model_id: str) -> float:
             p, threshold = predictor(model_id)
-            return round(float(evaluate(p, held_out, task, threshold)[METRIC[task]]), 4)
+            with _timed(spent, "held-out scoring"):
+                return round(float(evaluate(p, held_out, task, threshold)[METRIC[task]]), 4)
 
         def predict(model_id: str, rows: list[dict[str, Any]]) -> list[Any]:
             p, threshold = predictor(model_id)
-            return [bl.plain(x.output) for x in p.predict([r["input"] for r in rows], threshold)]
+            with _timed(spent, "answering stage logs"):
+                return [bl.plain(x.output) for x in p.predict([r["input"] for r in rows], threshold)]
 
         clean_pairs = [(r, r["output"]) for r in bench.clean]
         version = store.datasets.create([{"id": r["id"], "input": r["input"], "output": r["output"]}
@@ -174,12 +191,13 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
             path = store.artifacts / "bench" / f"{stage.name}-traces.jsonl"
             atomic_write_jsonl(path, traces)
             ingest_traces(store, path)
-            summary = improve(store, ProductionConfig(model=agent, task=task, seed=config.seed,
-                                                      max_iterations=config.agent_iterations,
-                                                      max_minutes=config.agent_minutes,
-                                                      regression_fraction=config.regression_fraction,
-                                                      trainer_threads=config.threads),
-                              reviewer=HeadlessReviewer("auto"))
+            with _timed(spent, "agent: production mode"):
+                summary = improve(store, ProductionConfig(model=agent, task=task, seed=config.seed,
+                                                          max_iterations=config.agent_iterations,
+                                                          max_minutes=config.agent_minutes,
+                                                          regression_fraction=config.regression_fraction,
+                                                          trainer_threads=config.threads),
+                                  reviewer=HeadlessReviewer("auto"))
             diagnosis = load_diagnosis(store, summary.run_id)
             side += _fates(traces, truth, diagnosis, stage.name)
             promoted = summary.promoted_model
@@ -211,8 +229,23 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
             log(f"  scores: {json.dumps(scores)}")
             checkpoints.append(Checkpoint(name, stage.poison_rate, scores, agent, promoted is not None,
                                           summary.run_id, summary.reason))
+        rates = _training_rates(store)
     return BenchResult(bench.dataset, task, config.seed, METRIC[task], len(bench.held_out), len(scored),
-                       checkpoints, side, dict(naive_kinds), round(time.perf_counter() - started, 1), asdict(config))
+                       checkpoints, side, dict(naive_kinds), round(time.perf_counter() - started, 1), asdict(config),
+                       {k: round(v, 1) for k, v in spent.most_common()}, rates)
+
+
+def _training_rates(store: Store) -> dict[str, float]:
+    """Training examples/s and tokens/s over every model the bench trained (agent candidates included;
+    an averaged candidate trains nothing): the backends' own counts, weighted by each run's wall time."""
+    rows = [m for m in store.models.list() if (m.get("metrics") or {}).get("train_examples_per_s")
+            and m.get("wall_time_s")]
+    out = {"models trained": float(len(rows))}
+    for key, label in (("train_examples_per_s", "training examples/s"), ("train_tokens_per_s", "training tokens/s")):
+        rates = [(m["metrics"][key], m["wall_time_s"]) for m in rows if m["metrics"].get(key)]
+        if rates:
+            out[label] = round(sum(r * w for r, w in rates) / sum(w for _, w in rates), 1)
+    return out
 
 
 def _fates(traces: list[dict[str, Any]], truth: dict[str, dict[str, Any]], diagnosis: Any,

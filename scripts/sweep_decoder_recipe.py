@@ -31,7 +31,10 @@ def parse_recipe(text: str) -> dict:
         if key not in KEYS:
             raise SystemExit(f"error: --recipe {text!r}: unknown key {key!r}; use {', '.join(KEYS)}")
         name, cast = KEYS[key]
-        recipe[name] = cast(value)
+        try:
+            recipe[name] = cast(value)
+        except ValueError:
+            raise SystemExit(f"error: --recipe {text!r}: {key}={value!r} is not a {cast.__name__}") from None
     return recipe
 
 
@@ -42,14 +45,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--recipe", action="append", required=True, help="e.g. lr=1e-4,batch=8,epochs=2[,method=lora][,system=Answer concisely.]")
+    ap.add_argument("--recipe", action="append", required=True,
+                    help="e.g. lr=1e-4,batch=8,epochs=2[,method=lora][,system=Answer concisely.]")
     args = ap.parse_args()
 
     from engine.bench.stages import StageConfig, build_stages, load_dataset, to_example
     from engine.models.base import TrainConfig
     from engine.models.factory import evaluate, trainer_for
     from engine.models.predictor import load_predictor
-    from engine.seed import seed_everything
 
     task, examples = load_dataset(args.dataset, args.data_root)
     stages = StageConfig.quick(args.seed) if args.quick else StageConfig(seed=args.seed)
@@ -60,17 +63,15 @@ def main() -> None:
     print("| recipe | steps | training | train s | train ex/s | eval s | exact match |\n|---|---|---|---|---|---|---|", flush=True)
     for text in args.recipe:
         recipe = {"base_model": "smollm2", "method": "full", **parse_recipe(text)}
-        config = TrainConfig(task=task, seed=args.seed, **recipe)
-        seed_everything(args.seed)
+        config = TrainConfig(task=task, seed=args.seed, **recipe)  # the trainer seeds itself (engine.seed)
         with tempfile.TemporaryDirectory() as out:
-            t0 = time.perf_counter()
             result = trainer_for(task, recipe["base_model"], num_threads=args.threads).train(clean, config, Path(out))
-            trained = time.perf_counter() - t0
-            t1 = time.perf_counter()
+            started = time.perf_counter()
             score = evaluate(load_predictor(Path(out)), held_out, task)["exact_match"]
-            scored = time.perf_counter() - t1
-        print(f"| {text} | {result.steps} | {result.metrics['train_tokens_per_s']:.0f} tok/s | {trained:.0f} | {len(clean) * config.epochs / trained:.1f} | {scored:.0f} "
-              f"| {100 * score:.1f} |", flush=True)
+            scored = time.perf_counter() - started
+        m = result.metrics
+        print(f"| {text} | {result.steps} | {m['train_tokens_per_s']:.0f} tok/s | {result.wall_time_s:.0f} | "
+              f"{m['train_examples_per_s']:.1f} | {scored:.0f} | {100 * score:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,11 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
                 recipe["base_model"] = store.models.get(start)["artifact_path"]
             cfg = TrainConfig(task=task, seed=config.seed, **recipe)
             t0 = time.perf_counter()
-            with _timed(spent, "training: " + name.removeprefix("adaptft-").rsplit("-", 1)[0]):
-                model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
-                                           dataset_version_id=dataset_version)
-            log(f"  trained {name} on {len(examples)} examples in {time.perf_counter() - t0:.0f}s")
+            model = train_and_register(store, examples, cfg, name=name, trainer=trainer,
+                                       dataset_version_id=dataset_version)
+            took = time.perf_counter() - t0
+            spent["training: " + name.removeprefix("adaptft-").rsplit("-", 1)[0]] += took
+            log(f"  trained {name} on {len(examples)} examples in {took:.0f}s")
             return model.model_id
 
         def predictor(model_id: str) -> tuple[CachedPredictor, float | None]:

@@ -113,9 +113,9 @@ def markdown(result: BenchResult) -> str:
     lines += [f"Final gap against {ARM_NAMES[a]} at {last}: {gap_text(a)}." for a in ("naive_cumulative", "naive_random")
               if a in result.checkpoints[-1].scores]
     if result.seconds_by_phase:
-        lines += ["", "Where the time went: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in
-                                                          result.seconds_by_phase.items()) + "; " +
-                  ", ".join(f"{v:g} {k}" for k, v in result.training_rates.items()) + "."]
+        parts = [f"{k} {v / 60:.1f} min" for k, v in result.seconds_by_phase.items()]
+        parts += [", ".join(f"{v:g} {k}" for k, v in result.training_rates.items())] if result.training_rates else []
+        lines += ["", "Where the time went: " + "; ".join(parts) + "."]
     lines += ["", f"Realistic-naive labels: {json.dumps(result.naive_labels)}", "",
               f"Agent triage vs hidden truth: {json.dumps(triage_scores(result))}", "",
               "## Perturbations in the agent's logs", "",

@@ -12,6 +12,7 @@ from engine.bench.adaptft import HIDDEN, RunConfig, run_adaptft
 from engine.bench.report import checkpoint_rows, markdown, perturbation_rows
 from engine.bench.stages import StageConfig, build_stages
 from engine.errors import ConfigError
+from engine.models.predictor import read_manifest
 from engine.records import Example
 from store import Store
 
@@ -64,25 +65,28 @@ def test_tiny_end_to_end(tmp_path):
 
 
 def test_the_naive_arm_needs_a_method_it_can_keep_training():
-    with pytest.raises(ConfigError, match="continues training"):
-        RunConfig(recipe={"method": "lora"})
-    assert RunConfig(recipe={"method": "lora"}, arms=("naive_cumulative", "oracle")).arms
+    with pytest.raises(ConfigError, match="continues training .* full on the encoder, not lora"):
+        RunConfig(recipe={"method": "lora"}, backend="encoder")
+    assert RunConfig(recipe={"method": "lora"}, backend="decoder").recipe["method"] == "lora"  # its adapter
+    assert RunConfig(recipe={"method": "lora"}, backend="encoder", arms=("naive_cumulative", "oracle")).arms
     with pytest.raises(ConfigError, match="unknown arm"):
         RunConfig(arms=("naive", "bogus"))
 
 
 @pytest.mark.slow
-def test_tiny_generation_end_to_end(tmp_path):
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_tiny_generation_end_to_end(tmp_path, method):
     """The same protocol on a decoder: sums answered as text, scored by exact match; naive keeps
-    fine-tuning its own checkpoint in full."""
+    fine-tuning its own checkpoint (its weights, or its adapter). The LoRA run also raises the agent's
+    regression budget to its retraining churn, measured once a stage."""
     rng = random.Random(0)
     sums = [Example(f"Calculate {a} + {b}.", str(a + b), id=f"s{i}")
             for i, (a, b) in enumerate(rng.sample([(a, b) for a in range(40) for b in range(40)], 480))]
     base = tiny_decoder(tmp_path / "llama")
     bench = build_stages(sums, "generation", StageConfig(seed=0, clean_size=60, stage_size=40), "tiny-sums")
-    recipe = {"base_model": base, "method": "full", "epochs": 2.0, "batch_size": 8, "learning_rate": 3e-3}
+    recipe = {"base_model": base, "method": method, "epochs": 2.0, "batch_size": 8, "learning_rate": 3e-3}
     config = RunConfig(seed=0, recipe=recipe, agent_iterations=1, agent_minutes=3.0,
-                       arms=("naive", "clean_only"), threads=1)
+                       arms=("naive", "clean_only"), threads=1, churn_budget=method == "lora")
     result = run_adaptft(tmp_path / "ws", bench, config)
     assert result.metric == "exact_match" and [c.name for c in result.checkpoints] == ["C1", "C2", "C3", "C4"]
     assert all(0.0 <= s <= 1.0 for c in result.checkpoints for s in c.scores.values())
@@ -91,3 +95,11 @@ def test_tiny_generation_end_to_end(tmp_path):
         naive = [store.models.get(f"adaptft-naive-C{k}") for k in (2, 3, 4)]
         assert [m["base_model"] for m in naive[1:]] == [m["artifact_path"] for m in naive[:2]]
         assert store.models.deployed()["id"] == result.checkpoints[-1].agent_model
+        if method == "lora":  # each adapter continues the last, over the one base
+            manifests = [read_manifest(m["artifact_path"]) for m in naive]
+            starts = [store.models.get("adaptft-C1"), *naive[:2]]
+            assert [m.get("continued_from") for m in manifests] == [m["artifact_path"] for m in starts]
+            assert {m["base_model"] for m in manifests} == {base}
+            runs = [c.agent_run for c in result.checkpoints[1:]]
+            notes = [e for run in runs for e in store.runs.events(run) if e.payload.get("section") == "Regression budget"]
+            assert len(notes) == 3 and all(n.payload["data"]["seed"] == 1 for n in notes[:1])

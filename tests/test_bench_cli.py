@@ -8,12 +8,12 @@ from pioneer_tui.cli import main
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "lora"], "naive arm continues training"),
-    (["--arms", "naive_cumulative,bogus"], "unknown arm(s) bogus"),
+    (["--dataset", "arithmetic", "--method", "linear_probe"], "naive arm continues training its checkpoint, which "
+     "the bench supports for full and lora and qlora on the decoder, not linear_probe"),
+    (["--dataset", "absent.jsonl", "--arms", "naive_cumulative,bogus"], "unknown arm(s) bogus"),
 ])
 def test_bad_arms_or_method_fail_with_one_line(tmp_path, capsys, args, message):
-    code = main(["--workspace", str(tmp_path / "ws"), "bench", "adaptft", "--dataset", str(tmp_path / "absent.jsonl"),
-                 *args])
+    code = main(["--workspace", str(tmp_path / "ws"), "bench", "adaptft", "--quick", *args])
     err = capsys.readouterr().err
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ws" / "bench").exists()
@@ -30,8 +30,10 @@ def test_a_generation_dataset_gets_the_decoder_recipe_and_flags_still_override(t
         raise SystemExit(0)
 
     monkeypatch.setattr(adaptft, "run_adaptft", stop)
-    for extra in ([], ["--base-model", "/models/mine"]):
+    for extra in ([], ["--base-model", "/models/mine"], ["--method", "full"]):
         with pytest.raises(SystemExit):
             main(["--workspace", str(tmp_path / "ws"), "bench", "adaptft", "--dataset", "arithmetic", "--quick", *extra])
     assert seen[0] == ("generation", adaptft.RECIPES["decoder"])
     assert seen[1][1] == {**adaptft.RECIPES["decoder"], "base_model": "/models/mine"}
+    # full fine-tuning keeps its own learning rate from the recipe curve, not LoRA's tenfold one
+    assert seen[2][1] == {**adaptft.RECIPES["decoder"], "method": "full", "learning_rate": 1e-4}

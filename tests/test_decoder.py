@@ -280,6 +280,40 @@ def test_full_fine_tune_artifact_loads_without_peft(base, tmp_path):
     assert len(preds) == 1 and 0.0 < preds[0].confidence <= 1.0
 
 
+@pytest.mark.slow
+def test_a_lora_artifact_keeps_training_its_own_adapter_over_its_base(base, tmp_path):
+    """TrainConfig.base_model naming a LoRA artifact continues that adapter (AdaptFT's naive arm keeps
+    training its checkpoint): the new adapter starts at the old one, and its manifest names the true base."""
+    from safetensors.torch import load_file
+
+    trainer = DecoderTrainer(device="cpu")
+    trainer.train(ROWS, _config(base, epochs=40, learning_rate=3e-2), tmp_path / "first")
+    trainer.train(ROWS, _config(str(tmp_path / "first"), epochs=1, learning_rate=1e-5), tmp_path / "second")
+    first, second = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("first", "second"))
+    lora_b = [k for k in first if "lora_B" in k]
+    assert lora_b and set(first) == set(second)
+    for key in lora_b:  # B starts at zero in a fresh adapter: here it starts where the first run left it
+        assert first[key].norm() > 0 and (second[key] - first[key]).norm() < 0.01 * first[key].norm(), key
+    assert not torch.equal(first[lora_b[0]], second[lora_b[0]])
+    meta = json.loads((tmp_path / "second" / "pioneer.json").read_text())
+    assert meta["base_model"] == base and meta["continued_from"] == str((tmp_path / "first").resolve())
+    first_answers = load_decoder_predictor(tmp_path / "first", device="cpu", max_new_tokens=6).predict(
+        [r.input for r in ROWS])
+    second_answers = load_decoder_predictor(tmp_path / "second", device="cpu", max_new_tokens=6).predict(
+        [r.input for r in ROWS])
+    assert [p.output for p in second_answers] == [p.output for p in first_answers] == ["Paris", "four", "blue"]
+
+
+def test_a_lora_artifact_is_continued_only_by_its_own_method(tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "pioneer.json").write_text(json.dumps({"backend": "decoder", "weights": "peft", "method": "lora",
+                                                     "base_model": "smollm2"}))
+    with pytest.raises(ConfigError, match=r"is a lora adapter: continue it with method='lora', not 'full'"):
+        DecoderTrainer(device="cpu").train(ROWS, _config(str(folder), method="full"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ failures
 
 

@@ -57,11 +57,69 @@ def test_a_shape_mismatch_is_refused_before_anything_is_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]  # no temp folder left
 
 
-def test_lora_adapters_are_not_averaged():
+def test_lora_adapters_of_one_method_are_averaged_and_not_across_methods():
     manifest = {"backend": "encoder", "task": "classification", "method": "lora", "base_model": "minilm",
                 "labels": LABELS}
-    assert merge_blocker(manifest, manifest) == "lora weights are not averaged (only linear_probe and full)"
-    assert merge_blocker({**manifest, "method": "full"}, {**manifest, "method": "full"}) is None
+    assert merge_blocker(manifest, manifest) is None
+    assert merge_blocker(manifest, {**manifest, "method": "qlora"}) == \
+        "the deployed model's method is 'qlora', the candidate's 'lora'"
+
+
+def _adapter(folder, seed: int, rank: int, alpha: int, **config):
+    """A real peft adapter over a tiny decoder, with random A and B (no training needed)."""
+    from engine.models.base import TrainConfig
+    from engine.models.decoder import ChatFormat, load_tokenizer, prepare_model, save_artifact, stop_token_ids
+
+    base = str(folder.parent / "base")
+    train_config = TrainConfig(task="generation", base_model=base, method="lora", lora_rank=rank, lora_alpha=alpha)
+    model = prepare_model(base, train_config, "cpu")
+    model.peft_config["default"].use_rslora = config.get("use_rslora", False)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn_like(param) * 0.3)
+    tok = load_tokenizer(base)
+    save_artifact(model, tok, ChatFormat(tok, None, stop_token_ids(tok)), train_config, base, folder)
+    return folder
+
+
+def _merged_weights(folder) -> dict[str, torch.Tensor]:
+    from engine.models.decoder import load_decoder_predictor
+
+    return {k: v.clone() for k, v in load_decoder_predictor(folder, device="cpu").model.state_dict().items()}
+
+
+def test_two_lora_adapters_average_exactly_as_one_adapter_of_their_summed_rank(tmp_path):
+    """W = W0 + (1 - s) dW_candidate + s dW_deployed, whatever the ranks and scales (rsLoRA included)."""
+    from tiny_decoder import tiny_decoder
+
+    tiny_decoder(tmp_path / "base")
+    new = _adapter(tmp_path / "new", seed=1, rank=2, alpha=4)
+    old = _adapter(tmp_path / "old", seed=2, rank=4, alpha=4, use_rslora=True)
+    w_new, w_old = _merged_weights(new), _merged_weights(old)
+    merge_with_deployed(new, old, 0.3, "deployed-v1")
+    averaged = _merged_weights(new)
+    config = json.loads((new / "adapter_config.json").read_text(encoding="utf-8"))
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (6, 6, False)
+    assert json.loads((new / "pioneer.json").read_text(encoding="utf-8"))["merged_with"]["share"] == 0.3
+    changed = [k for k in averaged if not torch.equal(w_new[k], w_old[k])]
+    assert changed and all("proj" in k for k in changed)  # the adapted layers, nothing else
+    for key in averaged:
+        assert torch.allclose(averaged[key], 0.7 * w_new[key] + 0.3 * w_old[key], atol=1e-5), key
+
+
+def test_adapters_with_per_layer_ranks_are_refused_and_the_candidate_is_kept(tmp_path):
+    from tiny_decoder import tiny_decoder
+
+    tiny_decoder(tmp_path / "base")
+    new, old = _adapter(tmp_path / "new", seed=1, rank=2, alpha=4), _adapter(tmp_path / "old", seed=2, rank=2, alpha=4)
+    config = json.loads((old / "adapter_config.json").read_text(encoding="utf-8"))
+    (old / "adapter_config.json").write_text(json.dumps({**config, "rank_pattern": {"q_proj": 4}}), encoding="utf-8")
+    before = (new / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=r"old/adapter_config.json: per-layer ranks .* train both with one rank"):
+        merge_with_deployed(new, old, 0.5, "deployed-v1")
+    assert (new / "adapter_model.safetensors").read_bytes() == before
 
 
 def test_the_model_card_says_the_weights_were_averaged(tmp_path):

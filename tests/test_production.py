@@ -256,6 +256,26 @@ def test_refused_promotion_keeps_the_deployed_model_and_the_next_run_checks_the_
 
 
 @pytest.mark.slow
+def test_the_churn_budget_retrains_the_deployed_recipe_once_and_the_gates_use_it(template, tmp_path):
+    with Store(copy_workspace(template, tmp_path / "ws")) as store:
+        summary = improve(store, config(max_iterations=1, churn_budget=True), reviewer=Gatekeeper(promote=False))
+        events = store.runs.events(summary.run_id)
+        [note] = [e.payload for e in events if e.payload.get("section") == "Regression budget"]
+        data, deployed = note["data"], store.models.get(template.model_id)
+        twin = store.models.get(data["model_id"])
+        assert twin["parent_id"] == template.model_id and twin["status"] != "deployed"
+        assert twin["dataset_version_id"] == deployed["dataset_version_id"] == load_diagnosis(
+            store, summary.run_id).parent_version
+        assert twin["hyperparameters"]["seed"] == deployed["hyperparameters"]["seed"] + 1 == data["seed"]
+        assert {k: v for k, v in twin["hyperparameters"].items() if k != "seed"} == \
+            {k: v for k, v in deployed["hyperparameters"].items() if k != "seed"}
+        assert 0 <= data["broken"] <= data["passes"] == len(load_diagnosis(store, summary.run_id).regression)
+        assert data["budget"] == max(0.05, data["rate"])
+        rates = [e.payload for e in events if e.type == "gate_checked" and e.payload["gate"] == "regression_rate"]
+        assert rates and all(r["threshold"] == pytest.approx(max(data["budget"], 2 / data["passes"])) for r in rates)
+
+
+@pytest.mark.slow
 def test_headless_never_refuses_every_curriculum_and_keeps_the_deployed_model(template, tmp_path):
     with Store(copy_workspace(template, tmp_path / "ws")) as store:
         summary = improve(store, config(max_iterations=2), reviewer=HeadlessReviewer("never"))

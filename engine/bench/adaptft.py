@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +37,30 @@ from engine.models.predictor import CachedPredictor
 from engine.production import ProductionConfig, improve, load_diagnosis
 from engine.search.reviewer import HeadlessReviewer
 from engine.seed import seed_everything
+from engine.tasks import task_type
 from store import Store
 from store.artifacts import atomic_write_jsonl
 
 HIDDEN = ("perturbations", "label_valid", "original_output")
 METRIC = {"classification": "accuracy", "ner": "entity_f1", "generation": "exact_match"}
-# C1's and every retrain's recipe by backend: a probe is fast on CPU for encoders; the decoder is fine-tuned
-# in full because the naive arm keeps training its own checkpoint (CONTINUABLE). The decoder's numbers come
-# from C1's held-out curve (scripts/sweep_decoder_recipe.py, arithmetic --quick): lr 5e-5 x 32 x 2 epochs
-# (20 steps) 18% exact match, 1e-4 x 8 x 2 28%, 2e-4 x 8 x 2 6%, 1e-4 x 8 x 4 46%; a short system prompt
-# in place of SmolLM2's default one makes a row 30 tokens instead of 43 (43% in 151 s against 192 s).
+# C1's and every retrain's recipe by backend: a probe is fast on CPU for encoders; the decoder's numbers come
+# from C1's held-out curve (scripts/sweep_decoder_recipe.py, arithmetic --quick, 100 held-out rows). LoRA
+# (rank 16 on the attention projections, batch 8, 4 epochs): lr 5e-4 36% exact match, 1e-3 47%, 2e-3 43%, in
+# 140 s. Full fine-tuning: lr 5e-5 x 32 x 2 epochs (20 steps) 18%, 1e-4 x 8 x 2 28%, 2e-4 x 8 x 2 6%, 1e-4 x 8 x 4
+# 46%, in 151-192 s. A short system prompt in place of SmolLM2's default one makes a row 30 tokens, not 43.
 RECIPES = {"encoder": {"base_model": "minilm", "method": "linear_probe"},
-           "decoder": {"base_model": "smollm2", "method": "full", "learning_rate": 1e-4, "batch_size": 8,
-                       "epochs": 4.0, "system_prompt": "Answer concisely."}}
-CONTINUABLE = ("linear_probe", "full")  # methods whose checkpoint the naive arm can keep training
+           "decoder": {"base_model": "smollm2", "method": "lora", "learning_rate": 1e-3, "lora_rank": 16,
+                       "lora_alpha": 32, "batch_size": 8, "epochs": 4.0, "system_prompt": "Answer concisely."}}
+METHOD_RECIPES = {("decoder", "full"): {"learning_rate": 1e-4}}  # another method's own point on that curve
+
+
+def recipe_for(backend: str, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The bench's recipe for `backend`, with the flags a person chose (`method`, `base_model`) on top."""
+    return {**RECIPES[backend], **METHOD_RECIPES.get((backend, chosen.get("method")), {}), **chosen}
+
+
+# methods whose checkpoint the naive arm can keep training, by backend (a decoder continues its adapter)
+CONTINUABLE = {"encoder": ("linear_probe", "full"), "decoder": ("full", "lora", "qlora")}
 
 
 @dataclass(frozen=True)
@@ -68,15 +78,20 @@ class RunConfig:
     arms: tuple[str, ...] = bl.ARMS
     threads: int | None = 1
     regression_fraction: float = 1.0
+    churn_budget: bool = False
+    backend: str | None = None  # the dataset's ("encoder" / "decoder"); the method is checked once it is known
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in bl.ARMS]
         if unknown:
             raise ConfigError(f"RunConfig.arms has unknown arm(s) {', '.join(unknown)}: use {', '.join(bl.ARMS)}")
-        method = self.recipe.get("method", "lora")
-        if "naive" in self.arms and method not in CONTINUABLE:
+        if self.backend is None or "naive" not in self.arms:
+            return
+        method, known = self.recipe.get("method", "lora"), CONTINUABLE.get(self.backend, ())
+        if method not in known:
             raise ConfigError(f"the naive arm continues training its checkpoint, which the bench supports for "
-                              f"{' and '.join(CONTINUABLE)}, not {method}: pick one of those or drop the naive arm")
+                              f"{' and '.join(known)} on the {self.backend}, not {method}: pick one of those or "
+                              "drop the naive arm")
 
 
 @dataclass
@@ -130,6 +145,7 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
     spent: Counter = Counter()
     seed_everything(config.seed)
     task = bench.task
+    config = replace(config, backend=task_type(task).backend)  # checks the method against the dataset's backend
     # one label set for every model, so a checkpoint trained on a stage that lacks a label still has it
     trainer = trainer_for(task, config.recipe.get("base_model", "minilm"),
                           **({"num_threads": config.threads} if config.threads else {}),
@@ -139,10 +155,10 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
     with Store(workspace) as store:
         def train(name: str, pairs: list[tuple[dict[str, Any], Any]], dataset_version: str | None = None,
                   start: str | None = None) -> str:
-            """Train from the base, or from checkpoint `start` (full fine-tuning; a probe head is refit)."""
+            """Train from the base, or from checkpoint `start` (its weights or adapter; a probe head is refit)."""
             examples = [to_example(r, out) for r, out in pairs if out is not None]
             recipe = dict(config.recipe)
-            if start is not None and recipe.get("method") == "full":
+            if start is not None and recipe.get("method") != "linear_probe":  # full weights or an adapter
                 recipe["base_model"] = store.models.get(start)["artifact_path"]
             cfg = TrainConfig(task=task, seed=config.seed, **recipe)
             t0 = time.perf_counter()
@@ -197,6 +213,7 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
                                                           max_iterations=config.agent_iterations,
                                                           max_minutes=config.agent_minutes,
                                                           regression_fraction=config.regression_fraction,
+                                                          churn_budget=config.churn_budget,
                                                           trainer_threads=config.threads),
                                   reviewer=HeadlessReviewer("auto"))
             diagnosis = load_diagnosis(store, summary.run_id)

@@ -10,7 +10,9 @@ Training runs the project's one loop (engine.models.training_loop), faster than 
 here: batches are length-grouped with dynamic padding, the LM head runs only on the positions that
 have a label (for chat data most positions are prompt), and the host reads the loss only when it
 reports. This module supplies the batches and the loss.
-Every run starts from the base model. Artifacts are a standard PEFT adapter (or full weights),
+A run starts from the base model, or continues a model: TrainConfig.base_model may name a full
+fine-tune's artifact (its weights are the start) or a LoRA artifact (its adapter keeps training over
+its own base; the new artifact names that base and `continued_from`). Artifacts are a standard PEFT adapter (or full weights),
 the tokenizer with its chat template, and `pioneer.json`; they load with plain transformers+peft.
 """
 
@@ -20,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,10 +278,37 @@ class DecoderOptions(loop.LoopOptions):
         ])
 
 
+def adapter_base(meta: dict[str, Any]) -> str:
+    """The base-model folder a LoRA artifact's manifest names (where it was at training time, if moved)."""
+    try:
+        return str(resolve_model(meta["base_model"]))
+    except ConfigError:
+        return meta["base_model_path"]
+
+
+def continued_adapter(config: TrainConfig) -> dict[str, Any] | None:
+    """The manifest of the LoRA artifact TrainConfig.base_model names, when training continues it; None
+    for a base model or a full fine-tune (whose folder is itself a model to start from)."""
+    manifest = Path(config.base_model).expanduser() / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{manifest}: invalid JSON ({exc}); the artifact is damaged") from None
+    if meta.get("weights") != "peft":
+        return None
+    if meta.get("method") != config.method:
+        raise ConfigError(f"TrainConfig.base_model={config.base_model!r} is a {meta.get('method')} adapter: "
+                          f"continue it with method={meta.get('method')!r}, not {config.method!r}")
+    return meta
+
+
 def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_checkpointing: bool = False,
-                  allow_cpu_qlora: bool | None = None) -> Any:
-    """The base model, fresh from disk, made trainable for config.method."""
-    from peft import LoraConfig, get_peft_model
+                  allow_cpu_qlora: bool | None = None, adapter: str | None = None) -> Any:
+    """The base model, fresh from disk, made trainable for config.method; with `adapter` (a LoRA
+    artifact over `base_path`), that adapter is the one trained."""
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     if config.method not in ("lora", "qlora", "full"):
@@ -294,6 +323,8 @@ def prepare_model(base_path: str, config: TrainConfig, device: str, *, gradient_
     if config.method == "full":
         model.requires_grad_(True)
         return model
+    if adapter is not None:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [t for t in LORA_TARGETS if t in names] or None  # None: peft's per-architecture default
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -354,10 +385,15 @@ class DecoderTrainer:
             raise ConfigError("no training examples: the dataset is empty; add rows with input and output")
         started = time.perf_counter()
         device = str(loop.begin(config, opts, opts.device))
-        base_path = str(resolve_model(config.base_model))
+        adapter, continued = None, continued_adapter(config)
+        if continued is not None:  # the new artifact names the adapter's own base
+            adapter, base_path = str(Path(config.base_model).expanduser().resolve()), adapter_base(continued)
+            config = replace(config, base_model=continued["base_model"])
+        else:
+            base_path = str(resolve_model(config.base_model))
         with loop.oom_as_training_error(config):
             model = prepare_model(base_path, config, device, gradient_checkpointing=opts.gradient_checkpointing,
-                                  allow_cpu_qlora=opts.allow_cpu_qlora)
+                                  allow_cpu_qlora=opts.allow_cpu_qlora, adapter=adapter)
             tokenizer = load_tokenizer(base_path)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             fmt = ChatFormat(tokenizer, config.system_prompt, stop_token_ids(tokenizer, base.generation_config))
@@ -371,12 +407,12 @@ class DecoderTrainer:
             wall_time_s=time.perf_counter() - started, peak_memory_mb=peak_memory_mb(device),
             n_train=len(rows), n_truncated=n_truncated, steps=stats.steps,
         )
-        save_artifact(model, tokenizer, fmt, config, base_path, Path(out_dir), result)
+        save_artifact(model, tokenizer, fmt, config, base_path, Path(out_dir), result, continued_from=adapter)
         return result
 
 
 def save_artifact(model: Any, tokenizer: Any, fmt: ChatFormat, config: TrainConfig, base_path: str,
-                  out_dir: Path, result: TrainResult | None = None) -> None:
+                  out_dir: Path, result: TrainResult | None = None, continued_from: str | None = None) -> None:
     """Adapter (or full weights) + tokenizer + pioneer.json, written atomically into out_dir."""
     full = config.method == "full"
     load = ("AutoModelForCausalLM.from_pretrained(this folder)" if full else
@@ -396,6 +432,8 @@ def save_artifact(model: Any, tokenizer: Any, fmt: ChatFormat, config: TrainConf
         "load": load + "; prompt = tokenizer.apply_chat_template([system_prompt?, user], "
                        "add_generation_prompt=True); greedy, stop at stop_token_ids",
     }
+    if continued_from is not None:
+        meta["continued_from"] = continued_from
     if result is not None:
         meta.update(metrics=result.metrics, n_train=result.n_train, n_truncated=result.n_truncated,
                     steps=result.steps, wall_time_s=round(result.wall_time_s, 3))
@@ -505,10 +543,7 @@ def load_decoder_predictor(artifact_dir: Path | str, *, device: str | None = Non
     if meta["weights"] == "full":
         model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=torch.float32).to(device)
     else:
-        try:
-            base_path = str(resolve_model(meta["base_model"]))
-        except ConfigError:  # moved or renamed: fall back to where the base was at training time
-            base_path = meta["base_model_path"]
+        base_path = adapter_base(meta)
         qconfig = quantization_config(meta["method"], device, allow_cpu=True) if device != "cpu" else None
         if qconfig is None:
             base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)

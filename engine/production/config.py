@@ -41,8 +41,12 @@ class ProductionConfig:
     (`max_regressions`, `max_regression_rate`); `fix_holdout`: the share of fixable failures kept out of
     training to measure the fix rate (default 0.2 under the traffic rule, 0 under strict: the paper
     trains on every failure); `regression_pass_share`: the traffic rule's regression set as a share of
-    T_pass (strict sizes it as `regression_fraction` of |T_fail|). `search_on`: candidates to try for a
-    better one after a pass short of tau (engine.search.loop.LoopConfig)."""
+    T_pass (strict sizes it as `regression_fraction` of |T_fail|). `churn_budget`: before the search,
+    retrain the deployed model's recipe on its own training data with another seed, and raise the
+    regression budget (`max_regression_rate`) to the share of held-out passes that retrain breaks: the
+    churn any retrain from the base carries, which for a small generative model is far above 5% (see
+    engine.production.mode.churn_budget). `search_on`: candidates to try for a better one after a pass
+    short of tau (engine.search.loop.LoopConfig)."""
 
     model: str
     task: str | None = None
@@ -66,6 +70,7 @@ class ProductionConfig:
     max_regression_rate: float | None = DEFAULT_MAX_REGRESSION_RATE
     fix_holdout: float | None = None
     regression_pass_share: float = 0.5
+    churn_budget: bool = False
     search_on: int = 2
     since: str | None = None  # the traces read: since <= ts < until (ISO), at most max_traces (a seeded sample)
     until: str | None = None
@@ -94,6 +99,8 @@ class ProductionConfig:
              "a share of the fixable failures in [0, 0.5] or unset"),
             (0.05 <= self.regression_pass_share <= 0.9, "regression_pass_share", "a share of T_pass in [0.05, 0.9]"),
             (isinstance(self.search_on, int) and self.search_on >= 0, "search_on", "an integer >= 0 (2)"),
+            (not self.churn_budget or (self.gate == "traffic" and self.max_regression_rate is not None),
+             "churn_budget", "false with the strict rule or without a max_regression_rate (it raises that rate)"),
         ]
         for ok, name, expected in checks:
             if not ok:

@@ -49,6 +49,22 @@ from store import Store
 from store.artifacts import atomic_write_dir
 
 
+@dataclasses.dataclass(frozen=True)
+class Churn:
+    """What retraining the deployed model's own recipe and data with another seed broke: `broken` of the
+    regression set's `passes` (ProductionRunner.retraining_churn)."""
+
+    model_id: str
+    seed: int
+    rows: int
+    broken: int
+    passes: int
+
+    @property
+    def rate(self) -> float:
+        return round(self.broken / self.passes, 6) if self.passes else 0.0
+
+
 def curriculum_qc(spec: DatasetSpec, seed: int) -> QCConfig:
     """The quality controls for a pipeline's curriculum. The caps never drop gold, and under whole-pool
     replay never drop replay either: that pool is the parent's own distribution, and thinning it is
@@ -166,7 +182,7 @@ class ProductionRunner:
 
     def _train(self, node: Node, dataset_version_id: str, model_id: str, progress: ProgressCallback,
                should_stop: Callable[[], bool]) -> None:
-        from engine.models.factory import train_and_register, trainer_for
+        from engine.models.factory import train_and_register
 
         config = node.pipeline.hyperparams
         rows = self.store.datasets.rows(dataset_version_id)
@@ -179,15 +195,42 @@ class ProductionRunner:
         strategy = node.pipeline.strategy
         if strategy.distillation == "focal":
             examples = self._with_teacher(examples, [r.get("slice") == "replay" for r in rows])
+        train_and_register(self.store, examples, config, parent_id=self.d.deployed_id,
+                           dataset_version_id=dataset_version_id, progress=progress, should_stop=should_stop,
+                           trainer=self._trainer(config, strategy.distill_weight), model_id=model_id)
+
+    def _trainer(self, config: TrainConfig, distill_weight: float = 1.0) -> Any:
+        from engine.models.factory import trainer_for
+
         options: dict[str, Any] = {}
         if task_type(self.task).backend == "encoder":
             options = {"labels": tuple(self.d.labels), "num_threads": self.config.trainer_threads,
                        "head_init": head_init(self.task, config.method, self.config.probe_head),
-                       "distill_weight": strategy.distill_weight}
-        trainer = trainer_for(self.task, config.base_model, **options)
-        train_and_register(self.store, examples, config, parent_id=self.d.deployed_id,
-                           dataset_version_id=dataset_version_id, progress=progress, should_stop=should_stop,
-                           trainer=trainer, model_id=model_id)
+                       "distill_weight": distill_weight}
+        return trainer_for(self.task, config.base_model, **options)
+
+    def retraining_churn(self, root: Pipeline) -> Churn | None:
+        """Retrain the deployed model's recipe (the root pipeline's) on its own training data with the
+        next seed and count the regression-set passes that retrain breaks: the churn every retrain from
+        the base carries, whatever its data. None when the deployed model has no recorded training data."""
+        from engine.models.factory import train_and_register
+        from engine.models.predictor import CachedPredictor
+
+        items = self.d.regression.items
+        if not self.d.parent_version or not items:
+            return None
+        seed = int((self.deployed.get("hyperparameters") or {}).get("seed") or 0) + 1
+        config = replace(root.hyperparams, seed=seed)
+        rows = self.store.datasets.rows(self.d.parent_version)
+        model = train_and_register(self.store, cur.to_examples(rows, self.task), config,
+                                   parent_id=self.d.deployed_id, dataset_version_id=self.d.parent_version,
+                                   trainer=self._trainer(config), model_id=f"{self.run_id}.churn",
+                                   name=f"{self.run_id}.churn")
+        predictor = CachedPredictor.for_artifact(model.artifact_dir, self.store.cache)
+        predicted = predictor.predict([i.input for i in items], config.threshold)
+        broken = sum(not example_correct(self.task, root.strategy.eval_method, i.expected, p.output)
+                     for i, p in zip(items, predicted, strict=True))
+        return Churn(model.model_id, seed, len(rows), broken, len(items))
 
     def evaluate(self, node: Node, model_id: str) -> NodeEvaluation:
         if model_id == self.d.deployed_id:

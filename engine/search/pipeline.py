@@ -17,7 +17,6 @@ from typing import Any, Literal
 from engine.dotted import flatten
 from engine.errors import ConfigError
 from engine.models.base import TrainConfig
-from engine.models.merging import MERGEABLE
 from engine.tasks import task_type
 
 Mode = Literal["cold_start", "production"]
@@ -193,9 +192,6 @@ class Pipeline:
         if self.strategy.merge_deployed and self.data.mode != "production":
             _fail("Strategy.merge_deployed", self.strategy.merge_deployed,
                   "0 in a cold start (there is no deployed model to average with)")
-        if self.strategy.merge_deployed and self.hyperparams.method not in MERGEABLE:
-            _fail("Strategy.merge_deployed", self.strategy.merge_deployed,
-                  f"0 for {self.hyperparams.method} (only {' and '.join(MERGEABLE)} weights are averaged)")
         if self.strategy.distillation != "none" and not kind.distillable:
             _fail("Strategy.distillation", self.strategy.distillation,
                   f"'none' for a {self.hyperparams.task} task (distillation is implemented for classifiers)")

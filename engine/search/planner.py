@@ -35,7 +35,6 @@ from typing import Any, Literal, Protocol
 
 from engine.errors import ConfigError
 from engine.models.base import TrainConfig
-from engine.models.merging import MERGEABLE
 from engine.search.graph import Node
 from engine.search.pipeline import BANDS, Pipeline
 from engine.search.policy import Action
@@ -428,7 +427,7 @@ class RulePlanner:
         costs an evaluation. When a regression gate failed, a 70% share for the deployed model is tried too
         (fewer breaks, fewer fixes)."""
         node, p = state.node, state.node.pipeline
-        if p.data.mode != "production" or p.hyperparams.method not in MERGEABLE or not node.regressions:
+        if p.data.mode != "production" or not node.regressions:
             return []
         share, broke = p.strategy.merge_deployed, _failed_gates(node) & REGRESSION_GATES
         stronger = ({"strategy.merge_deployed": 0.7},
@@ -561,8 +560,8 @@ class RulePlanner:
         out: list[Proposal] = []
         for delta, why in changes:
             method = delta.get("hyperparams.method")
-            if base.strategy.merge_deployed and method is not None and method not in MERGEABLE:
-                delta = {**delta, "strategy.merge_deployed": 0.0}  # a LoRA adapter is not averaged
+            if base.strategy.merge_deployed and method not in (None, base.hyperparams.method):
+                delta = {**delta, "strategy.merge_deployed": 0.0}  # only a model trained the same way is averaged
             try:
                 pipeline = base.modify(delta)
             except ConfigError:

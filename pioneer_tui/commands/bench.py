@@ -42,11 +42,14 @@ def register(subparsers: Any) -> None:
     ada.add_argument("--stage-size", type=int, help="logs per stage (default 500, quick 150)")
     ada.add_argument("--method", choices=("linear_probe", "lora", "full"),
                      help="training method of C1 and every retrain (default: linear_probe for encoder tasks, "
-                     "fast on CPU; full for generation)")
+                     "fast on CPU; lora for generation)")
     ada.add_argument("--base-model", help="base model (default: minilm for encoder tasks, smollm2 for generation)")
     ada.add_argument("--agent-iterations", type=int, default=4,
                      help="training iterations budget of each agent stage (default 4)")
     ada.add_argument("--agent-minutes", type=float, default=10.0, help="time budget of each agent stage")
+    ada.add_argument("--churn-budget", action="store_true",
+                     help="the agent's regression budget rises to the churn of retraining its deployed model "
+                     "(improve --churn-budget; one extra training a stage)")
     ada.add_argument("--threads", type=int, default=1,
                      help="torch threads (default 1: on a shared 2-core machine two threads oversubscribe)")
     ada.add_argument("--arms", help="comma-separated baselines to run (default: naive, naive_cumulative, "
@@ -57,18 +60,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from engine.bench.adaptft import RECIPES, RunConfig, run_adaptft  # torch: loaded only when the bench runs
+    from engine.bench.adaptft import RunConfig, recipe_for, run_adaptft  # noqa: I001 - torch: loaded when the bench runs
     from engine.tasks import task_type
 
     chosen = {**({"method": args.method} if args.method else {}),
               **({"base_model": args.base_model} if args.base_model else {})}
     try:  # checked before any work; the recipe's defaults follow the dataset's backend once it is read
-        config = RunConfig(seed=args.seed, recipe={**RECIPES["encoder"], **chosen},
+        config = RunConfig(seed=args.seed, recipe=recipe_for("encoder", chosen),
                            agent_iterations=args.agent_iterations, agent_minutes=args.agent_minutes,
-                           threads=args.threads,
+                           threads=args.threads, churn_budget=args.churn_budget,
                            **({"arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())} if args.arms else {}))
     except ConfigError as exc:
-        raise UsageError(f"--arms / --method: {exc}") from None
+        raise UsageError(f"--arms: {exc}") from None
     base = StageConfig.quick(args.seed) if args.quick else StageConfig(seed=args.seed)
     try:
         stages = StageConfig(seed=args.seed, clean_size=args.clean_size or base.clean_size,
@@ -77,7 +80,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         bench = build_stages(examples, task, stages, Path(args.dataset).stem)
     except (ConfigError, DatasetError) as exc:
         raise UsageError(f"--dataset {args.dataset}: {exc}") from None
-    config = replace(config, recipe={**RECIPES[task_type(task).backend], **chosen})
+    backend = task_type(task).backend
+    try:
+        config = replace(config, backend=backend, recipe=recipe_for(backend, chosen))
+    except ConfigError as exc:
+        raise UsageError(f"--method: {exc}") from None
     out = args.out or ctx.workspace.root / "bench" / \
         f"adaptft-{Path(args.dataset).stem}-s{args.seed}{'-quick' if args.quick else ''}"
     if (out / "workspace").exists():

@@ -69,6 +69,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-regression-rate", type=float, metavar="R", default=DEFAULT_MAX_REGRESSION_RATE,
                         help="traffic rule: at most this share of regression-set items broken "
                         f"(default {DEFAULT_MAX_REGRESSION_RATE})")
+    parser.add_argument("--churn-budget", action="store_true",
+                        help="traffic rule: first retrain the deployed model's own recipe and data with another seed, "
+                        "and allow at least the share of passes that retrain breaks (its churn; one extra training)")
     parser.add_argument("--search-on", type=int, default=2, metavar="N",
                         help="after a candidate passes but fixes less than tau of the held-out failures, try up to N "
                         "more candidates for a better one before offering the best (default 2; 0: offer at once)")
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                               epsilon=args.epsilon, max_iterations=args.max_iterations,
                               max_minutes=args.max_minutes, embedder=args.embedder, gate=args.gate,
                               max_regressions=args.max_regressions,
-                              max_regression_rate=args.max_regression_rate, search_on=args.search_on,
+                              max_regression_rate=args.max_regression_rate, churn_budget=args.churn_budget,
+                              search_on=args.search_on,
                               since=args.since, until=args.until, max_traces=args.max_traces,
                               llm=args.llm, llm_options=completion_options(args.llm_api_base))
     deployed_model(store, args.model)

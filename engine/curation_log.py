@@ -283,6 +283,8 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 text = markdown_block(event.markdown.strip())
                 if sec is not None:
                     sec.lines.append(text)
+                elif not nodes and setup and setup[-1][0] == (event.section or "Notes"):
+                    setup[-1][1].append(text)  # a section written in steps stays one section
                 elif not nodes:
                     setup.append((event.section or "Notes", [text]))
                 else:

@@ -30,10 +30,11 @@ def test_a_generation_dataset_gets_the_decoder_recipe_and_flags_still_override(t
         raise SystemExit(0)
 
     monkeypatch.setattr(adaptft, "run_adaptft", stop)
-    for extra in ([], ["--base-model", "/models/mine"], ["--method", "full"]):
+    for extra in ([], ["--base-model", "/models/mine"], ["--method", "lora"]):
         with pytest.raises(SystemExit):
             main(["--workspace", str(tmp_path / "ws"), "bench", "adaptft", "--dataset", "arithmetic", "--quick", *extra])
     assert seen[0] == ("generation", adaptft.RECIPES["decoder"])
     assert seen[1][1] == {**adaptft.RECIPES["decoder"], "base_model": "/models/mine"}
-    # full fine-tuning keeps its own learning rate from the recipe curve, not LoRA's tenfold one
-    assert seen[2][1] == {**adaptft.RECIPES["decoder"], "method": "full", "learning_rate": 1e-4}
+    # LoRA takes its own point of the recipe curve, not full fine-tuning's tenfold smaller learning rate
+    assert seen[2][1] == {**adaptft.RECIPES["decoder"], "method": "lora", "learning_rate": 1e-3, "lora_rank": 16,
+                          "lora_alpha": 32}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.curation_log import render_curation_log
 from engine.errors import ConfigError
 from engine.production import ProductionConfig
 from engine.production.mode import CHURN_SECTION, churn_budget
@@ -35,12 +36,16 @@ def test_the_budget_rises_to_the_churn_once_and_a_resumed_run_reads_it_back(tmp_
         assert churn_budget(store, bus, runner, None, GateConfig()) == pytest.approx(8 / 37, abs=1e-6)
         assert churn_budget(store, bus, Retrainer(None), None, GateConfig()) == pytest.approx(8 / 37, abs=1e-6)
         assert runner.calls == 1
-        [note] = notes(store, bus.run_id)
+        started, note = notes(store, bus.run_id)
+        assert started["markdown"].startswith("- measuring the deployed model's retraining churn")
         assert note["data"]["budget"] == note["data"]["rate"] == round(8 / 37, 6) and note["data"]["configured"] == 0.05
         assert note["markdown"] == (
             "- retraining the deployed model's recipe on its own 300 training rows with seed 1 (model run-1.churn) "
             "broke 8 of 37 held-out passes (21.6%): the regression budget is 21.6% (configured 5.0%); a candidate "
             "that breaks no more than a retrain of the same recipe is within retraining noise")
+        log = render_curation_log(store.runs.events(bus.run_id))
+        assert log.count("## Regression budget") == 1  # the start and the measurement, one section
+        assert log.index("measuring the deployed model's retraining churn") < log.index("broke 8 of 37")
 
 
 def test_a_budget_above_the_churn_stays_and_an_unknown_churn_leaves_it(tmp_path):
@@ -49,7 +54,7 @@ def test_a_budget_above_the_churn_stays_and_an_unknown_churn_leaves_it(tmp_path)
         assert churn_budget(store, open_run(store, "production", {}), low, None, GateConfig()) == 0.05
         bus = open_run(store, "production", {})
         assert churn_budget(store, bus, Retrainer(None), None, GateConfig(max_regression_rate=0.1)) == 0.1
-        assert "no recorded training data" in notes(store, bus.run_id)[0]["markdown"]
+        assert "no recorded training data" in notes(store, bus.run_id)[-1]["markdown"]
 
 
 def test_churn_budget_needs_the_traffic_rule_and_a_rate_to_raise():

@@ -260,7 +260,7 @@ def test_the_churn_budget_retrains_the_deployed_recipe_once_and_the_gates_use_it
     with Store(copy_workspace(template, tmp_path / "ws")) as store:
         summary = improve(store, config(max_iterations=1, churn_budget=True), reviewer=Gatekeeper(promote=False))
         events = store.runs.events(summary.run_id)
-        [note] = [e.payload for e in events if e.payload.get("section") == "Regression budget"]
+        _, note = [e.payload for e in events if e.payload.get("section") == "Regression budget"]
         data, deployed = note["data"], store.models.get(template.model_id)
         twin = store.models.get(data["model_id"])
         assert twin["parent_id"] == template.model_id and twin["status"] != "deployed"

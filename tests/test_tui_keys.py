@@ -89,37 +89,42 @@ def enabled_keys(app) -> set[str]:
     return {key for key, active in app.screen.active_bindings.items() if active.enabled}
 
 
-@pytest.mark.parametrize("section", SECTIONS, ids=[s.where for s in SECTIONS])
-async def test_every_key_in_help_works_where_help_says(tmp_path, section):
+async def test_every_key_in_help_works_where_help_says(tmp_path):
+    """One app visits every section in turn (an app per section cost a second of start-up each)."""
     store = Store(tmp_path / "ws")
     build_fixture_run(store)
-    if section.where == "Main run screen":  # N and d are offered only when they make sense
-        store.conn.execute("INSERT INTO trace_records (id, ts, model_id, input, prediction, auto_verdict, "
-                           "content_hash, ingested_at) VALUES ('t1', '2026-01-01', 'm-deployed', 'x', 'y', 'pass', "
-                           "'h', 'now')")
-        store.models.register(base_model="minilm", artifact_path=None, status="deployed", model_id="m-deployed")
+    # N and d are offered only when they make sense: a trace to explore and a deployed model to improve
+    store.conn.execute("INSERT INTO trace_records (id, ts, model_id, input, prediction, auto_verdict, "
+                       "content_hash, ingested_at) VALUES ('t0', '2026-01-01', 'm-deployed', 'x', 'y', 'pass', "
+                       "'h0', 'now')")
+    store.models.register(base_model="minilm", artifact_path=None, status="deployed", model_id="m-deployed")
     app = create_app(store, offer_demo=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        await open_section(section.where, app, pilot, store)
-        places = [app.screen]
-        if section.where.startswith("Anywhere"):
-            places = [app.screen, RunsScreen(store), BenchScreen(store.workspace.root), ReplayScreen(store, RUN_ID)]
-        if section.where.startswith("Main screens"):
-            places = [app.screen, RunsScreen(store), BenchScreen(store.workspace.root)]
-        if section.where.startswith("Run screen"):
-            places = [app.screen, ReplayScreen(store, RUN_ID)]
-        for place in places:
-            if place is not app.screen:
-                await app.push_screen(place)
-                if isinstance(place, ReplayScreen):
-                    place.action_jump(-1)  # a replay shows the nodes it has reached
-                await pilot.pause()
-            keys = [name for key in section.keys for name in key.key_names]
-            if section.where == "Main run screen":
-                keys.remove("d")  # the workspace has runs; the empty one is below
-            missing = [name for name in keys if name not in enabled_keys(app)]
-            assert not missing, f"{section.where}: {missing} do nothing on {type(place).__name__}"
+        for section in SECTIONS:
+            while len(app.screen_stack) > 1:
+                app.pop_screen()
+            app.main_screen.set_focus(None)
+            await pilot.pause()
+            await open_section(section.where, app, pilot, store)
+            places = [app.screen]
+            if section.where.startswith("Anywhere"):
+                places = [app.screen, RunsScreen(store), BenchScreen(store.workspace.root), ReplayScreen(store, RUN_ID)]
+            if section.where.startswith("Main screens"):
+                places = [app.screen, RunsScreen(store), BenchScreen(store.workspace.root)]
+            if section.where.startswith("Run screen"):
+                places = [app.screen, ReplayScreen(store, RUN_ID)]
+            for place in places:
+                if place is not app.screen:
+                    await app.push_screen(place)
+                    if isinstance(place, ReplayScreen):
+                        place.action_jump(-1)  # a replay shows the nodes it has reached
+                    await pilot.pause()
+                keys = [name for key in section.keys for name in key.key_names]
+                if section.where == "Main run screen":
+                    keys.remove("d")  # the workspace has runs; the empty one is below
+                missing = [name for name in keys if name not in enabled_keys(app)]
+                assert not missing, f"{section.where}: {missing} do nothing on {type(place).__name__}"
     store.close()
 
 

@@ -44,14 +44,17 @@ from store.artifacts import atomic_write_jsonl
 HIDDEN = ("perturbations", "label_valid", "original_output")
 METRIC = {"classification": "accuracy", "ner": "entity_f1", "generation": "exact_match"}
 # C1's and every retrain's recipe by backend: a probe is fast on CPU for encoders; the decoder's numbers come
-# from C1's held-out curve (scripts/sweep_decoder_recipe.py, arithmetic --quick, 100 held-out rows). LoRA
-# (rank 16 on the attention projections, batch 8, 4 epochs): lr 5e-4 36% exact match, 1e-3 47%, 2e-3 43%, in
-# 140 s. Full fine-tuning: lr 5e-5 x 32 x 2 epochs (20 steps) 18%, 1e-4 x 8 x 2 28%, 2e-4 x 8 x 2 6%, 1e-4 x 8 x 4
-# 46%, in 151-192 s. A short system prompt in place of SmolLM2's default one makes a row 30 tokens, not 43.
+# from C1's held-out curve (scripts/sweep_decoder_recipe.py, arithmetic --quick, 100 held-out rows). Full
+# fine-tuning: lr 5e-5 x 32 x 2 epochs (20 steps) 18% exact match, 1e-4 x 8 x 2 28%, 2e-4 x 8 x 2 6%,
+# 1e-4 x 8 x 4 46%, in 151-192 s. LoRA (rank 16 on the attention projections, batch 8, 4 epochs): lr 5e-4
+# 36%, 1e-3 47%, 2e-3 43%, in 140 s. Full fine-tuning is the default: over the bench's stages the LoRA
+# candidates' gains on traffic were not significant (see README). A short system prompt in place of
+# SmolLM2's default one makes a row 30 tokens, not 43.
 RECIPES = {"encoder": {"base_model": "minilm", "method": "linear_probe"},
-           "decoder": {"base_model": "smollm2", "method": "lora", "learning_rate": 1e-3, "lora_rank": 16,
-                       "lora_alpha": 32, "batch_size": 8, "epochs": 4.0, "system_prompt": "Answer concisely."}}
-METHOD_RECIPES = {("decoder", "full"): {"learning_rate": 1e-4}}  # another method's own point on that curve
+           "decoder": {"base_model": "smollm2", "method": "full", "learning_rate": 1e-4, "batch_size": 8,
+                       "epochs": 4.0, "system_prompt": "Answer concisely."}}
+# another method's own point on that curve
+METHOD_RECIPES = {("decoder", "lora"): {"learning_rate": 1e-3, "lora_rank": 16, "lora_alpha": 32}}
 
 
 def recipe_for(backend: str, chosen: dict[str, Any]) -> dict[str, Any]:

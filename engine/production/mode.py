@@ -105,8 +105,11 @@ def churn_budget(store: Store, bus: EventBus, runner: ProductionRunner, root: Pi
     gain on traffic."""
     configured = float(gates.max_regression_rate or 0.0)
     for event in store.runs.events(bus.run_id):
-        if event.type == CurationNote.TYPE and event.payload.get("section") == CHURN_SECTION:
-            return float((event.payload.get("data") or {}).get("budget", configured))
+        measured = (event.payload.get("data") or {}).get("budget") if event.type == CurationNote.TYPE else None
+        if event.payload.get("section") == CHURN_SECTION and measured is not None:
+            return float(measured)
+    bus.emit(CurationNote(section=CHURN_SECTION, markdown="- measuring the deployed model's retraining churn: its "
+                          "recipe retrains on its own training data with the next seed before the search starts"))
     churn = runner.retraining_churn(root)
     if churn is None:
         budget, markdown = configured, (f"- the deployed model has no recorded training data to retrain, so its "

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     ada.add_argument("--stage-size", type=int, help="logs per stage (default 500, quick 150)")
     ada.add_argument("--method", choices=("linear_probe", "lora", "full"),
                      help="training method of C1 and every retrain (default: linear_probe for encoder tasks, "
-                     "fast on CPU; lora for generation)")
+                     "fast on CPU; full for generation)")
     ada.add_argument("--base-model", help="base model (default: minilm for encoder tasks, smollm2 for generation)")
     ada.add_argument("--agent-iterations", type=int, default=4,
                      help="training iterations budget of each agent stage (default 4)")

@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
         "train", help="train a model from a JSONL dataset and register it",
         description='Rows are {"input", "output"}: a label (classification), character spans '
         '[{"start", "end", "label"}] or BIO tags (ner), or text (generation; chat "messages" rows too). '
-        "Every run starts from the base model; the held-out split is taken before training.")
+        "A run starts from --base: a base model, or for generation a model trained here (full weights, or "
+        "a LoRA adapter that keeps training over its own base); the held-out split is taken before training.")
     parser.add_argument("--data", required=True, metavar="SOURCE", help="a JSONL dataset, or anything cold-start "
                         "reads: CSV/TSV, CoNLL, JSON, hf:owner/name, a packaged source")
     parser.add_argument("--task", required=True, choices=TASKS)

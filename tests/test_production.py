@@ -269,10 +269,12 @@ def test_the_churn_budget_retrains_the_deployed_recipe_once_and_the_gates_use_it
         assert twin["hyperparameters"]["seed"] == deployed["hyperparameters"]["seed"] + 1 == data["seed"]
         assert {k: v for k, v in twin["hyperparameters"].items() if k != "seed"} == \
             {k: v for k, v in deployed["hyperparameters"].items() if k != "seed"}
-        assert 0 <= data["broken"] <= data["passes"] == len(load_diagnosis(store, summary.run_id).regression)
+        diagnosis = load_diagnosis(store, summary.run_id)
+        assert 0 <= data["broken"] <= data["guarded"] == len(diagnosis.regression) + len(diagnosis.cross)
         assert data["budget"] == max(0.05, data["rate"])
         rates = [e.payload for e in events if e.type == "gate_checked" and e.payload["gate"] == "regression_rate"]
-        assert rates and all(r["threshold"] == pytest.approx(max(data["budget"], 2 / data["passes"])) for r in rates)
+        assert rates and all(r["threshold"] == pytest.approx(max(data["budget"], 2 / len(diagnosis.regression)))
+                             for r in rates)
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ have a label (for chat data most positions are prompt), and the host reads the l
 reports. This module supplies the batches and the loss.
 A run starts from the base model, or continues a model: TrainConfig.base_model may name a full
 fine-tune's artifact (its weights are the start) or a LoRA artifact (its adapter keeps training over
-its own base; the new artifact names that base and `continued_from`). Artifacts are a standard PEFT adapter (or full weights),
-the tokenizer with its chat template, and `pioneer.json`; they load with plain transformers+peft.
+its own base; the new artifact names that base and `continued_from`). Artifacts are a standard PEFT
+adapter (or full weights), the tokenizer with its chat template, and `pioneer.json`; they load with
+plain transformers+peft.
 """
 
 from __future__ import annotations

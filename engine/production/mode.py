@@ -118,8 +118,9 @@ def churn_budget(store: Store, bus: EventBus, runner: ProductionRunner, root: Pi
     else:
         budget = max(configured, churn.rate)
         markdown = (f"- retraining the deployed model's recipe on its own {churn.rows:,} training rows with seed "
-                    f"{churn.seed} (model {churn.model_id}) broke {churn.broken} of {churn.passes} held-out passes "
-                    f"({churn.rate:.1%}): the regression budget is {budget:.1%} (configured {configured:.1%}); "
+                    f"{churn.seed} (model {churn.model_id}) broke {churn.broken} of the {churn.guarded} held-out items "
+                    f"the budget guards (the regression set and the previous checkpoint's; {churn.rate:.1%}): the "
+                    f"regression budget is {budget:.1%} (configured {configured:.1%}); "
                     "a candidate that breaks no more than a retrain of the same recipe is within retraining noise")
         data = {"budget": budget, **asdict(churn), "rate": churn.rate, "configured": configured}
     bus.emit(CurationNote(section=CHURN_SECTION, markdown=markdown, data=data))

@@ -52,17 +52,17 @@ from store.artifacts import atomic_write_dir
 @dataclasses.dataclass(frozen=True)
 class Churn:
     """What retraining the deployed model's own recipe and data with another seed broke: `broken` of the
-    regression set's `passes` (ProductionRunner.retraining_churn)."""
+    `guarded` items (the regression set and the previous checkpoint's; ProductionRunner.retraining_churn)."""
 
     model_id: str
     seed: int
     rows: int
     broken: int
-    passes: int
+    guarded: int
 
     @property
     def rate(self) -> float:
-        return round(self.broken / self.passes, 6) if self.passes else 0.0
+        return round(self.broken / self.guarded, 6) if self.guarded else 0.0
 
 
 def curriculum_qc(spec: DatasetSpec, seed: int) -> QCConfig:
@@ -211,13 +211,16 @@ class ProductionRunner:
 
     def retraining_churn(self, root: Pipeline) -> Churn | None:
         """Retrain the deployed model's recipe (the root pipeline's) on its own training data with the
-        next seed and count the regression-set passes that retrain breaks: the churn every retrain from
-        the base carries, whatever its data. None when the deployed model has no recorded training data."""
+        next seed and count what that retrain breaks on the two sets the budget guards: regression-set
+        passes, and previous-checkpoint items that checkpoint got right (over each set's size, as the
+        gates count them). Pooled, because churn belongs to the recipe, not to a set, and the sets are
+        small. None when the deployed model has no recorded training data."""
         from engine.models.factory import train_and_register
         from engine.models.predictor import CachedPredictor
 
-        items = self.d.regression.items
-        if not self.d.parent_version or not items:
+        guarded = [(i.input, i.expected, True) for i in self.d.regression.items] + \
+            [(r["input"], r["expected"], bool(r["correct"])) for r in self.d.cross]
+        if not self.d.parent_version or not guarded:
             return None
         seed = int((self.deployed.get("hyperparameters") or {}).get("seed") or 0) + 1
         config = replace(root.hyperparams, seed=seed)
@@ -227,10 +230,10 @@ class ProductionRunner:
                                    trainer=self._trainer(config), model_id=f"{self.run_id}.churn",
                                    name=f"{self.run_id}.churn")
         predictor = CachedPredictor.for_artifact(model.artifact_dir, self.store.cache)
-        predicted = predictor.predict([i.input for i in items], config.threshold)
-        broken = sum(not example_correct(self.task, root.strategy.eval_method, i.expected, p.output)
-                     for i, p in zip(items, predicted, strict=True))
-        return Churn(model.model_id, seed, len(rows), broken, len(items))
+        predicted = predictor.predict([text for text, _, _ in guarded], config.threshold)
+        broken = sum(was_right and not example_correct(self.task, root.strategy.eval_method, expected, p.output)
+                     for (_, expected, was_right), p in zip(guarded, predicted, strict=True))
+        return Churn(model.model_id, seed, len(rows), broken, len(guarded))
 
     def evaluate(self, node: Node, model_id: str) -> NodeEvaluation:
         if model_id == self.d.deployed_id:

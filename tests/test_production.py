@@ -395,9 +395,8 @@ def test_averaging_with_the_deployed_model_reuses_the_candidates_weights(templat
         for key in ("classifier.weight", "bert.embeddings.word_embeddings.weight"):
             assert torch.allclose(got[key], 0.75 * mine[key] + 0.25 * old[key], atol=1e-6)
         assert runner.evaluate(merged, "avg.m1").metrics
-        with pytest.raises(ConfigError, match="use 0 for lora"):
-            merged.pipeline.modify({"hyperparams.method": "lora"})
-        probe = Node("probe", merged.pipeline.modify({"hyperparams.method": "linear_probe"}), source.id, "expand", 3)
-        probe = dc_replace(probe, dataset_version_id=merged.dataset_version_id)
-        with pytest.raises(NodeFailed, match="method is 'full', the candidate's 'linear_probe'"):
-            runner.train(probe, probe.dataset_version_id, "probe.m1", lambda p: None, lambda: False)
+        for method in ("linear_probe", "lora"):  # only a model trained the way the deployed one was is averaged
+            other = Node(method, merged.pipeline.modify({"hyperparams.method": method}), source.id, "expand", 3)
+            other = dc_replace(other, dataset_version_id=merged.dataset_version_id)
+            with pytest.raises(NodeFailed, match=f"method is 'full', the candidate's '{method}'"):
+                runner.train(other, other.dataset_version_id, f"{method}.m1", lambda p: None, lambda: False)

@@ -290,13 +290,12 @@ def adapter_base(meta: dict[str, Any]) -> str:
 def continued_adapter(config: TrainConfig) -> dict[str, Any] | None:
     """The manifest of the LoRA artifact TrainConfig.base_model names, when training continues it; None
     for a base model or a full fine-tune (whose folder is itself a model to start from)."""
-    manifest = Path(config.base_model).expanduser() / MANIFEST
-    if not manifest.is_file():
+    from engine.models.predictor import read_manifest
+
+    folder = Path(config.base_model).expanduser()
+    if not (folder / MANIFEST).is_file():
         return None
-    try:
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{manifest}: invalid JSON ({exc}); the artifact is damaged") from None
+    meta = read_manifest(folder)
     if meta.get("weights") != "peft":
         return None
     if meta.get("method") != config.method:

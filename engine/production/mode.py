@@ -83,7 +83,7 @@ def loop_parts(store: Store, run: dict[str, Any], bus: EventBus, planner: Planne
     elif diagnosis.n_fixable == 0:
         finish = f"all {len(diagnosis.failure)} failures are external (poison or uncorrected): nothing training can fix"
     runner = ProductionRunner(store, bus.run_id, diagnosis, config) if finish is None else _NoRunner()
-    if config.churn_budget and isinstance(runner, ProductionRunner):
+    if config.churn_budget and finish is None:
         budget = churn_budget(store, bus, runner, root, loop.gates)
         loop = replace(loop, gates=replace(loop.gates, max_regression_rate=budget))
     rationale = f"the deployed model {diagnosis.deployed_id}, scored on the failure set from its traces"
@@ -105,9 +105,9 @@ def churn_budget(store: Store, bus: EventBus, runner: ProductionRunner, root: Pi
     gain on traffic."""
     configured = float(gates.max_regression_rate or 0.0)
     for event in store.runs.events(bus.run_id):
-        measured = (event.payload.get("data") or {}).get("budget") if event.type == CurationNote.TYPE else None
-        if event.payload.get("section") == CHURN_SECTION and measured is not None:
-            return float(measured)
+        if event.type == CurationNote.TYPE and event.payload.get("section") == CHURN_SECTION:
+            if (measured := (event.payload.get("data") or {}).get("budget")) is not None:
+                return float(measured)
     bus.emit(CurationNote(section=CHURN_SECTION, markdown="- measuring the deployed model's retraining churn: its "
                           "recipe retrains on its own training data with the next seed before the search starts"))
     churn = runner.retraining_churn(root)

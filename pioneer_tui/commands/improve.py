@@ -71,7 +71,7 @@ def register(subparsers: Any) -> None:
                         f"(default {DEFAULT_MAX_REGRESSION_RATE})")
     parser.add_argument("--churn-budget", action="store_true",
                         help="traffic rule: first retrain the deployed model's own recipe and data with another seed, "
-                        "and allow at least the share of passes that retrain breaks (its churn; one extra training)")
+                        "and allow at least the share of guarded held-out items that retrain breaks (its churn; one extra training)")
     parser.add_argument("--search-on", type=int, default=2, metavar="N",
                         help="after a candidate passes but fixes less than tau of the held-out failures, try up to N "
                         "more candidates for a better one before offering the best (default 2; 0: offer at once)")

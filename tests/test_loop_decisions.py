@@ -55,9 +55,23 @@ def test_a_veto_revises_the_pipeline_by_its_reasons_and_the_next_review_shows_th
     assert store.datasets.get(first.dataset_version_id)["content_hash"] != \
         store.datasets.get(second.dataset_version_id)["content_hash"]
     assert second.vetoed["node_id"] == first.node_id and second.vetoed["removed"] == {"replay": 5}
+    assert second.vetoed["revision"] is True
+    assert all(r.vetoed is None for r in reviewer.reviews[2:])  # only the revision answers the veto
     veto = next(d for d in store.runs.decisions(bus.run_id) if d["action"] == "veto")
     assert veto["diff"]["reasons"] == ["too_much_replay"] and veto["who"] == "tester"
     assert result.promoted_model is not None
+
+
+def test_a_veto_the_planner_finds_nothing_to_change_for_is_said_on_the_next_proposal_and_only_there(store):
+    """Words alone give the rule planner nothing to revise: the next curriculum is the search's next
+    proposal, and its review says so instead of reading as the revision; later reviews say nothing."""
+    reviewer = Reviews([Decision("veto", "I do not trust these rows")], [False, True])
+    bus, parts, _ = fake_run(store, lambda p: Result(broken=1), budget_config())
+    run_loop(bus, parts, reviewer, BudgetLimits(iterations=4))
+    first, second, *later = reviewer.reviews
+    assert second.vetoed is not None and second.vetoed["node_id"] == first.node_id
+    assert second.vetoed["revision"] is False
+    assert later and all(r.vetoed is None for r in later)  # the person has since approved: nothing to answer
 
 
 class SameRowsPlanner(RulePlanner):

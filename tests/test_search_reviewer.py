@@ -87,6 +87,20 @@ def test_stdin_reviewer_approves_vetoes_and_reprompts():
     assert reviewer.review_curriculum(review()) == Decision("veto", "something else", reasons=("other",))
 
 
+def test_stdin_reviewer_says_which_veto_a_curriculum_answers():
+    from dataclasses import replace
+
+    revision = replace(review(), vetoed={"node_id": "n0", "reason": "too much replay", "revision": True})
+    reviewer, out = ask("a\n")
+    reviewer.review_curriculum(revision)
+    assert "revision of the veto of n0 (too much replay)" in out.getvalue()
+    unrevised = replace(revision, vetoed={**revision.vetoed, "revision": False})
+    reviewer, out = ask("a\n")
+    reviewer.review_curriculum(unrevised)
+    assert "the planner found nothing to change for the veto of n0 (too much replay): the next proposal" \
+        in out.getvalue()
+
+
 def test_stdin_reviewer_edits_from_a_jsonl_file(tmp_path):
     edited = tmp_path / "edited.jsonl"
     edited.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps({"id": "g2", "input": "x", "output": "y"}) + "\n")

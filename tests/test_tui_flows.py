@@ -114,11 +114,11 @@ async def test_veto_needs_a_reason_and_returns_it(tmp_path):
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen))
         await pilot.press("v")
         await settle(pilot, lambda: isinstance(app.screen, VetoScreen))
-        await pilot.press("enter")  # no reason: refused, the dialog stays
+        await pilot.press("ctrl+s")  # no reason: refused, the dialog stays
         assert isinstance(app.screen, VetoScreen)
         app.screen.query_one(SelectionList).select("too_much_replay")
         app.screen.query_one(Input).value = "replay rows repeat one intent"
-        await pilot.press("enter")
+        await pilot.press("enter")  # a reason is picked: enter after the words vetoes
         await _finish(app, pilot, results)
         decision, version = results["answer"]
         assert decision == Decision("veto", "replay rows repeat one intent", reasons=("too_much_replay",))

@@ -63,7 +63,7 @@ async def test_fork_from_a_replayed_node_starts_the_forked_run(tmp_path):
         await pilot.press("v")
         await settle(pilot, lambda: isinstance(app.screen, VetoScreen))
         app.screen.query_one(Input).value = "not this one"
-        await pilot.press("enter")
+        await pilot.press("ctrl+s")  # words alone: recorded, though the rule planner has nothing to revise
         await settle(pilot, lambda: any(d["node_id"] == asked for d in store.runs.decisions(fork["id"])))
         [decision] = [d for d in store.runs.decisions(fork["id"]) if d["node_id"] == asked]
         assert (decision["action"], decision["reason"]) == ("veto", "not this one")

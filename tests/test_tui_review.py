@@ -76,7 +76,9 @@ async def test_a_veto_with_reasons_revises_the_curriculum_and_the_next_review_sa
         assert "pick a reason or write one" in _said(app.screen, "#veto-check")
         assert app.screen.focused is app.screen.query_one(Input)
         app.screen.query_one(Input).value = "86% replay, only 5% gold"
-        await pilot.press("tab", "space")  # the first reason: too much replay
+        await pilot.press("enter")  # the words end, nothing is picked: on to the reasons, not sent
+        assert isinstance(app.screen, VetoScreen) and app.screen.focused is app.screen.query_one(SelectionList)
+        await pilot.press("space")  # the first reason: too much replay
         await pilot.press("ctrl+s")
         await settle(pilot, lambda: isinstance(app.screen, CurriculumReviewScreen) and app.screen.review is not first)
         revised = app.screen
@@ -86,7 +88,7 @@ async def test_a_veto_with_reasons_revises_the_curriculum_and_the_next_review_sa
         assert revised.review.change == "data.replay_scope all → share"
         assert "change: data.replay_scope all → share" in revised.summary_text()
         vetoed_at = first.node_id.rsplit(".", 1)[-1]
-        assert f"Since {vetoed_at} was vetoed (too much replay; 86% replay, only 5% gold): replay −5" \
+        assert f"Revision of {vetoed_at}, vetoed (too much replay; 86% replay, only 5% gold): replay −5" \
             in screen_text(app)
         await pilot.press("a")
         await settle(pilot, lambda: isinstance(app.screen, GateConfirmScreen))
@@ -256,7 +258,7 @@ def test_review_snapshot_80x24(snap_compare, tmp_path):
     review = CurriculumReview(
         node_id=node["id"], pipeline=Pipeline.from_dict(node["pipeline"]), rows=tuple(store.datasets.rows("ds-v2")),
         dataset_version_id="ds-v2", rationale=node["rationale"],
-        vetoed={"node_id": f"{RUN_ID}.n0001", "reason": "too much replay", "composition": {},
+        vetoed={"node_id": f"{RUN_ID}.n0001", "reason": "too much replay", "revision": True, "composition": {},
                 "added": {"gold": 12}, "removed": {"replay": 561}})
 
     qc = store.datasets.get("ds-v2")["qc_report"]
@@ -269,3 +271,12 @@ def test_the_help_legend_says_what_the_marks_mean():
     from widgets.search_graph import STATUS_MARKERS
 
     assert f"{STATUS_MARKERS['failed']} failed" in HELP and f"`{FLAG}` marks a row the review's QC flags" in HELP
+
+
+def test_a_veto_without_a_revision_is_said_as_such_on_the_next_proposal():
+    from pioneer_tui.screens.review import vetoed_text
+
+    said = vetoed_text({"node_id": f"{RUN_ID}.n0001", "reason": "I do not trust these rows", "revision": False,
+                        "added": {"gold": 3}, "removed": {}})
+    assert said.startswith("n0001 was vetoed (I do not trust these rows), and the planner found nothing to change")
+    assert said.endswith("this is the search's next proposal. Against n0001: gold +3")

@@ -142,7 +142,7 @@ def test_the_demo_through_veto_revision_typo_refusal_and_promotion(tmp_path, tmu
     for keys in ("too many hard negatives", "Tab", "Down", "Space", "C-s"):  # the second reason: too little gold
         tmux.send(keys)
         time.sleep(0.5)  # one key at a time, as a person types: the dialog moves focus between them
-    tmux.wait_for("Since n0001 was vetoed (too little gold; too many hard negatives)", timeout=300)
+    tmux.wait_for("Revision of n0001, vetoed (too little gold; too many hard negatives)", timeout=300)
     revision = tmux.wait_for("revised after")  # the revision's rationale, once the review has drawn it
     tmux.send("s")  # the slice ratios, mistyped
     tmux.wait_for("slice")

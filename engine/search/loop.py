@@ -382,17 +382,26 @@ class AgentLoop:
         return None
 
     def _against_vetoed(self, node_id: str, rows: tuple[dict[str, Any], ...]) -> dict[str, Any] | None:
-        """The run's last curriculum a person vetoed, and how this one differs from it, slice by slice."""
-        by_person = {d["node_id"] for d in self.store.runs.decisions(self.run_id)
-                     if d["kind"] == "curriculum" and d["action"] == "veto" and d["who"] != "engine"}
-        vetoed = [n for n in self.graph.nodes.values() if n.status == "vetoed" and n.dataset_version_id
-                  and n.id != node_id and n.id in by_person]
-        if not vetoed:
+        """The curriculum a person vetoed that this one answers, and how they differ slice by slice: the
+        parent's, when this is its revision (`revision` true); or, when the person's last review was a
+        veto the planner found nothing to change for, that one (`revision` false: this is the search's
+        next proposal, and the person is told so rather than left to read it as the revision)."""
+        people = [d for d in self.store.runs.decisions(self.run_id) if d["kind"] == "curriculum"
+                  and d["who"] != "engine" and d["node_id"] != node_id]
+        node = self.graph.nodes[node_id]
+        parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
+        if parent is not None and parent.status == "vetoed" and any(
+                d["node_id"] == parent.id and d["action"] == "veto" for d in people):
+            vetoed, revision = parent, True
+        elif people and people[-1]["action"] == "veto" and not self.graph.nodes[people[-1]["node_id"]].children:
+            vetoed, revision = self.graph.nodes[people[-1]["node_id"]], False
+        else:
             return None
-        last = vetoed[-1]
-        info = self.store.datasets.get(last.dataset_version_id) or {}
-        added, removed = slice_changes(self.store.datasets.rows(last.dataset_version_id), rows)
-        return {"node_id": last.id, "reason": last.metrics.get("veto_reason"),
+        if not vetoed.dataset_version_id:
+            return None
+        info = self.store.datasets.get(vetoed.dataset_version_id) or {}
+        added, removed = slice_changes(self.store.datasets.rows(vetoed.dataset_version_id), rows)
+        return {"node_id": vetoed.id, "reason": vetoed.metrics.get("veto_reason"), "revision": revision,
                 "composition": dict(info.get("composition") or {}), "added": added, "removed": removed}
 
     def _train_and_evaluate(self, node: Node) -> None:

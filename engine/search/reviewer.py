@@ -47,7 +47,7 @@ class CurriculumReview:
     dataset_version_id: str | None = None
     composition: dict[str, Any] = field(default_factory=dict)
     rationale: str | None = None
-    vetoed: dict[str, Any] | None = None  # the last vetoed curriculum of the run and how this one differs
+    vetoed: dict[str, Any] | None = None  # the vetoed curriculum this one answers (loop._against_vetoed)
     labels: tuple[str, ...] = ()  # the answers a model may give: an edited output must be one of them
     # everything the pipeline changed against its parent's (engine.curation_log.pipeline_change), e.g.
     # `strategy.merge_deployed 0 → 0.5`: a change of recipe or strategy can leave the rows as they were
@@ -143,6 +143,10 @@ class StdinReviewer:
         self._say(f"Curriculum for node {review.node_id}: {len(review.rows)} rows, composition "
                   f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}"
                   + (f"\n  change: {review.change}" if review.change else ""))
+        if review.vetoed:
+            v = review.vetoed
+            self._say(f"  {'revision of' if v['revision'] else 'the planner found nothing to change for'} the veto of "
+                      f"{v['node_id']} ({v.get('reason') or '-'})" + ("" if v["revision"] else ": the next proposal"))
         for row in review.rows[:5]:
             self._say(f"  {json.dumps(row, ensure_ascii=False)[:160]}")
         while True:

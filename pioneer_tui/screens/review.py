@@ -214,8 +214,8 @@ def qc_text(qc: dict[str, Any], flags: Sequence[str]) -> Content:
 
 
 def vetoed_text(vetoed: dict[str, Any]) -> str:
-    """`Since n0003 was vetoed (too much replay): replay −561 · gold +12`: how this curriculum differs
-    from the run's last vetoed one (its revision, or any later proposal)."""
+    """`Revision of n0003, vetoed (too much replay): replay −561 · gold +12`: how this curriculum differs
+    from the one a person vetoed; when the veto gave no revision, that this is the next proposal instead."""
     added, removed = vetoed.get("added") or {}, vetoed.get("removed") or {}
     changes = []
     for part in dict.fromkeys([*SLICES, *added, *removed]):
@@ -223,8 +223,11 @@ def vetoed_text(vetoed: dict[str, Any]) -> str:
         if moves:
             changes.append(f"{SLICE_NAMES.get(part, part)} {' '.join(moves)}")
     why = f" ({vetoed['reason']})" if vetoed.get("reason") else ""
-    return (f"Since {short(str(vetoed.get('node_id', '?')))} was vetoed{why}: "
-            + (" · ".join(changes) or "the same inputs (outputs or slices changed)"))
+    node = short(str(vetoed.get("node_id", "?")))
+    head = f"Revision of {node}, vetoed{why}: " if vetoed["revision"] else (
+        f"{node} was vetoed{why}, and the planner found nothing to change for it (it acts on the reasons "
+        f"picked, not on words alone): this is the search's next proposal. Against {node}: ")
+    return head + (" · ".join(changes) or "the same inputs (outputs or slices changed)")
 
 
 # -- dialogs ------------------------------------------------------------------------------------
@@ -395,7 +398,7 @@ class VetoScreen(ModalScreen[Decision | None]):
             yield Static("What is wrong with this curriculum? In your words (recorded with the veto):")
             yield Input(placeholder="e.g. the replay rows are all one intent", id="veto-text")
             yield Static("and / or what to change: the planner revises the curriculum by what you pick "
-                        "(tab here, space toggles); the revision is reviewed next.")
+                        "(enter or tab here, space toggles, ctrl+s vetoes); the revision is reviewed next.")
             yield SelectionList[str](*((label, code) for code, label in VETO_REASONS.items()), id="veto-reasons")
             yield Static(id="veto-check")
         yield Footer()
@@ -418,8 +421,14 @@ class VetoScreen(ModalScreen[Decision | None]):
             self.query_one("#veto-check", Static).update(Text(f"✗ {decision}"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter after the words goes on to the reasons while none is picked: a veto of words alone
+        gives the rule planner nothing to revise, so it is not sent by the key that ends a sentence."""
         event.stop()
-        self.action_veto()
+        reasons = self.query_one(SelectionList)
+        if reasons.selected:
+            self.action_veto()
+        else:
+            reasons.focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

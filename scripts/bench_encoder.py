@@ -1,6 +1,8 @@
 """Benchmark: the project's encoder backend vs a configured `transformers.Trainer`, same run, same data.
 
-Both fine-tune the embedded MiniLM (engine.models.resolve 'minilm') in full on the same CLINC150 rows
+Both fine-tune the embedded MiniLM (engine.models.resolve 'minilm') in full, each as it ships (ours
+freezes the word-embedding table, engine.models.encoder.freeze_large_embedding_table; the Trainer
+trains every weight, as a user's would), on the same CLINC150 rows
 (a seeded stratified sample of the in-scope train split, ~1,280 rows by default) for the same epochs,
 batch size, learning rate, linear warmup/decay, gradient clipping, seed, precision and torch threads.
 The Trainer is set up as strongly as it honestly goes on this CPU: dynamic padding

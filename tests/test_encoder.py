@@ -12,7 +12,14 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 from engine.errors import ConfigError, TrainingError
 from engine.models import training_loop
 from engine.models.base import TrainConfig, head_init
-from engine.models.encoder import EncoderTrainer, _Steps, decode_spans, encode, load_tokenizer
+from engine.models.encoder import (
+    EncoderTrainer,
+    _Steps,
+    decode_spans,
+    encode,
+    freeze_large_embedding_table,
+    load_tokenizer,
+)
 from engine.models.factory import train_and_register
 from engine.models.predictor import CachedPredictor, artifact_content_id, load_predictor
 from engine.models.resolve import ModelNotFound, resolve_model
@@ -92,6 +99,20 @@ def test_full_finetune_learns_and_reloads_identically_with_plain_transformers(ba
     assert load_predictor(out).predict(texts) == ours
     manifest = json.loads((out / "pioneer.json").read_text())
     assert manifest["task"] == "classification" and manifest["config"]["method"] == "full"
+    assert manifest["frozen_word_embeddings"] is False  # the tiny table is a small share: it trains
+
+
+def test_a_large_word_embedding_table_is_frozen_in_a_full_fine_tune(base):
+    """MiniLM's table is half its weights (frozen: ~1.35x faster at equal accuracy, bench_encoder); the
+    tiny test model's is small and random, so it trains."""
+    small = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    assert not freeze_large_embedding_table(small) and small.get_input_embeddings().weight.requires_grad
+    config = small.config
+    config.vocab_size = 20 * sum(p.numel() for p in small.parameters()) // config.hidden_size  # table > 25%
+    large = AutoModelForSequenceClassification.from_config(config)
+    assert freeze_large_embedding_table(large)
+    assert [n for n, p in large.named_parameters() if not p.requires_grad] == \
+        ["bert.embeddings.word_embeddings.weight"]
 
 
 @pytest.mark.slow

@@ -56,6 +56,15 @@ def test_tiny_end_to_end(tmp_path):
         naive = [store.models.get(f"adaptft-naive-C{k}") for k in (2, 3, 4)]
         assert [m["base_model"] for m in naive[1:]] == [m["artifact_path"] for m in naive[:2]]
         assert store.models.get("adaptft-naive_cumulative-C4")["base_model"] == str(base)
+        # every candidate the agent evaluated is scored on the held-out union; a promoted one is among them
+        for c in result.checkpoints[1:]:
+            evaluated = {n["model_id"] for n in store.runs.nodes(c.agent_run)
+                         if n["parent_id"] and n["model_id"] and n["status"] == "evaluated"}
+            assert {v["model"] for v in c.candidates.values()} == evaluated
+            assert all(0.0 <= v["score"] <= 1.0 for v in c.candidates.values())
+            if c.agent_promoted:
+                assert c.candidates[next(k for k, v in c.candidates.items() if v["model"] == c.agent_model)][
+                    "score"] == c.scores["agent"]
     assert len(checkpoint_rows(result)) == 4 and perturbation_rows(result)
     assert "| C4 |" in markdown(result)
     phases = result.seconds_by_phase  # where the time went: every phase that ran, and the training rates

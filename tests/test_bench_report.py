@@ -82,3 +82,14 @@ def test_the_report_says_where_the_time_went_and_older_results_still_load():
     raw = result().to_dict()
     del raw["seconds_by_phase"], raw["training_rates"]
     assert BenchResult.from_dict(raw).seconds_by_phase == {}
+
+
+def test_the_agent_runs_list_every_candidate_on_the_held_out_union_and_the_one_deployed():
+    res = result()
+    res.checkpoints[3].candidates = {"n0001": {"model": "r3.n0001.m1", "score": 0.44},
+                                     "n0002": {"model": "m3", "score": 0.5}}
+    text = markdown(res)
+    assert "- C4: run `r3`, promoted (); candidates on the held-out union: n0001 44.0, n0002 50.0 (deployed)" in text
+    assert "- C3: run `r2`, kept the deployed model ()\n" in text  # no candidates recorded: nothing added
+    again = BenchResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert again.checkpoints[3].candidates == res.checkpoints[3].candidates

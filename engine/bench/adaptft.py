@@ -106,6 +106,9 @@ class Checkpoint:
     agent_promoted: bool | None = None
     agent_run: str | None = None
     agent_reason: str = ""
+    # every model the agent's run trained and evaluated, scored afterwards on the held-out union it never
+    # saw (node -> {"model", "score"}): whether the gates refused a model better than the one they kept
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +228,9 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
             agent = promoted or agent
             log(f"  agent: {summary.outcome} ({summary.reason}); deployed {agent}")
             scores = {"agent": score(agent)}
+            candidates = {n["id"].rsplit(".", 1)[-1]: {"model": n["model_id"], "score": score(n["model_id"])}
+                          for n in store.runs.nodes(summary.run_id)
+                          if n["parent_id"] and n["model_id"] and n["status"] == "evaluated"}
             # the baselines: naive keeps training its checkpoint on this stage's labelled logs; the
             # cumulative arms retrain from the base on the clean pool plus everything labelled so far
             for arm in config.arms:
@@ -249,7 +255,7 @@ def run_adaptft(workspace: Path, bench: Bench, config: RunConfig,
                 scores[arm] = score(models[arm])
             log(f"  scores: {json.dumps(scores)}")
             checkpoints.append(Checkpoint(name, stage.poison_rate, scores, agent, promoted is not None,
-                                          summary.run_id, summary.reason))
+                                          summary.run_id, summary.reason, candidates))
         rates = _training_rates(store)
     return BenchResult(bench.dataset, task, config.seed, METRIC[task], len(bench.held_out), len(scored),
                        checkpoints, side, dict(naive_kinds), round(time.perf_counter() - started, 1), asdict(config),

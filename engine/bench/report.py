@@ -12,7 +12,7 @@ from engine.data.perturb_types import BY_NAME, TYPES
 from store.artifacts import atomic_write_text
 
 if TYPE_CHECKING:  # the result type only; importing adaptft loads torch
-    from engine.bench.adaptft import BenchResult
+    from engine.bench.adaptft import BenchResult, Checkpoint
 
 ARM_NAMES = {"agent": "agent", "naive": "naive (realistic)", "naive_cumulative": "naive, cumulative from base",
              "naive_random": "naive, cumulative, random wrong labels", "oracle": "naive (oracle labels)",
@@ -127,8 +127,18 @@ def markdown(result: BenchResult) -> str:
                      f"{r['other']} |")
     lines += ["", "## Agent runs", ""]
     lines += [f"- {c.name}: run `{c.agent_run}`, {'promoted' if c.agent_promoted else 'kept the deployed model'} "
-              f"({c.agent_reason})" for c in result.checkpoints[1:]]
+              f"({c.agent_reason})" + candidates_text(c) for c in result.checkpoints[1:]]
     return "\n".join(lines) + "\n"
+
+
+def candidates_text(c: Checkpoint) -> str:
+    """`; candidates on the held-out union: n0001 44.0, n0002 50.0 (deployed)`: each model the run
+    trained, scored after the run on rows the agent never saw, the one it left deployed marked."""
+    if not c.candidates:
+        return ""
+    return "; candidates on the held-out union: " + ", ".join(
+        f"{node} {_pct(v['score'])}" + (" (deployed)" if v["model"] == c.agent_model else "")
+        for node, v in c.candidates.items())
 
 
 def chart_html(result: BenchResult) -> str:

@@ -7,7 +7,11 @@ import random
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (if installed) and ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch (if installed) and ask torch for deterministic kernels.
+
+    Deterministic mode would also fill every new tensor with NaN (a guard against reading uninitialised
+    memory, which no code here does): that cost 8% of an encoder training step, so it is off; torch's
+    docs say the kernels stay deterministic without it."""
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     try:
@@ -24,3 +28,4 @@ def seed_everything(seed: int) -> None:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False

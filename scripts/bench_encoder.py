@@ -4,7 +4,8 @@ Both fine-tune the embedded MiniLM (engine.models.resolve 'minilm') in full, eac
 freezes the word-embedding table, engine.models.encoder.freeze_large_embedding_table; the Trainer
 trains every weight, as a user's would), on the same CLINC150 rows
 (a seeded stratified sample of the in-scope train split, ~1,280 rows by default) for the same epochs,
-batch size, learning rate, linear warmup/decay, gradient clipping, seed, precision and torch threads.
+batch size, learning rate, linear warmup/decay, gradient clipping, seed, precision and torch threads
+(the Trainer seeded with `transformers.set_seed`, not in our deterministic mode, as a user's is).
 The Trainer is set up as strongly as it honestly goes on this CPU: dynamic padding
 (DataCollatorWithPadding), `group_by_length` batches, fused AdamW (`adamw_torch_fused`), bf16 only when
 ours trains in bf16, no dataloader workers and no pinned memory (workers would take a core from the
@@ -89,12 +90,15 @@ def run_trainer(train, test, args, out: Path, bf16: bool) -> dict:
         PrinterCallback,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from engine.models.resolve import resolve_model
-    from engine.seed import seed_everything
 
-    seed_everything(args.seed)
+    # seeded as a user's Trainer is (transformers.set_seed), not in our deterministic mode (ours, run before
+    # it in this process, turned that on)
+    torch.use_deterministic_algorithms(False)
+    set_seed(args.seed)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     base = resolve_model("minilm")

@@ -191,10 +191,13 @@ def test_progress_reports_every_n_steps_and_the_last_with_tokens():
 
 
 def test_same_seed_same_weights_and_the_model_is_left_in_eval_mode():
+    """Deterministic kernels, without torch's NaN fill of new tensors (a cost, not a need: same weights)."""
     data = rows()
     models = []
     for _ in range(2):
         loop.begin(config(), EncoderOptions(num_threads=1))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
         model = tiny_classifier()
         loop.fit(model, [len(x) for x in data.ids], _Steps(data, 0, CPU), config(), EncoderOptions(precision="fp32"))
         models.append(model)

@@ -235,9 +235,9 @@ def freeze_large_embedding_table(model: Any) -> bool:
     """Freeze the word-embedding table of a full fine-tune when it is at least FROZEN_TABLE_SHARE of the
     weights. Training it costs a dense gradient and an AdamW update of the whole table every step, though
     a few hundred rows touch few of its tokens: in MiniLM it is 11.7M of 22.7M weights, and frozen, a
-    full fine-tune trains ~1.35x faster at the same held-out accuracy (scripts/bench_encoder.py, the
-    README's figures). A small table costs little to train, and a model built from a config (random
-    embeddings, as in the tests) needs it trained. Classification only: on the WNUT-17 production bench
+    full fine-tune trains ~1.25x as fast as a configured Trainer at the same held-out accuracy
+    (scripts/bench_encoder.py, the README's figures). A small table costs little to train, and a model
+    built from a config (random embeddings, as in the tests) needs it trained. Classification only: on the WNUT-17 production bench
     (scripts/bench_production_ner.py) the frozen table cost the tagger 0.04 entity F1 on the failure set
     and 0.02 on unseen traffic, and its promoted model fell below naive retraining. True when frozen."""
     table = model.get_input_embeddings().weight

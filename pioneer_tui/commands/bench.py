@@ -54,9 +54,30 @@ def register(subparsers: Any) -> None:
                      help="torch threads (default 1: on a shared 2-core machine two threads oversubscribe)")
     ada.add_argument("--arms", help="comma-separated baselines to run (default: naive, naive_cumulative, "
                      "naive_random, oracle, clean_only, random_aug)")
-    ada.add_argument("--out", type=Path, help="output folder (replaced if it exists)")
+    ada.add_argument("--out", type=Path, help="output folder (an earlier bench's there is replaced)")
     ada.add_argument("--json", action="store_true", help="print the result as JSON (progress goes to stderr)")
     ada.set_defaults(handler=run)
+
+
+MARKER = ".adaptft-bench"
+
+
+def fresh_bench_workspace(out: Path, opened: Path) -> Path:
+    """`out/workspace`, empty but for MARKER. Only a folder an earlier bench made (MARKER, or a result.json
+    beside it) is replaced, and never one that is or holds the workspace this command opened."""
+    folder, root = (out / "workspace").resolve(), opened.resolve()
+    if folder == root or folder in root.parents:
+        raise UsageError(f"--out {out}: the bench would replace {folder}, which holds the workspace this command "
+                         f"opened ({root}); pick another --out")
+    if folder.exists():
+        if not (folder / MARKER).is_file() and not (out / "result.json").is_file():
+            raise UsageError(f"--out {out}: {folder} exists and is not an AdaptFT-Bench workspace (no {MARKER}); "
+                             "pick another --out or remove that folder")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("made by `pioneer-tui bench adaptft`; the next run with this --out replaces it\n",
+                                 encoding="utf-8")
+    return folder
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -87,14 +108,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--method: {exc}") from None
     out = args.out or ctx.workspace.root / "bench" / \
         f"adaptft-{Path(args.dataset).stem}-s{args.seed}{'-quick' if args.quick else ''}"
-    if (out / "workspace").exists():
-        shutil.rmtree(out / "workspace")
+    workspace = fresh_bench_workspace(out, ctx.workspace.root)
     started = time.strftime("%H:%M:%S")
     say = sys.stderr if args.json else sys.stdout
     print(f"[{started}] AdaptFT-Bench {bench.dataset} ({task}): clean {len(bench.clean)}, stages "
           f"{[len(s.rows) for s in bench.stages]}, held-out {len(bench.held_out)}; arms {', '.join(config.arms)}; "
           f"output {out}", flush=True, file=say)
-    result = run_adaptft(out / "workspace", bench, config,
+    result = run_adaptft(workspace, bench, config,
                          log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True, file=say))
     paths = write_report(result, out)
     if args.json:

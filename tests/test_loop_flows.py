@@ -90,6 +90,43 @@ def test_veto_and_edit_flow_through_events_decisions_and_the_curation_log(tmp_pa
         assert run["spent"]["spent"]["iterations"] == sum(1 for e in events if e.type == "train_started")
 
 
+class EditFirst(ScriptedReviewer):
+    """Edits the first curriculum (changes a gold row, removes a replay row, adds a row), approves the rest."""
+
+    def __init__(self) -> None:
+        super().__init__([True] * 8, who="tester")
+        self.curricula: list = []
+
+    def review_curriculum(self, review):
+        self.curricula.append(review)
+        if len(self.curricula) > 1:
+            return Decision("approve")
+        rows = [({**r, "input": "gold 1, as a person wrote it"} if r["id"] == "gold:1" else r)
+                for r in review.rows if r["id"] != "replay:0"]
+        rows.append({"id": "gold:by-tester", "input": "a row a person added", "output": "a", "slice": "gold"})
+        return Decision("edit", rows=tuple(rows))
+
+
+def test_a_persons_edits_are_carried_into_every_later_curriculum_and_the_review_says_so(tmp_path):
+    reviewer = EditFirst()
+    with Store(tmp_path / "ws") as store:
+        bus, parts, runner = fake_run(store, lambda p: Result(fixed=30, score=0.85), LoopConfig(gates=GATES))
+        run_loop(bus, parts, reviewer, BudgetLimits(iterations=3))
+        first, *later = reviewer.curricula
+        assert later and not first.carried
+        for review in later:
+            rows = {r["id"]: r for r in review.rows}
+            assert rows["gold:1"]["input"] == "gold 1, as a person wrote it" and "replay:0" not in rows
+            assert rows["gold:by-tester"]["input"] == "a row a person added"
+            assert review.carried == ("carries the person's edits of n0001: 1 row changed, 1 row removed, "
+                                      "1 row added")
+            # the planner's curriculum is kept as the parent version; the carried one is what trains
+            version = store.datasets.get(review.dataset_version_id)
+            assert "gold 1" in [r["input"] for r in store.datasets.rows(version["parent_id"])]
+            node = next(n for n in store.runs.nodes(bus.run_id) if n["id"] == review.node_id)
+            assert node["dataset_version_id"] == review.dataset_version_id
+
+
 # ------------------------------------------------------------------ rollback
 
 

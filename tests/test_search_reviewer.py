@@ -99,6 +99,9 @@ def test_stdin_reviewer_says_which_veto_a_curriculum_answers():
     reviewer.review_curriculum(unrevised)
     assert "the planner found nothing to change for the veto of n0 (too much replay): the next proposal" \
         in out.getvalue()
+    reviewer, out = ask("a\n")
+    reviewer.review_curriculum(replace(review(), carried="carries the person's edits of n0001: 1 row removed"))
+    assert "\n  carries the person's edits of n0001: 1 row removed\n" in out.getvalue()
 
 
 def test_stdin_reviewer_edits_from_a_jsonl_file(tmp_path):

@@ -280,3 +280,11 @@ def test_a_veto_without_a_revision_is_said_as_such_on_the_next_proposal():
                         "added": {"gold": 3}, "removed": {}})
     assert said.startswith("n0001 was vetoed (I do not trust these rows), and the planner found nothing to change")
     assert said.endswith("this is the search's next proposal. Against n0001: gold +3")
+
+
+async def test_a_curriculum_that_carries_earlier_edits_says_so(tmp_path):
+    app = create_app(Store(tmp_path / "ws"), offer_demo=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        carried = "carries the person's edits of n0001: 1 row changed"
+        screen = await _open(app, pilot, _review(_rows(), carried=carried), [])
+        assert f"\n{carried}\n" in screen.summary_text()

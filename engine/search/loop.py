@@ -64,12 +64,16 @@ from engine.search.reviewer import (
     CurriculumReview,
     Decision,
     Reviewer,
+    carry_edits,
     record_confirmation,
     record_override,
     record_review,
 )
 from store import Store
 from store.jsoncols import now
+
+# The note of a curriculum version that carries a person's earlier edits; the review shows it.
+CARRIED = "carries "
 
 # Modes whose runs `resume_run` can rebuild: mode -> "module:function" returning LoopParts.
 MODE_FACTORIES: dict[str, str] = {
@@ -311,7 +315,7 @@ class AgentLoop:
         try:
             if node.status == "proposed" and node.dataset_version_id is None:
                 with self.store.transaction():
-                    version = self.runner.build_curriculum(node)
+                    version = self._carry_edits(self.runner.build_curriculum(node))
                     self.graph.set_status(node.id, "proposed", dataset_version_id=version)
                     info = self.store.datasets.get(version) or {}
                     self.bus.emit(CurriculumProposed(node_id=node.id, dataset_version_id=version,
@@ -342,9 +346,11 @@ class AgentLoop:
         info = self.store.datasets.get(version) or {}
         rows = tuple(self.store.datasets.rows(version))
         parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
+        note = info.get("note") or ""
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
                                   node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()),
-                                  pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), None))
+                                  pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), None),
+                                  note if note.startswith(CARRIED) else "")
         with self._waiting_for_person():  # outside any transaction: a person may take minutes
             decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():
@@ -358,6 +364,25 @@ class AgentLoop:
                 self.graph.set_status(node.id, "approved", dataset_version_id=chosen)
         self._write_log()
         return decision.action != "veto"
+
+    def _carry_edits(self, version: str) -> str:
+        """A new curriculum with the person's earlier edits in this run applied (reviewer.carry_edits), as a
+        version of its own whose note says what it carries; `version` itself when none applies. An edit
+        whose node failed (say, it put held-out items into training) is not carried."""
+        edits = [d for d in self.store.runs.decisions(self.run_id) if d["kind"] == "curriculum"
+                 and d["action"] == "edit" and d["who"] != "engine"
+                 and self.graph.nodes[d["node_id"]].status != "failed"]
+        if not edits:
+            return version
+        rows, counts = carry_edits(self.store.datasets.rows(version), [d["diff"] or {} for d in edits])
+        if not any(counts.values()):
+            return version
+        info = self.store.datasets.get(version) or {}
+        nodes = ", ".join(dict.fromkeys(str(d["node_id"]).rsplit(".", 1)[-1] for d in edits))
+        kept = ", ".join(f"{n} {'row' if n == 1 else 'rows'} {kind}" for kind, n in counts.items() if n)
+        return self.store.datasets.create(rows, task=info.get("task"), parent_id=version, run_id=self.run_id,
+                                          composition=info.get("composition"), qc_report=info.get("qc_report"),
+                                          note=f"{CARRIED}the person's edits of {nodes}: {kept}")
 
     def _revise(self, vetoed: Node, feedback: VetoFeedback) -> None:
         """Ask the planner to revise the vetoed pipeline by what the person said; the revision is the

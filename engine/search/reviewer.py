@@ -52,6 +52,7 @@ class CurriculumReview:
     # everything the pipeline changed against its parent's (engine.curation_log.pipeline_change), e.g.
     # `strategy.merge_deployed 0 → 0.5`: a change of recipe or strategy can leave the rows as they were
     change: str = ""
+    carried: str = ""  # the person's earlier edits this curriculum carries (carry_edits), in a sentence
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ class StdinReviewer:
     def review_curriculum(self, review: CurriculumReview) -> Decision:
         self._say(f"Curriculum for node {review.node_id}: {len(review.rows)} rows, composition "
                   f"{json.dumps(review.composition, sort_keys=True)}\n  why: {review.rationale or '-'}"
-                  + (f"\n  change: {review.change}" if review.change else ""))
+                  + (f"\n  change: {review.change}" if review.change else "")
+                  + (f"\n  {review.carried}" if review.carried else ""))
         if review.vetoed:
             v = review.vetoed
             self._say(f"  {'revision of' if v['revision'] else 'the planner found nothing to change for'} the veto of "
@@ -285,6 +287,29 @@ def diff_rows(old: list[dict[str, Any]] | tuple[dict[str, Any], ...],
         "changed": [{"id": i, "before": before[i], "after": after[i]}
                     for i in before if i in after and before[i] != after[i]],
     }
+
+
+def carry_edits(rows: list[dict[str, Any]], diffs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`rows` with a person's earlier edits (diff_rows, oldest first) applied: a row they changed is
+    replaced wherever its id comes back, one they removed stays out, one they added is added. An edit says
+    which rows are right, not only for the node it was made at. Also returns how many rows each kind
+    touched."""
+    out = {str(r["id"]): r for r in rows}
+    touched: dict[str, set[str]] = {"changed": set(), "removed": set(), "added": set()}
+    for diff in diffs:
+        for rid in map(str, diff.get("removed", ())):
+            if out.pop(rid, None) is not None:
+                touched["removed"].add(rid)
+        for change in diff.get("changed", ()):
+            rid = str(change["id"])
+            if rid in out and out[rid] != change["after"]:
+                out[rid] = change["after"]
+                touched["changed"].add(rid)
+        for row in diff.get("added", ()):
+            if str(row["id"]) not in out:
+                out[str(row["id"])] = row
+                touched["added"].add(str(row["id"]))
+    return list(out.values()), {kind: len(ids) for kind, ids in touched.items()}
 
 
 def apply_review(bus: EventBus, reviewer: Reviewer, review: CurriculumReview) -> tuple[Decision, str | None]:

@@ -501,6 +501,8 @@ class CurriculumReviewScreen(ModalScreen[Decision]):
             parts.append(f"\nwhy: {r.rationale}")
         if r.change:
             parts.append(f"\nchange: {r.change}")
+        if r.carried:
+            parts.append((f"\n{r.carried}", "$text-primary"))
         return Content.assemble(*parts)
 
     def summary_text(self) -> str:

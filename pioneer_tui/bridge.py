@@ -38,6 +38,7 @@ from engine.events import (
     encode,
 )
 from engine.search.gates import standing
+from engine.search.graph import best_of
 from store import Event
 from widgets.cluster_pane import ClusterExample, ClusterView
 from widgets.formatting import duration
@@ -367,7 +368,8 @@ class RunState:
             self.best_id = self.declared_best
             return
         ranked = [n for n in self.nodes.values() if n.score is not None and n.status in RANKED_STATUSES]
-        self.best_id = max(ranked, key=lambda n: n.score).id if ranked else None
+        best = best_of(ranked)
+        self.best_id = best.id if best else None
 
 
 def event_time(event: Event) -> datetime | None:

@@ -309,3 +309,14 @@ def test_decide_then_roll_back_is_what_expansion_target_does_and_a_refusal_keeps
     assert refused.kind == "tune_hyperparams" and refused.rollback_to is None
     assert m.roll_back(a, action).id == root.id
     assert m.graph.get(a.id).exhausted
+
+
+def test_best_is_the_highest_score_then_the_fewest_regressions_then_the_oldest(store):
+    m = make(store)
+    root = rooted(m, 0.5)
+    first, second, third = (m.add_proposals(root, [Proposal(pipe(e), "expand", {}, f"epochs {e}")])[0]
+                            for e in (1.0, 2.0, 4.0))
+    for node, regressions in ((first, 7), (second, 1), (third, 1)):
+        assert m.next_step().node is node
+        m.record(node.id, 0.9487, regressions)
+    assert m.best() is second

@@ -49,6 +49,13 @@ class Node:
         return bool(self.metrics.get("exhausted"))
 
 
+def best_of(nodes: Any) -> Any:
+    """The node with the highest score; of equal scores the one that broke fewer passes (what the gates
+    prefer: a tie must not show the one with 7 regressions as best beside one with 1), then the oldest.
+    Anything with `score` and `regressions` (the engine's nodes, the TUI's)."""
+    return max(nodes, key=lambda n: (n.score, -(n.regressions or 0)), default=None)
+
+
 class SearchGraph:
     def __init__(self, store: Store, run_id: str, bus: EventBus | None = None) -> None:
         self.store = store

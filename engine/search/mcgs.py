@@ -26,7 +26,7 @@ from typing import Literal
 
 from engine.errors import ConfigError
 from engine.search.gates import TrafficEvidence
-from engine.search.graph import PENDING, Node, SearchGraph
+from engine.search.graph import PENDING, Node, SearchGraph, best_of
 from engine.search.pipeline import Pipeline
 from engine.search.planner import FailureSummary, MoveOutcome, Proposal, SearchState, move_signature
 from engine.search.policy import Action, IterationPolicy, Outcome
@@ -217,8 +217,7 @@ class MCGS:
                 if not n.exhausted and len(n.children) < self.config.max_children]
 
     def best(self) -> Node | None:
-        scored = self.graph.evaluated()
-        return max(scored, key=lambda n: n.score) if scored else None  # first of equals = oldest
+        return best_of(self.graph.evaluated())
 
     def top_branches(self) -> list[Node]:
         """The best node of each branch, best first, at most top_k: the inputs of a fuse."""

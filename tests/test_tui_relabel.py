@@ -45,6 +45,9 @@ async def test_a_person_relabels_a_trace_and_the_next_diagnosis_uses_it(tmp_path
         await settle(pilot, lambda: isinstance(app.screen, TraceScreen))
         shown = screen_text(app)
         assert "berlin tomorrow" in shown and "…" not in shown  # the whole input, wrapped
+        await pilot.press("tab", *"travel", "ctrl+s")  # typed into the verdict list: nothing changed, nothing saved
+        await pilot.pause()
+        assert isinstance(app.screen, TraceScreen) and store.traces.get("t000")["human_by"] is None
         app.screen.query_one("#trace-verdict", Select).value = "fail"
         app.screen.query_one("#trace-output", Input).value = "travel"
         await pilot.press("ctrl+s")

@@ -139,7 +139,13 @@ class TraceScreen(ModalScreen[Relabel | None]):
         return Relabel(str(self.trace["id"]), None if verdict == JUDGE else str(verdict), output or None)
 
     def action_save(self) -> None:
-        self.dismiss(self.relabel())
+        label = self.relabel()
+        if (label.verdict, label.output) == (self.trace.get("human_verdict") or None,
+                                             self.trace.get("human_output") or None):
+            # typing while the verdict list has focus changes nothing: say so rather than store a no-op
+            self.notify("Nothing changed: tab moves to the verdict, then to the output.", title="Relabel")
+            return
+        self.dismiss(label)
 
     def action_close(self) -> None:
         self.dismiss(None)

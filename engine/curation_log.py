@@ -230,6 +230,8 @@ def render_curation_log(events: Iterable[Event]) -> str:
                 comp = composition_text(event.composition)
                 target.append(f"- **Curriculum** dataset {code(version)}: {markdown(comp)}")
                 target.extend("  " + line for line in qc_lines(event.qc))
+                if event.carried:
+                    target.append(f"  - {markdown(event.carried)}")
                 if sec is not None:
                     curricula[sec.node_id] = event.composition
                     parent = curricula.get(str(sec.parent_id))

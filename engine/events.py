@@ -156,6 +156,7 @@ class CurriculumProposed(EngineEvent):
     dataset_version_id: str | None = None
     composition: Mapping[str, Any] = field(default_factory=dict)
     qc: Mapping[str, Any] = field(default_factory=dict)
+    carried: str = ""  # the person's earlier edits it carries (engine.search.loop), in a sentence
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -125,6 +125,11 @@ def test_a_persons_edits_are_carried_into_every_later_curriculum_and_the_review_
             assert "gold 1" in [r["input"] for r in store.datasets.rows(version["parent_id"])]
             node = next(n for n in store.runs.nodes(bus.run_id) if n["id"] == review.node_id)
             assert node["dataset_version_id"] == review.dataset_version_id
+            assert version["composition"] == {s: sum(r["slice"] == s for r in review.rows) for s in ("gold", "replay")}
+        # the curation log says what each carried curriculum carries
+        log = render_curation_log(store.runs.events(bus.run_id))
+        assert log.count("carries the person's edits of n0001: 1 row changed, 1 row removed, 1 row added") == \
+            len(later)
 
 
 # ------------------------------------------------------------------ rollback

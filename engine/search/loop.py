@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -318,9 +319,11 @@ class AgentLoop:
                     version = self._carry_edits(self.runner.build_curriculum(node))
                     self.graph.set_status(node.id, "proposed", dataset_version_id=version)
                     info = self.store.datasets.get(version) or {}
+                    note = info.get("note") or ""
                     self.bus.emit(CurriculumProposed(node_id=node.id, dataset_version_id=version,
                                                      composition=info.get("composition") or {},
-                                                     qc=info.get("qc_report") or {}))
+                                                     qc=info.get("qc_report") or {},
+                                                     carried=note if note.startswith(CARRIED) else ""))
                     if (same := self._vetoed_twin(node.id, info.get("content_hash"))) is not None:
                         why = f"the same rows as the curriculum vetoed at {same}: never proposed again unchanged"
                         self.mcgs.veto(node.id, why)
@@ -380,8 +383,11 @@ class AgentLoop:
         info = self.store.datasets.get(version) or {}
         nodes = ", ".join(dict.fromkeys(str(d["node_id"]).rsplit(".", 1)[-1] for d in edits))
         kept = ", ".join(f"{n} {'row' if n == 1 else 'rows'} {kind}" for kind, n in counts.items() if n)
+        slices = Counter(str(r.get("slice") or "") for r in rows)
+        built = info.get("composition") or {}
+        composition = {k: slices.get(k, 0) for k in built} | {k: n for k, n in slices.items() if k and k not in built}
         return self.store.datasets.create(rows, task=info.get("task"), parent_id=version, run_id=self.run_id,
-                                          composition=info.get("composition"), qc_report=info.get("qc_report"),
+                                          composition=composition, qc_report=info.get("qc_report"),
                                           note=f"{CARRIED}the person's edits of {nodes}: {kept}")
 
     def _revise(self, vetoed: Node, feedback: VetoFeedback) -> None:

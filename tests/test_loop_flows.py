@@ -408,3 +408,35 @@ def test_a_pass_short_of_tau_is_offered_after_search_on_more_candidates(tmp_path
             assert "the search evaluates up to" in render_curation_log(store.runs.events(bus.run_id))
         else:
             assert notes == []
+
+
+class Offers(Asker):
+    """Approves everything and keeps what each promotion offer said."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offers: list[str] = []
+
+    def confirm_promotion(self, info: Confirmation) -> bool:
+        self.offers.append(info.summary)
+        return super().confirm_promotion(info)
+
+
+def test_an_offer_that_is_not_the_best_score_says_why_it_comes_first(tmp_path):
+    """Candidates are offered by estimated gain on traffic; when the search's best failure-set score is
+    another node, the offer says so, so a person is not left to wonder why."""
+    order = [Result(fixed=30, score=0.95), Result(fixed=40, score=0.90)]
+    seen: dict[str, Result] = {}
+
+    def outcome(pipeline) -> Result:
+        return seen.setdefault(repr(pipeline), order[min(len(seen), len(order) - 1)])
+
+    moves = [({"hyperparams.epochs": e}, f"{e:g} epochs") for e in range(4, 8)]
+    config = LoopConfig(mcgs=MCGSConfig(candidates_per_expansion=1), gates=GATES, search_on=1)
+    reviewer = Offers()
+    with Store(tmp_path / "ws") as store:
+        bus, parts, runner = fake_run(store, outcome, config)
+        run_loop(bus, replace(parts, planner=Scripted(moves)), reviewer, BudgetLimits(iterations=2))
+    assert len(reviewer.offers) == 1
+    assert reviewer.offers[0].endswith("; n0001 scores higher on the failure set (0.950 against 0.900) but gains "
+                                       "less on traffic")

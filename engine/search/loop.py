@@ -653,6 +653,13 @@ class AgentLoop:
                        f"run's (at least {evidence.gain_bound(self.config.gates.confidence):+.1%} at "
                        f"{self.config.gates.confidence:.0%}), {evidence.broken} of {evidence.regression} "
                        f"held-out passes broken")
+            best = self.mcgs.best()
+            if best is not None and (best.score or 0.0) > (node.score or 0.0):
+                # the search's best (failure-set score) is not what is offered first: say why
+                passed = (best.metrics.get("gates") or {}).get("passed")
+                summary += (f"; {best.id.rsplit('.', 1)[-1]} scores higher on the failure set ({best.score:.3f} "
+                            f"against {node.score or 0.0:.3f}) but "
+                            + ("gains less on traffic" if passed else "did not pass its gates"))
         return Confirmation(node.id, summary, {
             "from_model": current["id"] if current else None, "to_model": candidate.model_id,
             "before": _numeric(self.graph.roots()[0].metrics) if self.graph.roots() else {},

@@ -10,7 +10,7 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (if installed) and ask torch for deterministic kernels.
 
     Deterministic mode would also fill every new tensor with NaN (a guard against reading uninitialised
-    memory, which no code here does): that cost 8% of an encoder training step, so it is off; torch's
+    memory, which no code here does): that cost 4% of an encoder's training speed, so it is off; torch's
     docs say the kernels stay deterministic without it."""
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)

@@ -31,7 +31,7 @@ import importlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
@@ -75,6 +75,12 @@ from store.jsoncols import now
 
 # The note of a curriculum version that carries a person's earlier edits; the review shows it.
 CARRIED = "carries "
+
+
+def _carried(version: Mapping[str, Any]) -> str:
+    """What a dataset version carries of a person's earlier edits (AgentLoop._carry_edits), or ""."""
+    note = version.get("note") or ""
+    return note if note.startswith(CARRIED) else ""
 
 # Modes whose runs `resume_run` can rebuild: mode -> "module:function" returning LoopParts.
 MODE_FACTORIES: dict[str, str] = {
@@ -319,11 +325,9 @@ class AgentLoop:
                     version = self._carry_edits(self.runner.build_curriculum(node))
                     self.graph.set_status(node.id, "proposed", dataset_version_id=version)
                     info = self.store.datasets.get(version) or {}
-                    note = info.get("note") or ""
                     self.bus.emit(CurriculumProposed(node_id=node.id, dataset_version_id=version,
                                                      composition=info.get("composition") or {},
-                                                     qc=info.get("qc_report") or {},
-                                                     carried=note if note.startswith(CARRIED) else ""))
+                                                     qc=info.get("qc_report") or {}, carried=_carried(info)))
                     if (same := self._vetoed_twin(node.id, info.get("content_hash"))) is not None:
                         why = f"the same rows as the curriculum vetoed at {same}: never proposed again unchanged"
                         self.mcgs.veto(node.id, why)
@@ -349,11 +353,10 @@ class AgentLoop:
         info = self.store.datasets.get(version) or {}
         rows = tuple(self.store.datasets.rows(version))
         parent = self.graph.nodes.get(node.parent_id) if node.parent_id else None
-        note = info.get("note") or ""
         review = CurriculumReview(node.id, node.pipeline, rows, version, dict(info.get("composition") or {}),
                                   node.rationale, self._against_vetoed(node.id, rows), tuple(self.runner.labels()),
                                   pipeline_change(parent and parent.pipeline.to_dict(), node.pipeline.to_dict(), None),
-                                  note if note.startswith(CARRIED) else "")
+                                  _carried(info))
         with self._waiting_for_person():  # outside any transaction: a person may take minutes
             decision = self.reviewer.review_curriculum(review)
         with self.store.transaction():

@@ -160,8 +160,8 @@ def _decision_line(d: DecisionRecorded) -> str:
 
 
 def _gate_line(g: GateChecked) -> str:
-    mark = "✓" if g.passed else "✗"
-    return f"- {mark} gate `{g.gate}`: {_fmt(g.value)} {g.comparison} {_fmt(g.threshold)}"
+    name, value, limit = g.words
+    return f"- {'✓' if g.passed else '✗'} {name}: {value} ({limit})"
 
 
 def composition_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
+from engine.search.gate_text import gate_words
 from store import Event, Store
 
 Subscriber = Callable[[Event], None]
@@ -231,10 +232,9 @@ class GateChecked(EngineEvent):
     gate_rule: str | None = None
 
     @property
-    def comparison(self) -> str:
-        """The rule as it reads between value and threshold; events from before rules were recorded
-        say only that a threshold was compared."""
-        return self.rule or "vs threshold"
+    def words(self) -> tuple[str, str, str]:
+        """(what the gate measures, its value, what it must be), as every view shows them."""
+        return gate_words({"gate": self.gate, "value": self.value, "threshold": self.threshold, "rule": self.rule})
 
 
 @dataclass(frozen=True, kw_only=True)

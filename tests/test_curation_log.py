@@ -53,7 +53,8 @@ def test_the_log_covers_versions_ratios_qc_results_rationale_and_decisions(store
     assert "- **Decision** (curriculum): **veto** by tui:alice → dataset `ds-v3` — full fine-tune is too slow" in text
     assert "- **Training**: 110/110 steps, last loss 0.1, 95 ex/s" in text
     assert "- **Result**: score 0.9310, 4 regressions → **evaluated**" in text
-    assert "- ✗ gate `regression_set`: 4 vs threshold 2" in text
+    # a gate recorded before events carried its rule reads with the gate's own rule
+    assert "- ✗ regressions on the regression set: 4 regressions (must be ≤ 2)" in text
     assert "- **Rollback**: model `m-n0004` → `m-n0002` — 4 regressions > epsilon 2" in text
     assert "- **Promoted** model `m-n0005` (score 0.9680)" in text
     assert "Rationale: 0.80-0.95: tune hyperparameters with the data fixed." in text

@@ -332,3 +332,17 @@ def test_rollback_always_restores_the_model_deployed_before(ops):
                     stack.append((model, score))
             deployed = dep.deployed()
             assert (deployed["id"] if deployed else None) == (stack[-1][0] if stack else None)
+
+
+def test_a_runs_stop_reason_reads_its_gates_in_words_and_numbers():
+    from engine.search.gate_text import gate_words, gates_summary
+
+    assert gates_summary([{"gate": "gain", "passed": True, "value": 0.066857, "threshold": 0.0, "rule": ">"},
+                          {"gate": "regression_rate", "passed": False, "value": 0.158, "threshold": 0.149,
+                           "rule": "<="}]) == ("estimated gain on traffic, lower bound +6.7% (must be > 0, passed); "
+                                               "held-out passes broken 15.8% (must be ≤ 14.9%, failed)")
+    assert gates_summary([]) == "no gates checked"
+    # an event recorded before gates carried their rule reads with the gate's own rule
+    assert gate_words({"gate": "cross_checkpoint", "value": 3.0, "threshold": 2.0}) == (
+        "regressions on the previous checkpoint's set", "3 regressions", "must be ≤ 2")
+    assert gate_words({"gate": "custom", "value": None, "threshold": None}) == ("custom", "—", "no limit recorded")

@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 DASH = "—"
-RULES = {">=": "≥", "<=": "≤"}
 SLICE_NAMES = {"gold": "gold", "hard_negative": "hard negatives", "replay": "replay",
                "replay_coverage": "replay pool covered"}
 DROP_NAMES = {"exact_duplicate": "exact duplicates", "near_duplicate": "near duplicates", "leakage": "leaked",
@@ -56,11 +55,6 @@ def percent(fraction: float | None, digits: int = 1) -> str:
 def plural(n: int, noun: str, many: str | None = None) -> str:
     """"1 regression", "2 regressions"."""
     return f"{number(n)} {noun if n == 1 else many or noun + 's'}"
-
-
-def comparison(value: Any, rule: str, threshold: Any) -> str:
-    """A gate's test as a person writes it: "1 ≤ 2", "0.825 ≥ 0.769"."""
-    return f"{number(value)} {RULES.get(rule, rule)} {number(threshold)}".strip()
 
 
 def duration(seconds: float) -> str:

@@ -10,10 +10,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from widgets.formatting import comparison, number, score
+from widgets.formatting import number, score
 from widgets.search_graph import GraphNode
-
-AT_MOST_GATES = frozenset({"regression_set", "cross_checkpoint"})  # counts of regressions; the rest are floors
 
 PIPELINE_PARTS = (
     ("D dataset", ("D", "data", "dataset")),
@@ -87,11 +85,9 @@ def render_node(node: GraphNode | None, *, best: bool = False, deployed: bool = 
     if node.gates:
         parts.append(Text("\nGates", style="bold underline"))
         for gate in node.gates:
-            rule = "<=" if gate.get("gate") in AT_MOST_GATES else ">="
             verdict = ("✓ pass", "green") if gate.get("passed") else ("✗ fail", "red")
-            parts.append(Text.assemble(
-                (f"{verdict[0]} ", verdict[1]),
-                f"{gate.get('gate')}: {comparison(gate.get('value'), rule, gate.get('threshold'))}"))
+            name, value, limit = gate["words"]
+            parts.append(Text.assemble((f"{verdict[0]} ", verdict[1]), f"{name}: {value} ({limit})"))
     if node.metrics:
         parts += [Text("\nMetrics", style="bold underline"), _metrics_table(node.metrics)]
     return Group(*parts)

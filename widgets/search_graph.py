@@ -47,6 +47,7 @@ class GraphNode:
     rationale: str = ""
     pipeline: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # each gate's verdict, with "words": (what it measures, its value, what it must be) as a person reads them
     gates: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -53,6 +53,7 @@ from engine.events import (
 )
 from engine.models.base import Progress, ProgressCallback
 from engine.search.budget import Budget, BudgetLimits
+from engine.search.gate_text import gates_summary
 from engine.search.gates import Candidate, Deployment, GateConfig, GateReport, TrafficEvidence
 from engine.search.graph import Node, SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step
@@ -303,7 +304,7 @@ class AgentLoop:
             else:
                 try:
                     self.deployment.promote(candidate, GateReport.from_dict(node.metrics["gates"]))
-                    return (f"gates passed at {node.id} (score {node.score:.4f}, {_gate_summary(node)}) and a "
+                    return (f"gates passed at {node.id} (score {node.score:.3f}; {_gate_summary(node)}) and a "
                             "person approved")
                 except GateError as exc:
                     with self.store.transaction():
@@ -613,7 +614,7 @@ class AgentLoop:
             promoted, outcome, extra = self._close_call(close[0], keep)
         else:
             best = self.mcgs.best()
-            detail = f"best {best.id}: score {best.score:.4f}, {_gate_summary(best)}" \
+            detail = f"best {best.id}: score {best.score:.3f}; {_gate_summary(best)}" \
                 if best is not None and best.metrics.get("gates") else "no candidate was evaluated"
             outcome = f"{keep}: no candidate passed the gates ({detail})"
         best = next((n for n in self.graph.nodes.values() if promoted and n.model_id == promoted), None) \
@@ -650,7 +651,7 @@ class AgentLoop:
         report = GateReport.from_dict(node.metrics["gates"])
         current = self.deployment.deployed()
         evidence = candidate.evidence
-        summary = f"promote {candidate.model_id} (score {candidate.score:.4f}, {_gate_summary(node)})"
+        summary = f"promote {candidate.model_id} (score {candidate.score:.3f}; {_gate_summary(node)})"
         if evidence is not None:
             summary = (f"promote {candidate.model_id}: estimated gain {evidence.gain():+.1%} on traffic like this "
                        f"run's (at least {evidence.gain_bound(self.config.gates.confidence):+.1%} at "
@@ -795,9 +796,7 @@ def promote_command(node_id: str) -> str:
 
 
 def _gate_summary(node: Node) -> str:
-    results = (node.metrics.get("gates") or {}).get("results") or []
-    return ", ".join(f"{r['gate']} {'passed' if r['passed'] else 'failed'} ({r['value']:g} {r['rule']} "
-                     f"{r['threshold']:g})" for r in results) or "no gates checked"
+    return gates_summary((node.metrics.get("gates") or {}).get("results") or [])
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:

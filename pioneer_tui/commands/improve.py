@@ -231,7 +231,8 @@ class RunPrinter:
                   f"{'—' if r is None else r}" + ("" if cross is None else f", previous-checkpoint regressions {cross}"))
 
     def _on_gate_checked(self, e: GateChecked) -> None:
-        self._say(f"    gate {e.gate}: {'PASS' if e.passed else 'FAIL'} ({e.value:g} {e.comparison} {e.threshold:g})")
+        name, value, limit = e.words
+        self._say(f"    {'PASS' if e.passed else 'FAIL'} {name}: {value} ({limit})")
 
     def _on_rollback(self, e: Rollback) -> None:
         self._say(f"  rollback {_short(e.node_id)}: {e.from_model} -> {e.to_model} ({e.reason})")

@@ -19,21 +19,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from engine.search.gate_text import gate_words
 from engine.search.loop import promote_command
-from widgets.formatting import RULES, number, percent, plural, signed
+from widgets.formatting import number, plural, signed
 
 # How each gate (engine.search.gates) reads: its name for people and how its value is counted.
-GATES: dict[str, tuple[str, str]] = {
-    "gain": ("estimated gain on traffic, lower bound", "gain"),
-    "regression_rate": ("held-out passes broken", "share"),
-    "regression_budget": ("held-out passes broken", "count"),
-    "cross_budget": ("broken on the previous checkpoint's set", "share"),
-    "failure_set": ("accuracy on the failure set", "score"),
-    "regression_set": ("regressions on the regression set", "count"),
-    "cross_checkpoint": ("regressions on the previous checkpoint's set", "count"),
-    "monotone": ("score, against the deployed model's", "score"),
-    "stop": ("score, against the threshold", "score"),
-}
 
 
 @dataclass(frozen=True)
@@ -76,24 +66,11 @@ def short(node_id: str | None) -> str:
     return str(node_id).rsplit(".", 1)[-1] if node_id else "?"
 
 
-def gate_value(kind: str, value: Any) -> str:
-    if kind == "gain":
-        return ("+" if value > 0 else "") + percent(value)
-    if kind == "share":
-        return percent(value)
-    if kind == "count":
-        return plural(int(value), "regression")
-    return number(value)
-
-
 def gate_row(result: dict[str, Any]) -> tuple[Text, str, str]:
     """(✓/✗ and the gate's name, its value, what it must be): "+7.7%", "must be > 0"."""
-    name, kind = GATES.get(str(result.get("gate")), (str(result.get("gate")), "score"))
+    name, value, limit = gate_words(result)
     passed = bool(result.get("passed"))
-    mark = Text.assemble(("✓ " if passed else "✗ ", "green" if passed else "bold red"), name)
-    threshold = result.get("threshold")
-    limit = number(threshold) if kind == "count" or not threshold else gate_value(kind, threshold).lstrip("+")
-    return mark, gate_value(kind, result.get("value")), f"must be {RULES.get(result.get('rule'), result.get('rule'))} {limit}"
+    return Text.assemble(("✓ " if passed else "✗ ", "green" if passed else "bold red"), name), value, limit
 
 
 def gates_table(gates: list[dict[str, Any]]) -> Table:

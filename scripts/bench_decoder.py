@@ -109,9 +109,13 @@ def run_ours(base_path: str, config: TrainConfig, rows, pad_id: int, bf16: bool)
 
 def make_trainer(base_path: str, config: TrainConfig, rows, tokenizer, grouped: bool, out: str):
     """transformers.Trainer as its docs recommend for this data: per-batch dynamic padding."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
-    seed_everything(config.seed)
+    # seeded as a user's Trainer is (transformers.set_seed), not in our deterministic mode (ours, run in
+    # this process before it, turned that on); as scripts/bench_encoder.py does
+    torch.use_deterministic_algorithms(False)
+    set_seed(config.seed)
     model = prepare_model(base_path, config, "cpu")
     dataset = [{"input_ids": r.input_ids, "attention_mask": [1] * len(r.input_ids), "labels": r.labels}
                for r in rows]

@@ -7,6 +7,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from pioneer_tui.screens.review import parse_ratios, resample_to_ratios
+from widgets.curriculum_table import CurriculumRow, CurriculumTable
 from widgets.formatting import value_text
 from widgets.score_chart import ScorePoint, chart_rows
 from widgets.search_graph import GraphNode, SearchGraph
@@ -186,3 +187,24 @@ def test_cluster_characteristics_read_as_one_line_each():
     assert value_text({"music->weather": 2, "weather->music": 6}) == "music->weather 2, weather->music 6"
     assert value_text(["50% question", "100% lowercase"]) == "50% question; 100% lowercase"
     assert value_text({"mean": 3.5123, "p90": 4.0}) == "mean 3.51, p90 4"
+
+
+class TableApp(App):
+    def compose(self) -> ComposeResult:
+        yield CurriculumTable(id="t")
+
+
+async def test_a_curriculum_table_fits_a_window_made_narrower():
+    """Columns keep their widest cell's width unless rebuilt: after 100 -> 80 columns the output was cut."""
+    rows = [CurriculumRow("gold", "please move four hundred dollars from checking to my savings account " * 2,
+                          "transfer_between_accounts"), CurriculumRow("replay", "change the language", "change_language")]
+    app = TableApp()
+    async with app.run_test(size=(100, 12)) as pilot:
+        table = app.query_one(CurriculumTable)
+        table.set_rows(rows)
+        await pilot.pause()
+        await pilot.resize_terminal(80, 12)
+        await pilot.pause()
+        widths = [c.get_render_width(table) for c in table.columns.values()]
+        assert sum(widths) <= 80 and table.virtual_size.width <= 80
+        assert str(table.get_row_at(1)[3]) == "change_language"

@@ -58,6 +58,9 @@ def _number(i: int, row: CurriculumRow) -> Text:
     return Text.assemble((f"{FLAG} ", "bold red"), str(i + 1)) if row.flag else Text(str(i + 1))
 
 
+COLUMNS = ("#", "slice", "input", "output")
+
+
 class CurriculumTable(DataTable):
     """Row keys are row positions, so the review screen can map the cursor back to its row list. Input
     and output are cut to fit the table's width, and cut again when it is resized."""
@@ -67,12 +70,13 @@ class CurriculumTable(DataTable):
         self._curriculum: list[CurriculumRow] = []
 
     def on_mount(self) -> None:
-        self.add_columns("#", "slice", "input", "output")
+        self.add_columns(*COLUMNS)
 
     def set_rows(self, rows: Sequence[CurriculumRow]) -> None:
         keep = self.cursor_row
         self._curriculum = list(rows)
-        self.clear()
+        self.clear(columns=True)  # a column keeps its widest cell's width until it is rebuilt (a narrower window)
+        self.add_columns(*COLUMNS)
         free = max(self.size.width - FIXED_WIDTH, MIN_TEXT_WIDTH)
         width = free * 3 // 5
         for i, row in enumerate(self._curriculum):

@@ -12,6 +12,7 @@ from widgets.formatting import value_text
 from widgets.score_chart import ScorePoint, chart_rows
 from widgets.search_graph import GraphNode, SearchGraph
 from widgets.status_bar import RunStatus, StepProgress, progress_bar, status_lines
+from widgets.tick_list import TickList
 
 pytestmark = pytest.mark.anyio
 
@@ -208,3 +209,20 @@ async def test_a_curriculum_table_fits_a_window_made_narrower():
         widths = [c.get_render_width(table) for c in table.columns.values()]
         assert sum(widths) <= 80 and table.virtual_size.width <= 80
         assert str(table.get_row_at(1)[3]) == "change_language"
+
+
+class TicksApp(App):
+    def compose(self) -> ComposeResult:
+        yield TickList[str](("too much replay", "replay"), ("bad corrections", "gold"), id="l")
+
+
+async def test_ticked_and_unticked_boxes_differ_without_colour():
+    app = TicksApp()
+    async with app.run_test(size=(40, 6)) as pilot:
+        ticks = app.query_one(TickList)
+        ticks.focus()
+        await pilot.press("space")  # ticks the highlighted first reason
+        await pilot.pause()
+        lines = [ticks.render_line(y).text for y in range(2)]
+        assert lines[0].startswith("▐✓▌ too much replay") and lines[1].startswith("▐ ▌ bad corrections")
+        assert ticks.selected == ["replay"]

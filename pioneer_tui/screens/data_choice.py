@@ -17,6 +17,7 @@ from textual.widgets.selection_list import Selection
 
 from engine.catalog import CatalogSearch, Match
 from pioneer_tui.screens.confirm import MODAL_CSS
+from widgets.tick_list import TickList
 
 SHOWN = 10
 
@@ -48,7 +49,7 @@ class DataChoiceScreen(ModalScreen[tuple[int, ...] | None]):
             yield Static(Text(f"{len(self.search.accepted)} of {sum(self.search.searched.values())} datasets reach "
                               f"the similarity floor {self.search.floor:.2f} with the right task type; space "
                               "ticks, ctrl+s uses the ticked ones" + "".join(f"\n{n}" for n in self.search.notes)))
-            yield SelectionList[int](*(Selection(self._prompt(m), i, m is best) for i, m in enumerate(self.shown)))
+            yield TickList[int](*(Selection(self._prompt(m), i, m is best) for i, m in enumerate(self.shown)))
             yield Static(id="data-why")
             yield Static(id="data-check")
             with Horizontal():

@@ -30,6 +30,7 @@ from engine.tasks import task_type
 from pioneer_tui.screens.confirm import short
 from widgets.curriculum_table import SLICES, CurriculumRow, CurriculumTable, composition_line, slice_counts
 from widgets.formatting import SLICE_NAMES, plural, qc_lines
+from widgets.tick_list import TickList
 
 TOLERANCE = 1e-9
 
@@ -399,7 +400,7 @@ class VetoScreen(ModalScreen[Decision | None]):
             yield Input(placeholder="e.g. the replay rows are all one intent", id="veto-text")
             yield Static("and / or what to change: the planner revises the curriculum by what you pick "
                         "(enter or tab here, space toggles, ctrl+s vetoes); the revision is reviewed next.")
-            yield SelectionList[str](*((label, code) for code, label in VETO_REASONS.items()), id="veto-reasons")
+            yield TickList[str](*((label, code) for code, label in VETO_REASONS.items()), id="veto-reasons")
             yield Static(id="veto-check")
         yield Footer()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
-from engine.search.gate_text import gate_words
+from engine.gate_text import gate_words
 from store import Event, Store
 
 Subscriber = Callable[[Event], None]

@@ -335,7 +335,7 @@ def test_rollback_always_restores_the_model_deployed_before(ops):
 
 
 def test_a_runs_stop_reason_reads_its_gates_in_words_and_numbers():
-    from engine.search.gate_text import gate_words, gates_summary
+    from engine.gate_text import gate_words, gates_summary
 
     assert gates_summary([{"gate": "gain", "passed": True, "value": 0.066857, "threshold": 0.0, "rule": ">"},
                           {"gate": "regression_rate", "passed": False, "value": 0.158, "threshold": 0.149,

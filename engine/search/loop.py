@@ -51,9 +51,9 @@ from engine.events import (
     TrainProgress,
     TrainStarted,
 )
+from engine.gate_text import gates_summary
 from engine.models.base import Progress, ProgressCallback
 from engine.search.budget import Budget, BudgetLimits
-from engine.search.gate_text import gates_summary
 from engine.search.gates import Candidate, Deployment, GateConfig, GateReport, TrafficEvidence
 from engine.search.graph import Node, SearchGraph
 from engine.search.mcgs import MCGS, ExplorationSchedule, MCGSConfig, Step

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from engine.search.gate_text import gate_words
+from engine.gate_text import gate_words
 from engine.search.loop import promote_command
 from widgets.formatting import number, plural, signed
 

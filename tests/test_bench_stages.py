@@ -90,3 +90,15 @@ def test_the_arithmetic_scenario_is_generation_with_one_row_per_question():
     assert len({ex.input for ex in examples}) == len(examples)
     a, op, b = examples[0].input.removeprefix("Calculate ").rstrip(".").split()
     assert op in "+-" and int(examples[0].output) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+
+
+def test_the_family_relationships_scenario_is_short_answer_generation_with_one_row_per_question():
+    from engine.bench.stages import load_dataset
+
+    task, examples = load_dataset("family_relationships", "unused")
+    assert task == "generation" and len(examples) == 10000
+    assert len({ex.input for ex in examples}) == len(examples)
+    story, question = examples[0].input.split("\n\n")
+    assert " is married to " in story and "word" in question
+    assert {ex.output for ex in examples} >= {"son", "wife", "husband", "mother-in-law", "grandfather"}
+    assert all(" " not in ex.output for ex in examples)  # one word

@@ -34,7 +34,11 @@ DATASETS = {"clinc150": ("clinc150/data_full.json", "classification"),
 # (Its division items are not exact quotients, so the scenario uses + and -.)
 PACKAGED = {"arithmetic": ("reasoning-gym:basic_arithmetic", "generation", {
     "size": 10000, "seed": 0, "min_terms": 2, "max_terms": 2, "max_digits": 2, "operators": ("+", "-"),
-    "allow_parentheses": False, "allow_negation": False})}
+    "allow_parentheses": False, "allow_negation": False}),
+    # who is whose relative in a family of 4-5 described in plain sentences, answered in one word
+    # (reasoning-gym family_relationships, Apache-2.0): short-answer QA over ten relations
+    "family_relationships": ("reasoning-gym:family_relationships", "generation", {
+        "size": 10000, "seed": 0, "min_family_size": 4, "max_family_size": 5})}
 POISON_BOOST = 6.0
 
 

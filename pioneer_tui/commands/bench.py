@@ -1,4 +1,4 @@
-"""`pioneer-tui bench adaptft --dataset clinc150|sms_spam|wnut17|arithmetic|<path> --seed N [--quick]`.
+"""`pioneer-tui bench adaptft --dataset clinc150|sms_spam|wnut17|arithmetic|family_relationships|<path> --seed N [--quick]`.
 
 Runs AdaptFT-Bench in its own workspace folder (`<out>/workspace`, default out
 `<workspace>/bench/adaptft-<dataset>-s<seed>[-quick]`), so the bench's deployments never touch the
@@ -32,8 +32,8 @@ def register(subparsers: Any) -> None:
         "rollback) is compared with realistic naive retraining and controlled baselines on the union of the "
         "stage test splits.")
     ada.add_argument("--dataset", required=True,
-                     help="clinc150, sms_spam, wnut17 (under --data-root), arithmetic (generation, from "
-                     "reasoning-gym) or a dataset file / registry source")
+                     help="clinc150, sms_spam, wnut17 (under --data-root), arithmetic or family_relationships "
+                     "(generation, from reasoning-gym) or a dataset file / registry source")
     ada.add_argument("--seed", type=int, default=0)
     ada.add_argument("--quick", action="store_true", help="small sizes (clean 300, stages of 150 logs)")
     ada.add_argument("--data-root", type=Path, default=Path("../shared/data"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from production_fixture import MODEL_NAME, build_template, copy_workspace
@@ -78,7 +79,9 @@ def test_improve_output_and_json_summary(template, tmp_path, capsys):
     narration = captured.err
     assert "Failure taxonomy: 23 failing, 43 passing traces" in narration
     assert "prompt-injection / jailbreak attempts" in narration and "triage: fixable" in narration
-    assert "gate gain:" in narration and "gate regression_rate:" in narration  # the default (traffic) rule
+    # the default (traffic) rule's gates, in words: "    PASS estimated gain on traffic, lower bound: +6.7% (must be > 0)"
+    assert re.search(r"^    (PASS|FAIL) estimated gain on traffic, lower bound: [+-]?[\d.]+% \(must be > 0\)$", narration, re.M)
+    assert re.search(r"^    (PASS|FAIL) held-out passes broken: [\d.]+% \(must be ≤ [\d.]+%\)$", narration, re.M)
     assert f"Final decision: {summary['outcome']}" in narration
     assert summary["status"] == "finished" and summary["clusters"] and summary["iterations"][0]["operator"] == "root"
     for it in summary["iterations"][1:]:

@@ -226,3 +226,14 @@ async def test_ticked_and_unticked_boxes_differ_without_colour():
         lines = [ticks.render_line(y).text for y in range(2)]
         assert lines[0].startswith("▐✓▌ too much replay") and lines[1].startswith("▐ ▌ bad corrections")
         assert ticks.selected == ["replay"]
+
+
+def test_a_revision_with_the_same_rows_says_what_else_changed():
+    from pioneer_tui.screens.review import vetoed_text
+
+    text = vetoed_text({"node_id": "run-1.n0001", "reason": "too little gold", "revision": True})
+    assert text == ("Revision of n0001, vetoed (too little gold): the same rows; what changed is their weights, "
+                    "outputs or slices (see why)")
+    moved = vetoed_text({"node_id": "run-1.n0002", "reason": "too much replay", "revision": True,
+                         "removed": {"replay": 70}})
+    assert moved.endswith("replay −70")

@@ -228,7 +228,7 @@ def vetoed_text(vetoed: dict[str, Any]) -> str:
     head = f"Revision of {node}, vetoed{why}: " if vetoed["revision"] else (
         f"{node} was vetoed{why}, and the planner found nothing to change for it (it acts on the reasons "
         f"picked, not on words alone): this is the search's next proposal. Against {node}: ")
-    return head + (" · ".join(changes) or "the same inputs (outputs or slices changed)")
+    return head + (" · ".join(changes) or "the same rows; what changed is their weights, outputs or slices (see why)")
 
 
 # -- dialogs ------------------------------------------------------------------------------------

@@ -318,7 +318,7 @@ class RunState:
         if node is None:
             return set()
         node.gates.append({"gate": e.gate, "passed": e.passed, "value": e.value, "threshold": e.threshold,
-                           "rule": e.rule, "words": e.words})
+                           "words": e.words})
         failed = [g["gate"] for g in node.gates if not g["passed"]]
         if node.status in ("evaluated", "accepted", "rejected"):
             node.status = standing(failed)

@@ -8,8 +8,7 @@ from typing import Generic, TypeVar
 
 from rich.segment import Segment
 from textual.strip import Strip
-from textual.widgets import SelectionList
-from textual.widgets._toggle_button import ToggleButton
+from textual.widgets import Checkbox, SelectionList
 
 T = TypeVar("T")
 TICKED, UNTICKED = "✓", " "
@@ -20,8 +19,9 @@ class TickList(SelectionList[T], Generic[T]):
         strip = super().render_line(y)
         segments = list(strip)
         index = self.scroll_offset.y + y
-        if len(segments) < 2 or segments[1].text != ToggleButton.BUTTON_INNER or index >= self.option_count:
+        # segment 1 is the box's inside, the X of Textual's toggle buttons (Checkbox's, SelectionList's)
+        if len(segments) < 2 or segments[1].text != Checkbox.BUTTON_INNER or index >= self.option_count:
             return strip
-        ticked = self.get_option_at_index(index).value in self._selected
+        ticked = self.get_option_at_index(index).value in self.selected
         segments[1] = Segment(TICKED if ticked else UNTICKED, segments[1].style)
         return Strip(segments, strip.cell_length)

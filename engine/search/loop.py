@@ -83,6 +83,7 @@ def _carried(version: Mapping[str, Any]) -> str:
     note = version.get("note") or ""
     return note if note.startswith(CARRIED) else ""
 
+
 # Modes whose runs `resume_run` can rebuild: mode -> "module:function" returning LoopParts.
 MODE_FACTORIES: dict[str, str] = {
     "production": "engine.production:loop_parts",

@@ -23,8 +23,6 @@ from engine.gate_text import gate_words
 from engine.search.loop import promote_command
 from widgets.formatting import number, plural, signed
 
-# How each gate (engine.search.gates) reads: its name for people and how its value is counted.
-
 
 @dataclass(frozen=True)
 class GateReview:

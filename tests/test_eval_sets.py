@@ -100,3 +100,15 @@ def test_the_fix_holdout_draws_inputs_and_holds_out_every_copy():
     inputs = {i.input for i in items if i.id in held}
     assert len(inputs) == 2 and len(held) == 4  # 20% of the ten inputs, both copies of each
     assert "p" not in held and fix_holdout(items, 0.2, seed=3) == held
+
+
+def test_a_fix_holdout_of_few_failures_is_raised_to_a_measurable_count_but_never_past_half():
+    from engine.diagnosis.eval_sets import EvalItem, fix_holdout
+
+    def items(n: int) -> list[EvalItem]:
+        return [EvalItem(f"t{i}", f"request {i}", "a", "a", "auto", True) for i in range(n)]
+
+    assert len(fix_holdout(items(10), 0.2, at_least=5)) == 5  # 20% would be 2
+    assert len(fix_holdout(items(6), 0.2, at_least=5)) == 3  # half of six
+    assert len(fix_holdout(items(40), 0.2, at_least=5)) == 8  # the share, when it is more
+    assert fix_holdout(items(10), 0.0, at_least=5) == []  # no holdout asked for (the strict rule)

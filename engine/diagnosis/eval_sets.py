@@ -109,16 +109,18 @@ def regression_set(pass_: Sequence[Trace], n_fail: int, *, fraction: float = 0.5
     })
 
 
-def fix_holdout(items: Sequence[EvalItem], fraction: float, seed: int = 0) -> list[str]:
+def fix_holdout(items: Sequence[EvalItem], fraction: float, seed: int = 0, at_least: int = 0) -> list[str]:
     """Ids of about fraction x n fixable, corrected failure-set items, stratified by expected answer:
-    kept out of training so a candidate's fix rate is measured on failures it never saw. Inputs are
-    drawn, not traces: every copy of a repeated request is held out with it (a copy left in training
-    would teach the held-out answer)."""
+    kept out of training so a candidate's fix rate is measured on failures it never saw. With a
+    fraction > 0, at least `at_least` inputs are held out (never more than half of them): a share of
+    few failures is too few to measure a fix rate on. Inputs are drawn, not traces: every copy of a
+    repeated request is held out with it (a copy left in training would teach the held-out answer)."""
     fixable = [i for i in items if i.fixable is not False and i.expected is not None]
     first: dict[str, EvalItem] = {}
     for item in sorted(fixable, key=lambda i: i.id):
         first.setdefault(item.input, item)
-    chosen = stratified_sample(list(first.values()), round(fraction * len(first)), lambda i: i.stratum, seed)
+    n = max(round(fraction * len(first)), min(at_least, len(first) // 2)) if fraction > 0 else 0
+    chosen = stratified_sample(list(first.values()), n, lambda i: i.stratum, seed)
     held = {i.input for _, i in chosen}
     return sorted(i.id for i in fixable if i.input in held)
 

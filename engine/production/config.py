@@ -40,7 +40,9 @@ class ProductionConfig:
     "traffic", the default, or the paper's "strict"), with the traffic rule's regression budget
     (`max_regressions`, `max_regression_rate`); `fix_holdout`: the share of fixable failures kept out of
     training to measure the fix rate (default 0.2 under the traffic rule, 0 under strict: the paper
-    trains on every failure); `regression_pass_share`: the traffic rule's regression set as a share of
+    trains on every failure), and at least `min_fix_holdout` failures (never more than half) when that share
+is fewer: a perfect fix rate on 2 held-out failures has a 95% lower bound of 0.43, which no real fix
+gets past the gain gate with, on 5 it is 0.65; `regression_pass_share`: the traffic rule's regression set as a share of
     T_pass (strict sizes it as `regression_fraction` of |T_fail|). `churn_budget`: before the search,
     retrain the deployed model's recipe on its own training data with another seed, and raise the
     regression budget (`max_regression_rate`) to the share of held-out passes that retrain breaks: the
@@ -69,6 +71,7 @@ class ProductionConfig:
     max_regressions: int | None = None
     max_regression_rate: float | None = DEFAULT_MAX_REGRESSION_RATE
     fix_holdout: float | None = None
+    min_fix_holdout: int = 5
     regression_pass_share: float = 0.5
     churn_budget: bool = False
     search_on: int = 2
@@ -97,6 +100,8 @@ class ProductionConfig:
              "a row count >= 0 (0: always sample 10-20% of D_parent)"),
             (self.fix_holdout is None or 0.0 <= self.fix_holdout <= 0.5, "fix_holdout",
              "a share of the fixable failures in [0, 0.5] or unset"),
+            (isinstance(self.min_fix_holdout, int) and self.min_fix_holdout >= 0, "min_fix_holdout",
+             "a count of fixable failures >= 0 (5)"),
             (0.05 <= self.regression_pass_share <= 0.9, "regression_pass_share", "a share of T_pass in [0.05, 0.9]"),
             (isinstance(self.search_on, int) and self.search_on >= 0, "search_on", "an integer >= 0 (2)"),
             (not self.churn_budget or (self.gate == "traffic" and self.max_regression_rate is not None),

@@ -102,6 +102,8 @@ def test_failures_are_fixed_and_promoted_through_the_reviewer(template, tmp_path
         assert len({i.stratum for i in regression.items}) == 4
         fixable_ids = [i.id for i in diagnosis.failure.items if i.fixable is not False and i.expected is not None]
         assert len(diagnosis.holdout_ids) == max(round(0.2 * len(fixable_ids)), 5) == 5
+        notes = "".join(e.payload["markdown"] for e in events if e.type == "curation_note")
+        assert f"fix holdout: 5 of the {len(fixable_ids)} fixable failures never trained on" in notes
         assert set(diagnosis.holdout_ids) <= set(fixable_ids)
 
         # every curriculum: no poison, no regression-set input; this D_parent is small (<= full_replay_below),

@@ -282,7 +282,7 @@ def _diagnosis_notes(d: Diagnosis, parent_rows: list[dict[str, Any]],
                f"(reported separately); judged by {json.dumps(failure.metadata['judges'])}\n"
                f"- regression set: {len(regression)} passing traces never trained on ({_share(regression, d.pass_ids)} "
                f"of T_pass, stratified: {json.dumps(regression.metadata['strata'])})\n"
-               f"- fix holdout: {len(d.holdout_ids)} fixable failures never trained on"
+               f"- fix holdout: {len(d.holdout_ids)} of the {corrected} fixable failures never trained on"
                f"{' (the fix rate is measured on them)' if d.holdout_ids else ''}\n"
                f"- previous checkpoint's set: {len(d.cross) or 'none (first evaluated checkpoint)'}")
     probes_md = "\n".join(f"- {p['cluster_id']}: {p['n_failed']}/{p['n_probes']} probes failed "

@@ -40,9 +40,9 @@ class ProductionConfig:
     "traffic", the default, or the paper's "strict"), with the traffic rule's regression budget
     (`max_regressions`, `max_regression_rate`); `fix_holdout`: the share of fixable failures kept out of
     training to measure the fix rate (default 0.2 under the traffic rule, 0 under strict: the paper
-    trains on every failure), and at least `min_fix_holdout` failures (never more than half) when that share
-is fewer: a perfect fix rate on 2 held-out failures has a 95% lower bound of 0.43, which no real fix
-gets past the gain gate with, on 5 it is 0.65; `regression_pass_share`: the traffic rule's regression set as a share of
+    trains on every failure), but at least `min_fix_holdout` (never over half) when that share is fewer: a
+    perfect fix rate on 2 held-out failures has a 95% lower bound of 0.43, too weak for a real fix to pass
+    the gain gate, on 5 it is 0.65; `regression_pass_share`: the traffic rule's regression set as a share of
     T_pass (strict sizes it as `regression_fraction` of |T_fail|). `churn_budget`: before the search,
     retrain the deployed model's recipe on its own training data with another seed, and raise the
     regression budget (`max_regression_rate`) to the share of held-out passes that retrain breaks: the

@@ -198,8 +198,7 @@ def diagnose(store: Store, bus: EventBus, config: ProductionConfig, planner: Pla
     reports = _probe(store, deployed, taxonomy, parts.fail, reference, task, embedder, config)
     taxonomy = taxonomy.with_confirmation({r.cluster_id: r.failure_rate for r in reports})
     failure = failure_set(parts.fail, verdicts)
-    holdout = set(fix_holdout(failure.items, config.holdout_share, seed=config.seed,
-                                   at_least=config.min_fix_holdout))
+    holdout = set(fix_holdout(failure.items, config.holdout_share, seed=config.seed, at_least=config.min_fix_holdout))
     # a failing probe made from a held-out failure would teach it: only probes of trained failures are gold
     probe_rows = [row for r in reports if r.confirmed for row in r.candidates()
                   if str(row.get("source", "")).rsplit(":", 1)[-1] not in holdout]

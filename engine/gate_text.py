@@ -16,8 +16,8 @@ GATE_WORDS: dict[str, tuple[str, str, str]] = {
     "failure_set": ("accuracy on the failure set", "score", ">="),
     "regression_set": ("regressions on the regression set", "count", "<="),
     "cross_checkpoint": ("regressions on the previous checkpoint's set", "count", "<="),
-    "monotone": ("score, against the deployed model's", "score", ">="),
-    "stop": ("score, against the threshold", "score", ">="),
+    "monotone": ("score (floor: the deployed model's)", "score", ">="),
+    "stop": ("score (floor: the threshold)", "score", ">="),
 }
 RULE_SIGNS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
 

@@ -112,3 +112,10 @@ def test_a_fix_holdout_of_few_failures_is_raised_to_a_measurable_count_but_never
     assert len(fix_holdout(items(6), 0.2, at_least=5)) == 3  # half of six
     assert len(fix_holdout(items(40), 0.2, at_least=5)) == 8  # the share, when it is more
     assert fix_holdout(items(10), 0.0, at_least=5) == []  # no holdout asked for (the strict rule)
+
+
+def test_a_negative_fix_holdout_floor_is_refused_naming_the_field():
+    from engine.production.config import ProductionConfig
+
+    with pytest.raises(ConfigError, match=r"ProductionConfig\.min_fix_holdout=-1 is invalid: use a count"):
+        ProductionConfig(model="m", min_fix_holdout=-1)
